@@ -1,0 +1,125 @@
+//! The `gateway` command line: argument parsing and the exit-code policy.
+//!
+//! Exit codes: 0 success; 1 the command failed (unreadable input, invalid
+//! plugin, bad request JSON), with a message on stderr; 2 usage error (from
+//! clap); 3 `plugin invoke` ran but the answer's result code is not 000000.
+
+mod invoke;
+mod request;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::runtime::{Runtime, RuntimeSettings};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gateway",
+    version,
+    about = "KooGallery merchant adapter gateway"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log filter for the gateway's own log on stderr (tracing syntax, e.g. `info,plugin=debug`).
+    #[arg(long, global = true, env = "GATEWAY_LOG", default_value = "warn")]
+    log: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Work with plugin components.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Validate a component: is it a component of our world and version, does
+    /// it import only what the gateway grants, is it within the size limit.
+    Check(CheckArgs),
+    /// Run one operation of a plugin under production limits and print the
+    /// typed result, its result code, the duration and the peak memory as JSON.
+    Invoke(invoke::InvokeArgs),
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    /// The component (.wasm) to check.
+    file: PathBuf,
+    #[command(flatten)]
+    sandbox: SandboxArgs,
+}
+
+/// Settings shared by the commands that load plugins.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct SandboxArgs {
+    /// Largest accepted component, in MiB.
+    #[arg(long, default_value_t = 10)]
+    max_size_mib: usize,
+    /// Keep precompiled artifacts here, to skip compiling next time.
+    #[arg(long)]
+    artifact_dir: Option<PathBuf>,
+}
+
+impl SandboxArgs {
+    fn runtime(&self) -> anyhow::Result<Runtime> {
+        let settings = RuntimeSettings {
+            artifact_dir: self.artifact_dir.clone(),
+            max_component_bytes: self.max_size_mib << 20,
+            ..RuntimeSettings::default()
+        };
+        Ok(Runtime::new(settings)?)
+    }
+}
+
+/// Parses the command line and runs the command.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log);
+    let result = match cli.command {
+        Command::Plugin(PluginCommand::Check(args)) => check(&args),
+        Command::Plugin(PluginCommand::Invoke(args)) => invoke::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
+    let wasm = read_file(&args.file)?;
+    let runtime = args.sandbox.runtime()?;
+    let plugin = runtime
+        .load(&wasm)
+        .map_err(|e| anyhow::anyhow!("{} is not a valid plugin: {e}", args.file.display()))?;
+    let report = plugin.report();
+    println!("{}: valid plugin", args.file.display());
+    println!(
+        "  contract:   koogallery:plugin@{}",
+        report.contract_version
+    );
+    println!("  size:       {} bytes", report.size_bytes);
+    println!("  sha256:     {}", report.content_hash);
+    println!("  imports:    {}", report.imports.join(", "));
+    println!("  exports:    {}", report.exports.join(", "));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn read_file(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
+}

@@ -1,0 +1,22 @@
+//! The KooGallery merchant adapter gateway.
+//!
+//! The marketplace calls a merchant's production interface for every
+//! purchase, renewal, expiry, release and upgrade; the gateway answers for the
+//! merchant by running the merchant's sandboxed WebAssembly plugin.
+//!
+//! - [`contract`] — the WIT contract seen from the host: operations, typed
+//!   requests and outputs.
+//! - [`runtime`] — the wasmtime sandbox: engine, limits, plugin cache,
+//!   one fresh instance per call.
+//! - [`result_code`] — the marketplace's result codes and the one mapping
+//!   from a plugin call's outcome to a code.
+//! - [`ids`] — identifiers the gateway assigns (instance ids).
+//! - [`cli`] — the `gateway` command line.
+//!
+//! ARCHITECTURE.md at the repository root describes how these fit together.
+
+pub mod cli;
+pub mod contract;
+pub mod ids;
+pub mod result_code;
+pub mod runtime;

@@ -1,0 +1,420 @@
+//! The sandboxed plugin runtime: loads merchant components once, then runs
+//! each marketplace callback in a fresh, limited sandbox.
+//!
+//! - One [`Runtime`] per process owns the wasmtime `Engine` (pooling
+//!   allocator, epoch interruption), the `Linker` (WASI without ambient
+//!   authority + the contract's host imports), a semaphore in front of the
+//!   pool, and the cache of loaded plugins (in memory by content hash; on disk
+//!   as precompiled artifacts).
+//! - [`Runtime::load`] validates and compiles a component once; it is the only
+//!   place that compiles. Loading the same bytes again is a cache hit.
+//! - [`Runtime::invoke`] runs one operation: wait for a sandbox slot, fresh
+//!   `Store` with the merchant's limits, instantiate from the cached
+//!   `InstancePre`, call, drop. It never fails as a Rust error: every way a
+//!   call can go wrong is an [`Outcome::Failed`] with a typed [`CallError`].
+
+mod artifacts;
+mod engine;
+mod error;
+mod host;
+mod limits;
+mod output;
+mod validate;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Engine, PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
+
+pub use engine::EngineSettings;
+pub use error::{CallError, LoadError, RuntimeError};
+pub use host::{HostState, MerchantConfig, PluginLogRecord};
+pub use limits::CallLimits;
+pub use output::Captured;
+pub use validate::ComponentReport;
+
+use crate::contract::{
+    self, OperationOutput, OperationRequest, PluginBindings, PluginError, PluginPre,
+};
+use artifacts::ArtifactStore;
+
+/// How the runtime is set up.
+#[derive(Clone, Debug)]
+pub struct RuntimeSettings {
+    pub engine: EngineSettings,
+    /// Where precompiled artifacts are kept across restarts; `None` keeps
+    /// them in memory only.
+    pub artifact_dir: Option<std::path::PathBuf>,
+    /// The largest component accepted, in bytes.
+    pub max_component_bytes: usize,
+    /// Loaded plugins kept in memory (each holds its compiled code).
+    pub max_cached_plugins: u64,
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> Self {
+        RuntimeSettings {
+            engine: EngineSettings::default(),
+            artifact_dir: None,
+            max_component_bytes: 10 << 20,
+            max_cached_plugins: 1024,
+        }
+    }
+}
+
+/// A validated, compiled plugin, ready to be instantiated many times.
+pub struct LoadedPlugin {
+    pre: PluginPre<HostState>,
+    report: ComponentReport,
+}
+
+impl LoadedPlugin {
+    pub fn report(&self) -> &ComponentReport {
+        &self.report
+    }
+}
+
+/// Who a call is for: the merchant's label (in logs), configuration values
+/// (visible to the plugin) and limits.
+#[derive(Clone, Debug)]
+pub struct MerchantContext {
+    pub label: Arc<str>,
+    pub config: Arc<MerchantConfig>,
+    pub limits: CallLimits,
+}
+
+impl MerchantContext {
+    pub fn new(label: &str) -> Self {
+        MerchantContext {
+            label: label.into(),
+            config: Arc::default(),
+            limits: CallLimits::default(),
+        }
+    }
+}
+
+/// How a call ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// The plugin answered with success.
+    Answered(OperationOutput),
+    /// The plugin declined with one of the contract's errors.
+    Declined(PluginError),
+    /// The call produced no answer from the plugin.
+    Failed(CallError),
+}
+
+/// Everything known about one call.
+#[derive(Clone, Debug)]
+pub struct Invocation {
+    pub outcome: Outcome,
+    pub duration: Duration,
+    /// The most linear memory the sandbox held at once.
+    pub peak_memory_bytes: usize,
+    pub logs: Vec<PluginLogRecord>,
+    pub dropped_log_records: usize,
+    pub stdout: Captured,
+    pub stderr: Captured,
+}
+
+/// Counters for metrics and tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuntimeStats {
+    /// Components compiled by this process (artifact and memory misses).
+    pub compilations: u64,
+    /// Components loaded from a precompiled artifact on disk.
+    pub artifact_hits: u64,
+    /// Sandboxes in use right now.
+    pub busy_sandboxes: usize,
+}
+
+/// The plugin runtime. Share it behind an `Arc`.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    permits: Arc<Semaphore>,
+    max_permits: usize,
+    plugins: moka::sync::Cache<String, Arc<LoadedPlugin>>,
+    artifacts: ArtifactStore,
+    settings: RuntimeSettings,
+    compilations: AtomicU64,
+    artifact_hits: AtomicU64,
+}
+
+impl Runtime {
+    pub fn new(settings: RuntimeSettings) -> Result<Self, RuntimeError> {
+        let engine = engine::build_engine(&settings.engine)?;
+        engine::spawn_epoch_ticker(&engine, settings.engine.epoch_tick)
+            .map_err(|e| RuntimeError::Engine(format!("starting the epoch ticker: {e}")))?;
+        let linker = build_linker(&engine)?;
+        let artifacts = ArtifactStore::new(settings.artifact_dir.clone(), &engine)?;
+        let max_permits = settings.engine.max_instances as usize;
+        Ok(Runtime {
+            engine,
+            linker,
+            permits: Arc::new(Semaphore::new(max_permits)),
+            max_permits,
+            plugins: moka::sync::Cache::new(settings.max_cached_plugins),
+            artifacts,
+            settings,
+            compilations: AtomicU64::new(0),
+            artifact_hits: AtomicU64::new(0),
+        })
+    }
+
+    pub fn stats(&self) -> RuntimeStats {
+        RuntimeStats {
+            compilations: self.compilations.load(Ordering::Relaxed),
+            artifact_hits: self.artifact_hits.load(Ordering::Relaxed),
+            busy_sandboxes: self.max_permits - self.permits.available_permits(),
+        }
+    }
+
+    /// Validates and loads a component. Compiles only on the first load of
+    /// these bytes (per process, and per artifact directory); this blocks for
+    /// tens of milliseconds then, so async callers use `spawn_blocking`.
+    pub fn load(&self, wasm: &[u8]) -> Result<Arc<LoadedPlugin>, LoadError> {
+        validate::check_bytes(wasm, self.settings.max_component_bytes)?;
+        let hash = hex::encode(Sha256::digest(wasm));
+        self.plugins
+            .try_get_with(hash.clone(), || self.load_uncached(&hash, wasm))
+            .map_err(|e| (*e).clone())
+    }
+
+    fn load_uncached(&self, hash: &str, wasm: &[u8]) -> Result<Arc<LoadedPlugin>, LoadError> {
+        let (component, fresh_artifact) = match self.artifacts.load(&self.engine, hash) {
+            Some(component) => {
+                self.artifact_hits.fetch_add(1, Ordering::Relaxed);
+                (component, None)
+            }
+            None => {
+                let cwasm = self.compile(wasm)?;
+                // SAFETY: `cwasm` was produced just now by this very engine.
+                let component = unsafe { Component::deserialize(&self.engine, &cwasm) }
+                    .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+                (component, Some(cwasm))
+            }
+        };
+        let report = validate::inspect(&self.engine, &component, hash, wasm.len())?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .and_then(PluginPre::new)
+            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        // Build the copy-on-write memory image now rather than on the first call.
+        component
+            .initialize_copy_on_write_image()
+            .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        if let Some(cwasm) = fresh_artifact {
+            self.artifacts.save(hash, &cwasm);
+        }
+        Ok(Arc::new(LoadedPlugin { pre, report }))
+    }
+
+    fn compile(&self, wasm: &[u8]) -> Result<Vec<u8>, LoadError> {
+        self.compilations.fetch_add(1, Ordering::Relaxed);
+        self.engine
+            .precompile_component(wasm)
+            .map_err(|e| LoadError::Invalid(format!("{e:#}")))
+    }
+
+    /// Runs one operation of `plugin` for `merchant` in a fresh sandbox.
+    pub async fn invoke(
+        &self,
+        plugin: &LoadedPlugin,
+        merchant: &MerchantContext,
+        request: &OperationRequest,
+    ) -> Invocation {
+        let started = Instant::now();
+        let limits = &merchant.limits;
+        let deadline_at = started + limits.deadline;
+        let Ok(Ok(permit)) =
+            tokio::time::timeout_at(deadline_at.into(), self.permits.clone().acquire_owned()).await
+        else {
+            let waited_ms = started.elapsed().as_millis() as u64;
+            return Invocation::failed(CallError::Overloaded { waited_ms }, started);
+        };
+
+        let mut store = Store::new(
+            &self.engine,
+            HostState::new(merchant.label.clone(), merchant.config.clone(), limits),
+        );
+        store.limiter(|state| &mut state.limiter);
+        // Checked on every epoch tick while wasm runs: yield to other tasks,
+        // and stop the guest once the deadline has passed.
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline_at {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::task::yield_now()),
+                ))
+            }
+        });
+        store.set_epoch_deadline(1);
+
+        // Epochs only see running wasm; this wall-clock guard also covers a
+        // guest blocked in a host call. Dropping the future abandons the
+        // instance, which is never reused.
+        let grace = self.settings.engine.epoch_tick * 2;
+        let ran = tokio::time::timeout_at(
+            (deadline_at + grace).into(),
+            run(&plugin.pre, &mut store, request),
+        )
+        .await;
+        let deadline_ms = limits.deadline.as_millis() as u64;
+        let outcome = match ran {
+            Err(_elapsed) => Outcome::Failed(CallError::Deadline {
+                deadline_ms,
+                blocked_in_host: true,
+            }),
+            Ok(Ok(Ok(output))) => check_output_size(output, limits.max_output_bytes),
+            Ok(Ok(Err(declined))) => Outcome::Declined(declined),
+            Ok(Err(error)) => Outcome::Failed(classify(&error, store.data(), deadline_ms)),
+        };
+        let invocation = finish(&merchant.label, store, outcome, started);
+        // Only now is the pool slot back (dropping the store returned it).
+        drop(permit);
+        invocation
+    }
+}
+
+fn build_linker(engine: &Engine) -> Result<Linker<HostState>, RuntimeError> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+        .and_then(|()| {
+            PluginBindings::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+        })
+        .map_err(|e| RuntimeError::Engine(format!("linking host functions: {e:#}")))?;
+    Ok(linker)
+}
+
+async fn run(
+    pre: &PluginPre<HostState>,
+    store: &mut Store<HostState>,
+    request: &OperationRequest,
+) -> wasmtime::Result<Result<OperationOutput, PluginError>> {
+    let plugin = pre.instantiate_async(&mut *store).await?;
+    contract::dispatch(&plugin, store, request).await
+}
+
+/// Refuses answers larger than an answer may be (measured as JSON, the form
+/// they leave the gateway in).
+fn check_output_size(output: OperationOutput, limit: usize) -> Outcome {
+    let bytes = serde_json::to_vec(&output)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
+    if bytes > limit {
+        return Outcome::Failed(CallError::OutputTooLarge { bytes, limit });
+    }
+    Outcome::Answered(output)
+}
+
+/// Names what went wrong in a failed call.
+fn classify(error: &wasmtime::Error, state: &HostState, deadline_ms: u64) -> CallError {
+    if let Some(requested_bytes) = state.limiter.refused() {
+        return CallError::MemoryLimit {
+            limit_bytes: state.limiter.limit(),
+            requested_bytes,
+        };
+    }
+    if error.downcast_ref::<PoolConcurrencyLimitError>().is_some() {
+        return CallError::Overloaded { waited_ms: 0 };
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => CallError::Deadline {
+            deadline_ms,
+            blocked_in_host: false,
+        },
+        Some(trap) => CallError::Trap {
+            trap: trap.to_string(),
+            detail: None,
+        },
+        None => CallError::Host(format!("{error:#}")),
+    }
+}
+
+/// Collects what the sandbox produced, sends its output to the log, and
+/// drops the store (returning its pool slot).
+fn finish(
+    merchant: &str,
+    mut store: Store<HostState>,
+    outcome: Outcome,
+    started: Instant,
+) -> Invocation {
+    let state = store.data_mut();
+    let peak_memory_bytes = state.limiter.peak();
+    let (logs, dropped_log_records) = state.take_logs();
+    let stdout = state.stdout.take();
+    let stderr = state.stderr.take();
+    drop(store);
+    log_captured(merchant, "stdout", &stdout);
+    log_captured(merchant, "stderr", &stderr);
+    let outcome = match outcome {
+        // A panic's message is on stderr: keep its gist with the trap.
+        Outcome::Failed(CallError::Trap { trap, detail: None }) => {
+            Outcome::Failed(CallError::Trap {
+                trap,
+                detail: last_lines(&stderr.text),
+            })
+        }
+        other => other,
+    };
+    if let Outcome::Failed(error) = &outcome {
+        tracing::warn!(merchant, error = %error, "plugin call failed");
+    }
+    Invocation {
+        outcome,
+        duration: started.elapsed(),
+        peak_memory_bytes,
+        logs,
+        dropped_log_records,
+        stdout,
+        stderr,
+    }
+}
+
+impl Invocation {
+    fn failed(error: CallError, started: Instant) -> Invocation {
+        Invocation {
+            outcome: Outcome::Failed(error),
+            duration: started.elapsed(),
+            peak_memory_bytes: 0,
+            logs: Vec::new(),
+            dropped_log_records: 0,
+            stdout: Captured::default(),
+            stderr: Captured::default(),
+        }
+    }
+}
+
+fn log_captured(merchant: &str, stream: &'static str, captured: &Captured) {
+    for line in captured.text.lines().filter(|l| !l.trim().is_empty()) {
+        tracing::info!(target: "plugin", merchant, stream, "{line}");
+    }
+    if captured.dropped_bytes > 0 {
+        tracing::warn!(
+            merchant,
+            stream,
+            dropped_bytes = captured.dropped_bytes,
+            "plugin output over budget was dropped"
+        );
+    }
+}
+
+/// The last two meaningful lines of `text` (a panic's location and message),
+/// at most 300 characters.
+fn last_lines(text: &str) -> Option<String> {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+        .collect();
+    let tail = lines[lines.len().saturating_sub(2)..].join(" ");
+    (!tail.is_empty()).then(|| tail.chars().take(300).collect())
+}

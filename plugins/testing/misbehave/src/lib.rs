@@ -1,0 +1,94 @@
+//! A plugin that misbehaves on request, for the gateway's containment tests.
+//!
+//! `create` picks its behaviour from `order-id`: `loop` spins forever, `bomb`
+//! allocates until the memory limit, `panic` panics, `trap` executes
+//! `unreachable`, `stack` recurses until the stack overflows, `big-output`
+//! returns a 1 MiB memo, `sleep` blocks in a host call (WASI sleep) for 30 s,
+//! `chatty` floods stdout, stderr and the log before answering normally. Any
+//! other order id gets a normal answer, so the same component also proves the
+//! runtime still works after each failure.
+
+use koogallery_plugin_sdk::prelude::*;
+use std::io::Write;
+
+struct Misbehave;
+
+impl Plugin for Misbehave {
+    fn create(req: CreateRequest) -> PluginResult<Created> {
+        match req.order_id.as_str() {
+            "loop" => spin(),
+            "bomb" => bomb(),
+            "panic" => panic!("the misbehave plugin panicked on purpose"),
+            "trap" => core::arch::wasm32::unreachable(),
+            "stack" => {
+                let depth = recurse(1);
+                Err(error::internal(format!("recursion ended at {depth}")))
+            }
+            "big-output" => Ok(created(&req, "x".repeat(1 << 20))),
+            "sleep" => {
+                std::thread::sleep(std::time::Duration::from_secs(30));
+                Ok(created(&req, "woke up".into()))
+            }
+            "chatty" => {
+                chatter();
+                Ok(created(&req, "chatted".into()))
+            }
+            _ => Ok(created(&req, "normal".into())),
+        }
+    }
+    fn renew(_req: RenewRequest) -> PluginResult<()> {
+        Ok(())
+    }
+    fn update_status(_req: StatusRequest) -> PluginResult<()> {
+        Ok(())
+    }
+    fn release(_req: ReleaseRequest) -> PluginResult<()> {
+        Ok(())
+    }
+}
+
+fn created(req: &CreateRequest, memo: String) -> Created {
+    Created {
+        instance_id: req.instance_id.clone(),
+        app_info: Some(AppInfo {
+            front_end_url: Some("https://misbehave.example.com".into()),
+            admin_url: None,
+            user_name: None,
+            password: None,
+            memo: Some(memo),
+        }),
+    }
+}
+
+fn spin() -> ! {
+    let mut counter: u64 = 0;
+    loop {
+        counter = std::hint::black_box(counter.wrapping_add(1));
+    }
+}
+
+fn bomb() -> ! {
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    loop {
+        // Touch every page so the memory is really committed.
+        hoard.push(vec![0xA5; 1 << 20]);
+        std::hint::black_box(&hoard);
+    }
+}
+
+#[allow(unconditional_recursion)]
+fn recurse(depth: u64) -> u64 {
+    let frame = std::hint::black_box([depth; 64]);
+    recurse(frame[0] + 1) + frame[63]
+}
+
+fn chatter() {
+    let line = "chatter ".repeat(128);
+    for _ in 0..1024 {
+        let _ = writeln!(std::io::stdout(), "{line}");
+        let _ = writeln!(std::io::stderr(), "{line}");
+        log::info!("chatter", line = line);
+    }
+}
+
+export_plugin!(Misbehave);
