@@ -1,1 +1,86 @@
+//! Shared helpers of the end-to-end tests: a runtime with test-friendly
+//! settings, requests built from compact JSON, and outcome assertions.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use gateway::contract::{Operation, OperationOutput, OperationRequest, PluginError};
+use gateway::runtime::{
+    CallError, CallLimits, EngineSettings, Invocation, LoadedPlugin, MerchantContext, Outcome,
+    Runtime, RuntimeSettings,
+};
+use serde_json::{Value, json};
+
+/// A runtime with at most `max_instances` sandboxes.
+pub fn runtime(max_instances: u32) -> Runtime {
+    runtime_with(RuntimeSettings {
+        engine: EngineSettings {
+            max_instances,
+            ..EngineSettings::default()
+        },
+        ..RuntimeSettings::default()
+    })
+}
+
+pub fn runtime_with(settings: RuntimeSettings) -> Runtime {
+    Runtime::new(settings).expect("the runtime starts")
+}
+
+/// Loads one of the test plugins (see `test_support::PLUGINS`).
+pub fn load(runtime: &Runtime, plugin: &str) -> Arc<LoadedPlugin> {
+    runtime
+        .load(&test_support::plugin_bytes(plugin))
+        .expect("the test plugin loads")
+}
+
+/// A merchant with the given configuration values and deadline.
+pub fn merchant(config: &[(&str, &str)], deadline: Duration) -> MerchantContext {
+    MerchantContext {
+        label: "test-merchant".into(),
+        config: Arc::new(
+            config
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
+        limits: CallLimits {
+            deadline,
+            ..CallLimits::default()
+        },
+    }
+}
+
+/// A request for `operation` from the business fields in `fields`; the call
+/// context and the empty collections are filled in.
+pub fn request(operation: Operation, fields: Value) -> OperationRequest {
+    let mut body = json!({
+        "call": {"idempotency_key": "key-1", "attempt": 1, "test": true, "request_id": "req-1"},
+        "extensions": [],
+    });
+    if let (Some(body), Value::Object(fields)) = (body.as_object_mut(), fields) {
+        body.extend(fields);
+    }
+    OperationRequest::from_json(operation, body).expect("a well-formed test request")
+}
+
+/// The output of an answered call, or a panic naming what happened instead.
+pub fn answered(invocation: &Invocation) -> &OperationOutput {
+    match &invocation.outcome {
+        Outcome::Answered(output) => output,
+        other => panic!("expected an answer, got {other:?}"),
+    }
+}
+
+pub fn declined(invocation: &Invocation) -> &PluginError {
+    match &invocation.outcome {
+        Outcome::Declined(error) => error,
+        other => panic!("expected the plugin to decline, got {other:?}"),
+    }
+}
+
+pub fn failed(invocation: &Invocation) -> &CallError {
+    match &invocation.outcome {
+        Outcome::Failed(error) => error,
+        other => panic!("expected the call to fail, got {other:?}"),
+    }
+}

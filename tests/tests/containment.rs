@@ -1,0 +1,226 @@
+//! Each misbehaving plugin is contained: the call fails with the right error
+//! kind, within its deadline plus a small margin, and the runtime keeps
+//! serving. The timing checks run one after another in a single test so that
+//! no other test competes for the two cores while they measure.
+
+use std::time::{Duration, Instant};
+
+use e2e::{answered, failed, load, merchant, request, runtime};
+use gateway::contract::{Operation, OperationOutput};
+use gateway::result_code::{self, ResultCode};
+use gateway::runtime::{CallError, CallLimits, Invocation, MerchantContext, Runtime};
+use serde_json::json;
+
+const DEADLINE: Duration = Duration::from_millis(400);
+/// The deadline may be overrun by one epoch tick (10 ms) plus scheduling.
+const MARGIN: Duration = Duration::from_millis(50);
+
+async fn create(rt: &Runtime, who: &MerchantContext, order_id: &str) -> (Invocation, Duration) {
+    let plugin = load(rt, "misbehave");
+    let fields =
+        json!({"instance_id": "i-1", "order_id": order_id, "kind": "Purchase", "product": {}});
+    let start = Instant::now();
+    let invocation = rt
+        .invoke(&plugin, who, &request(Operation::Create, fields))
+        .await;
+    (invocation, start.elapsed())
+}
+
+async fn assert_still_serving(rt: &Runtime, who: &MerchantContext) {
+    let (invocation, _) = create(rt, who, "normal").await;
+    let OperationOutput::Created(created) = answered(&invocation) else {
+        panic!("not a create output")
+    };
+    assert_eq!(
+        created.app_info.as_ref().and_then(|a| a.memo.as_deref()),
+        Some("normal")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runaway_plugins_stop_at_their_deadline_and_the_runtime_keeps_serving() {
+    let rt = runtime(4);
+    let who = merchant(&[], DEADLINE);
+    for order_id in ["loop", "sleep"] {
+        let (invocation, elapsed) = create(&rt, &who, order_id).await;
+        let error = failed(&invocation);
+        let in_host = order_id == "sleep";
+        assert_eq!(
+            error,
+            &CallError::Deadline {
+                deadline_ms: DEADLINE.as_millis() as u64,
+                blocked_in_host: in_host
+            },
+            "{order_id}"
+        );
+        assert!(
+            elapsed >= DEADLINE,
+            "{order_id} stopped early, after {elapsed:?}"
+        );
+        assert!(
+            elapsed <= DEADLINE + MARGIN,
+            "{order_id} overran: {elapsed:?}"
+        );
+        assert_eq!(
+            result_code::for_outcome(&invocation.outcome).code,
+            ResultCode::Internal
+        );
+        assert_still_serving(&rt, &who).await;
+    }
+}
+
+#[tokio::test]
+async fn a_memory_bomb_hits_the_merchants_limit() {
+    let rt = runtime(4);
+    let mut who = merchant(&[], Duration::from_secs(5));
+    who.limits.memory_bytes = 16 << 20;
+    let (invocation, _) = create(&rt, &who, "bomb").await;
+    let CallError::MemoryLimit {
+        limit_bytes,
+        requested_bytes,
+    } = failed(&invocation)
+    else {
+        panic!(
+            "expected a memory-limit error, got {:?}",
+            invocation.outcome
+        )
+    };
+    assert_eq!(*limit_bytes, 16 << 20);
+    assert!(*requested_bytes > 16 << 20);
+    assert!(invocation.peak_memory_bytes <= 16 << 20);
+    assert!(
+        invocation.peak_memory_bytes > 8 << 20,
+        "it did grow: {}",
+        invocation.peak_memory_bytes
+    );
+    assert_still_serving(&rt, &who).await;
+}
+
+#[tokio::test]
+async fn traps_are_reported_with_their_cause() {
+    let rt = runtime(4);
+    let who = merchant(&[], Duration::from_secs(5));
+    let (panicked, _) = create(&rt, &who, "panic").await;
+    let CallError::Trap { trap, detail } = failed(&panicked) else {
+        panic!("{:?}", panicked.outcome)
+    };
+    assert!(trap.contains("unreachable"), "{trap}");
+    assert!(
+        detail
+            .as_deref()
+            .is_some_and(|d| d.contains("panicked on purpose") && !d.contains("RUST_BACKTRACE")),
+        "the panic message is kept: {detail:?}"
+    );
+    let (trapped, _) = create(&rt, &who, "trap").await;
+    assert!(
+        matches!(failed(&trapped), CallError::Trap { trap, .. } if trap.contains("unreachable"))
+    );
+    // Rust keeps its stack in linear memory: runaway recursion runs off its
+    // bottom, an out-of-bounds trap, which is contained like any other.
+    let (overflowed, _) = create(&rt, &who, "stack").await;
+    assert!(
+        matches!(failed(&overflowed), CallError::Trap { .. }),
+        "{:?}",
+        overflowed.outcome
+    );
+    assert_still_serving(&rt, &who).await;
+}
+
+#[tokio::test]
+async fn an_oversized_answer_is_refused() {
+    let rt = runtime(4);
+    let who = merchant(&[], Duration::from_secs(5));
+    let (invocation, _) = create(&rt, &who, "big-output").await;
+    let CallError::OutputTooLarge { bytes, limit } = failed(&invocation) else {
+        panic!("{:?}", invocation.outcome)
+    };
+    assert_eq!(*limit, CallLimits::default().max_output_bytes);
+    assert!(*bytes > 1 << 20);
+    assert_still_serving(&rt, &who).await;
+}
+
+#[tokio::test]
+async fn chatty_output_is_bounded_and_does_not_fail_the_call() {
+    let rt = runtime(4);
+    let who = merchant(&[], Duration::from_secs(5));
+    let (invocation, _) = create(&rt, &who, "chatty").await;
+    answered(&invocation);
+    let budget = CallLimits::default().max_log_bytes;
+    assert_eq!(invocation.stdout.text.len(), budget);
+    assert!(invocation.stdout.dropped_bytes > 0);
+    assert_eq!(invocation.stderr.text.len(), budget);
+    assert!(invocation.dropped_log_records > 0);
+    let logged: usize = invocation
+        .logs
+        .iter()
+        .map(|r| r.message.len() + r.fields.values().map(String::len).sum::<usize>() + 4)
+        .sum();
+    assert!(logged <= budget, "{logged} bytes of records kept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_pool_makes_callers_wait_and_then_fail_cleanly() {
+    let rt = std::sync::Arc::new(runtime(1));
+    load(&rt, "misbehave");
+    let slow = merchant(&[], Duration::from_millis(800));
+    let blocker = {
+        let rt = rt.clone();
+        tokio::spawn(async move { create(&rt, &slow, "sleep").await.0 })
+    };
+    let waiting_since = Instant::now();
+    while rt.stats().busy_sandboxes == 0 {
+        assert!(
+            waiting_since.elapsed() < Duration::from_secs(5),
+            "the blocker never started"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let impatient = merchant(&[], Duration::from_millis(200));
+    let (refused, _) = create(&rt, &impatient, "normal").await;
+    assert!(matches!(failed(&refused), CallError::Overloaded { waited_ms } if *waited_ms >= 200));
+    assert!(matches!(
+        failed(&blocker.await.expect("task")),
+        CallError::Deadline { .. }
+    ));
+    assert_still_serving(&rt, &merchant(&[], Duration::from_secs(2))).await;
+    assert_eq!(rt.stats().busy_sandboxes, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_calls_queue_for_a_small_pool_and_all_succeed() {
+    let rt = std::sync::Arc::new(runtime(4));
+    let who = merchant(&[], Duration::from_secs(20));
+    let calls: Vec<_> = (0..200)
+        .map(|i| {
+            let (rt, who) = (rt.clone(), who.clone());
+            tokio::spawn(async move { create(&rt, &who, &format!("order-{i}")).await.0 })
+        })
+        .collect();
+    for call in calls {
+        answered(&call.await.expect("task"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_merchants_runaway_does_not_stop_another_merchants_calls() {
+    let rt = std::sync::Arc::new(runtime(8));
+    let runaway = merchant(&[], Duration::from_millis(600));
+    let looping = {
+        let rt = rt.clone();
+        tokio::spawn(async move { create(&rt, &runaway, "loop").await.0 })
+    };
+    let neighbour = merchant(&[], Duration::from_secs(2));
+    let mut served = 0;
+    while !looping.is_finished() {
+        assert_still_serving(&rt, &neighbour).await;
+        served += 1;
+    }
+    assert!(matches!(
+        failed(&looping.await.expect("task")),
+        CallError::Deadline { .. }
+    ));
+    assert!(
+        served >= 10,
+        "only {served} calls were served next to the runaway"
+    );
+}
