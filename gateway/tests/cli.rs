@@ -259,3 +259,33 @@ fn invoke_explains_bad_input() {
         stderr(&output)
     );
 }
+
+/// The example requests in `examples/requests/` (one per operation, named
+/// after it) all succeed against the reference plugin, so the README's
+/// examples cannot rot.
+#[test]
+fn every_example_request_succeeds_against_the_reference_plugin() {
+    let dir = test_support::repo_root().join("examples/requests");
+    let mut seen = Vec::new();
+    for operation in gateway::contract::Operation::ALL {
+        let file = dir.join(format!("{operation}.json"));
+        let path = file.display().to_string();
+        let output = gateway(&[
+            "plugin",
+            "invoke",
+            &plugin("reference"),
+            operation.name(),
+            "--request",
+            &path,
+        ]);
+        assert!(
+            output.status.success(),
+            "{path}: {}{}",
+            stderr(&output),
+            String::from_utf8_lossy(&output.stdout)
+        );
+        assert_eq!(stdout_json(&output)["result_code"], "000000", "{path}");
+        seen.push(operation);
+    }
+    assert_eq!(seen.len(), 8);
+}
