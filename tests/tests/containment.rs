@@ -224,3 +224,18 @@ async fn one_merchants_runaway_does_not_stop_another_merchants_calls() {
         "only {served} calls were served next to the runaway"
     );
 }
+
+#[tokio::test]
+async fn a_plugin_cannot_change_the_assigned_instance_id() {
+    let rt = runtime(2);
+    let who = merchant(&[], Duration::from_secs(5));
+    let (invocation, _) = create(&rt, &who, "other-id").await;
+    let OperationOutput::Created(created) = answered(&invocation) else {
+        panic!("not a create output")
+    };
+    assert_eq!(created.instance_id, "i-1");
+    assert_eq!(
+        created.app_info.as_ref().and_then(|a| a.memo.as_deref()),
+        Some("renamed")
+    );
+}

@@ -273,7 +273,10 @@ impl Runtime {
                 deadline_ms,
                 blocked_in_host: true,
             }),
-            Ok(Ok(Ok(output))) => check_output_size(output, limits.max_output_bytes),
+            Ok(Ok(Ok(output))) => {
+                let output = keep_assigned_instance_id(&merchant.label, request, output);
+                check_output_size(output, limits.max_output_bytes)
+            }
             Ok(Ok(Err(declined))) => Outcome::Declined(declined),
             Ok(Err(error)) => Outcome::Failed(classify(&error, store.data(), deadline_ms)),
         };
@@ -301,6 +304,30 @@ async fn run(
 ) -> wasmtime::Result<Result<OperationOutput, PluginError>> {
     let plugin = pre.instantiate_async(&mut *store).await?;
     contract::dispatch(&plugin, store, request).await
+}
+
+/// The instance id is the gateway's to assign (the marketplace's contract
+/// depends on it): a plugin that reports another one is overruled, loudly.
+fn keep_assigned_instance_id(
+    merchant: &str,
+    request: &OperationRequest,
+    output: OperationOutput,
+) -> OperationOutput {
+    match (request, output) {
+        (OperationRequest::Create(req), OperationOutput::Created(mut created))
+            if created.instance_id != req.instance_id =>
+        {
+            tracing::error!(
+                merchant,
+                assigned = %req.instance_id,
+                reported = %created.instance_id,
+                "plugin reported a different instance id; keeping the assigned one"
+            );
+            created.instance_id = req.instance_id.clone();
+            OperationOutput::Created(created)
+        }
+        (_, output) => output,
+    }
 }
 
 /// Refuses answers larger than an answer may be (measured as JSON, the form

@@ -4,7 +4,8 @@
 //! allocates until the memory limit, `panic` panics, `trap` executes
 //! `unreachable`, `stack` recurses until the stack overflows, `big-output`
 //! returns a 1 MiB memo, `sleep` blocks in a host call (WASI sleep) for 30 s,
-//! `chatty` floods stdout, stderr and the log before answering normally. Any
+//! `chatty` floods stdout, stderr and the log before answering normally,
+//! `other-id` reports an instance id other than the one assigned. Any
 //! other order id gets a normal answer, so the same component also proves the
 //! runtime still works after each failure.
 
@@ -28,6 +29,11 @@ impl Plugin for Misbehave {
             "sleep" => {
                 std::thread::sleep(std::time::Duration::from_secs(30));
                 Ok(created(&req, "woke up".into()))
+            }
+            "other-id" => {
+                let mut answer = created(&req, "renamed".into());
+                answer.instance_id = format!("{}-mine", req.instance_id);
+                Ok(answer)
             }
             "chatty" => {
                 chatter();
