@@ -193,71 +193,40 @@ fn invoke_of_a_runaway_plugin_reports_the_deadline() {
 
 #[test]
 fn invoke_explains_bad_input() {
-    let not_json = request_file("{ order_id: CS1 ");
-    let path = not_json.path().display().to_string();
-    let output = gateway(&[
-        "plugin",
-        "invoke",
-        &plugin("reference"),
-        "create",
-        "--request",
-        &path,
-    ]);
-    assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr(&output).contains("is not valid JSON"),
-        "{}",
-        stderr(&output)
-    );
-
-    let incomplete = request_file(r#"{"instance_id": "i-1"}"#);
-    let path = incomplete.path().display().to_string();
-    let output = gateway(&[
-        "plugin",
-        "invoke",
-        &plugin("reference"),
-        "renew",
-        "--request",
-        &path,
-    ]);
-    assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr(&output).contains("not a valid `renew` request: missing field `order_id`"),
-        "{}",
-        stderr(&output)
-    );
-
-    let output = gateway(&[
-        "plugin",
-        "invoke",
-        &plugin("reference"),
-        "explode",
-        "--request",
-        &path,
-    ]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr(&output).contains("unknown operation `explode`"),
-        "{}",
-        stderr(&output)
-    );
-
-    let output = gateway(&[
-        "plugin",
-        "invoke",
-        &plugin("reference"),
-        "create",
-        "--request",
-        &path,
-        "--config",
-        "novalue",
-    ]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr(&output).contains("expected KEY=VALUE"),
-        "{}",
-        stderr(&output)
-    );
+    // (request file contents, operation, extra arguments, exit code, message)
+    let cases: [(&str, &str, &[&str], i32, &str); 4] = [
+        ("{ order_id: CS1 ", "create", &[], 1, "is not valid JSON"),
+        (
+            r#"{"instance_id": "i-1"}"#,
+            "renew",
+            &[],
+            1,
+            "not a valid `renew` request: missing field `order_id`",
+        ),
+        ("{}", "explode", &[], 2, "unknown operation `explode`"),
+        (
+            "{}",
+            "create",
+            &["--config", "novalue"],
+            2,
+            "expected KEY=VALUE",
+        ),
+    ];
+    for (contents, operation, extra, code, message) in cases {
+        let request = request_file(contents);
+        let path = request.path().display().to_string();
+        let mut args = vec!["plugin", "invoke", "--request", &path];
+        let reference = plugin("reference");
+        args.extend([reference.as_str(), operation]);
+        args.extend(extra);
+        let output = gateway(&args);
+        assert_eq!(output.status.code(), Some(code), "{operation} {contents}");
+        assert!(
+            stderr(&output).contains(message),
+            "{operation} {contents}: {}",
+            stderr(&output)
+        );
+    }
 }
 
 /// The example requests in `examples/requests/` (one per operation, named

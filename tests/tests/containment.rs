@@ -239,3 +239,23 @@ async fn a_plugin_cannot_change_the_assigned_instance_id() {
         Some("renamed")
     );
 }
+
+#[tokio::test]
+async fn a_merchant_limit_above_the_pool_slot_is_capped_to_the_slot() {
+    let settings = gateway::runtime::RuntimeSettings {
+        engine: gateway::runtime::EngineSettings {
+            max_memory_bytes: 24 << 20,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let rt = e2e::runtime_with(settings);
+    let mut who = merchant(&[], Duration::from_secs(5));
+    who.limits.memory_bytes = 1 << 30;
+    let (invocation, _) = create(&rt, &who, "bomb").await;
+    assert!(
+        matches!(failed(&invocation), CallError::MemoryLimit { limit_bytes, .. } if *limit_bytes == 24 << 20),
+        "{:?}",
+        invocation.outcome
+    );
+}

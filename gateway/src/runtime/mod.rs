@@ -239,6 +239,14 @@ impl Runtime {
             return Invocation::failed(CallError::Overloaded { waited_ms }, started);
         };
 
+        // A merchant cannot be given more memory than a pool slot holds; past
+        // it, growth would fail inside wasmtime instead of in our limiter.
+        let limits = &CallLimits {
+            memory_bytes: limits
+                .memory_bytes
+                .min(self.settings.engine.max_memory_bytes),
+            ..limits.clone()
+        };
         let mut store = Store::new(
             &self.engine,
             HostState::new(merchant.label.clone(), merchant.config.clone(), limits),
