@@ -170,6 +170,20 @@ fn summary() {
             rows.push((label, p50, rate));
         }
     }
+    // The floor: a plugin whose `release` does nothing at all.
+    let rt = runtime(true);
+    let noop = rt
+        .load(&test_support::plugin_bytes("misbehave"))
+        .expect("load");
+    let (p50, p99) = percentiles(&rt, &noop, &request(Operation::Release), 20_000);
+    let rate = throughput(Arc::new(rt), noop, request(Operation::Release), 2, 20_000);
+    println!(
+        "{:<22} p50 {:>7.1} µs  p99 {:>7.1} µs  2 tasks {:>9.0} calls/s",
+        "pooling/no-op plugin",
+        p50.as_secs_f64() * 1e6,
+        p99.as_secs_f64() * 1e6,
+        rate
+    );
     let (pooled, on_demand) = rows.split_at(2);
     for (p, o) in pooled.iter().zip(on_demand) {
         println!(
