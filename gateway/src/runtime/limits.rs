@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 /// The limits of one plugin call. A merchant may have its own.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CallLimits {
     /// Wall-clock budget of the call, from its start: queueing for a sandbox,
     /// instantiation, guest execution and time blocked in host calls.

@@ -245,7 +245,7 @@ impl Runtime {
             memory_bytes: limits
                 .memory_bytes
                 .min(self.settings.engine.max_memory_bytes),
-            ..limits.clone()
+            ..*limits
         };
         let mut store = Store::new(
             &self.engine,
@@ -275,6 +275,7 @@ impl Runtime {
             run(&plugin.pre, &mut store, request),
         )
         .await;
+        let collected = Collected::drain(&mut store);
         let deadline_ms = limits.deadline.as_millis() as u64;
         let outcome = match ran {
             Err(_elapsed) => Outcome::Failed(CallError::Deadline {
@@ -286,12 +287,18 @@ impl Runtime {
                 check_output_size(output, limits.max_output_bytes)
             }
             Ok(Ok(Err(declined))) => Outcome::Declined(declined),
-            Ok(Err(error)) => Outcome::Failed(classify(&error, store.data(), deadline_ms)),
+            Ok(Err(error)) => Outcome::Failed(classify(
+                &error,
+                store.data(),
+                deadline_ms,
+                &collected.stderr.text,
+            )),
         };
-        let invocation = finish(&merchant.label, store, outcome, started);
-        // Only now is the pool slot back (dropping the store returned it).
+        // Dropping the store resets its pool slot; only then may another call
+        // have the permit.
+        drop(store);
         drop(permit);
-        invocation
+        collected.into_invocation(&merchant.label, outcome, started)
     }
 }
 
@@ -339,19 +346,40 @@ fn keep_assigned_instance_id(
 }
 
 /// Refuses answers larger than an answer may be (measured as JSON, the form
-/// they leave the gateway in).
+/// they leave the gateway in, without building the JSON).
 fn check_output_size(output: OperationOutput, limit: usize) -> Outcome {
-    let bytes = serde_json::to_vec(&output)
-        .map(|v| v.len())
-        .unwrap_or(usize::MAX);
+    let mut counter = ByteCounter(0);
+    let bytes = match serde_json::to_writer(&mut counter, &output) {
+        Ok(()) => counter.0,
+        Err(_) => usize::MAX,
+    };
     if bytes > limit {
         return Outcome::Failed(CallError::OutputTooLarge { bytes, limit });
     }
     Outcome::Answered(output)
 }
 
-/// Names what went wrong in a failed call.
-fn classify(error: &wasmtime::Error, state: &HostState, deadline_ms: u64) -> CallError {
+/// Counts the bytes written to it.
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Names what went wrong in a failed call. A trap keeps the gist of what the
+/// guest wrote to stderr (a panic's location and message).
+fn classify(
+    error: &wasmtime::Error,
+    state: &HostState,
+    deadline_ms: u64,
+    stderr: &str,
+) -> CallError {
     if let Some(requested_bytes) = state.limiter.refused() {
         return CallError::MemoryLimit {
             limit_bytes: state.limiter.limit(),
@@ -368,52 +396,53 @@ fn classify(error: &wasmtime::Error, state: &HostState, deadline_ms: u64) -> Cal
         },
         Some(trap) => CallError::Trap {
             trap: trap.to_string(),
-            detail: None,
+            detail: last_lines(stderr),
         },
         None => CallError::Host(format!("{error:#}")),
     }
 }
 
-/// Collects what the sandbox produced, sends its output to the log, and
-/// drops the store (returning its pool slot).
-fn finish(
-    merchant: &str,
-    mut store: Store<HostState>,
-    outcome: Outcome,
-    started: Instant,
-) -> Invocation {
-    let state = store.data_mut();
-    let peak_memory_bytes = state.limiter.peak();
-    let (logs, dropped_log_records) = state.take_logs();
-    let stdout = state.stdout.take();
-    let stderr = state.stderr.take();
-    drop(store);
-    log_captured(merchant, "stdout", &stdout);
-    log_captured(merchant, "stderr", &stderr);
-    let outcome = match outcome {
-        // A panic's message is on stderr: keep its gist with the trap.
-        Outcome::Failed(CallError::Trap { trap, detail: None }) => {
-            Outcome::Failed(CallError::Trap {
-                trap,
-                detail: last_lines(&stderr.text),
-            })
-        }
-        other => other,
-    };
-    if let Outcome::Failed(error) = &outcome {
-        tracing::warn!(merchant, error = %error, "plugin call failed");
-    }
-    Invocation {
-        outcome,
-        duration: started.elapsed(),
-        peak_memory_bytes,
-        logs,
-        dropped_log_records,
-        stdout,
-        stderr,
-    }
+/// What a sandbox produced besides its result, taken out of the store
+/// before the store is dropped.
+struct Collected {
+    peak_memory_bytes: usize,
+    logs: Vec<PluginLogRecord>,
+    dropped_log_records: usize,
+    stdout: Captured,
+    stderr: Captured,
 }
 
+impl Collected {
+    fn drain(store: &mut Store<HostState>) -> Collected {
+        let state = store.data_mut();
+        let (logs, dropped_log_records) = state.take_logs();
+        Collected {
+            peak_memory_bytes: state.limiter.peak(),
+            logs,
+            dropped_log_records,
+            stdout: state.stdout.take(),
+            stderr: state.stderr.take(),
+        }
+    }
+
+    /// Sends the captured output to the log and completes the invocation.
+    fn into_invocation(self, merchant: &str, outcome: Outcome, started: Instant) -> Invocation {
+        log_captured(merchant, "stdout", &self.stdout);
+        log_captured(merchant, "stderr", &self.stderr);
+        if let Outcome::Failed(error) = &outcome {
+            tracing::warn!(merchant, error = %error, "plugin call failed");
+        }
+        Invocation {
+            outcome,
+            duration: started.elapsed(),
+            peak_memory_bytes: self.peak_memory_bytes,
+            logs: self.logs,
+            dropped_log_records: self.dropped_log_records,
+            stdout: self.stdout,
+            stderr: self.stderr,
+        }
+    }
+}
 impl Invocation {
     fn failed(error: CallError, started: Instant) -> Invocation {
         Invocation {
