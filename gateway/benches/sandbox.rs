@@ -31,19 +31,17 @@ fn runtime(pooling: bool) -> Runtime {
 }
 
 fn request(operation: Operation) -> OperationRequest {
-    let call =
-        json!({"idempotency_key": "bench", "attempt": 1, "test": true, "request_id": "bench"});
-    let body = match operation {
+    let instance_id = "c968a516-7124-5800-b3f7-7490575410b0";
+    let fields = match operation {
         Operation::Create => json!({
-            "call": call, "instance_id": "c968a516-7124-5800-b3f7-7490575410b0",
+            "instance_id": instance_id,
             "order_id": "CS2211181819B4LVS", "order_line_id": "CS2211181819B4LVS-000001",
-            "kind": "Purchase", "charging_mode": "Period", "period": {"unit": "Month", "count": 1},
+            "charging_mode": "Period", "period": {"unit": "Month", "count": 1},
             "expire_at": {"unix_seconds": 1795000000}, "product": {"sku_code": "basic", "linear_value": 5},
-            "extensions": [],
         }),
-        _ => json!({"call": call, "instance_id": "c968a516-7124-5800-b3f7-7490575410b0"}),
+        _ => json!({"instance_id": instance_id}),
     };
-    OperationRequest::from_json(operation, body).expect("valid request")
+    gateway::request_json::build(operation, "bench", fields, true).expect("valid request")
 }
 
 async fn call_once(

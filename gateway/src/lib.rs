@@ -11,6 +11,7 @@
 //! - [`result_code`] — the marketplace's result codes and the one mapping
 //!   from a plugin call's outcome to a code.
 //! - [`ids`] — identifiers the gateway assigns (instance ids).
+//! - [`request_json`] — typed requests from partial JSON, with defaults.
 //! - [`cli`] — the `gateway` command line.
 //!
 //! ARCHITECTURE.md at the repository root describes how these fit together.
@@ -18,5 +19,6 @@
 pub mod cli;
 pub mod contract;
 pub mod ids;
+pub mod request_json;
 pub mod result_code;
 pub mod runtime;

@@ -9,7 +9,7 @@ use gateway::runtime::{
     CallError, CallLimits, EngineSettings, Invocation, LoadedPlugin, MerchantContext, Outcome,
     Runtime, RuntimeSettings,
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// A runtime with at most `max_instances` sandboxes.
 pub fn runtime(max_instances: u32) -> Runtime {
@@ -50,17 +50,11 @@ pub fn merchant(config: &[(&str, &str)], deadline: Duration) -> MerchantContext 
     }
 }
 
-/// A request for `operation` from the business fields in `fields`; the call
-/// context and the empty collections are filled in.
+/// A request for `operation` from the business fields in `fields`; the rest
+/// comes from the gateway's own defaults (`gateway::request_json`).
 pub fn request(operation: Operation, fields: Value) -> OperationRequest {
-    let mut body = json!({
-        "call": {"idempotency_key": "key-1", "attempt": 1, "test": true, "request_id": "req-1"},
-        "extensions": [],
-    });
-    if let (Some(body), Value::Object(fields)) = (body.as_object_mut(), fields) {
-        body.extend(fields);
-    }
-    OperationRequest::from_json(operation, body).expect("a well-formed test request")
+    gateway::request_json::build(operation, "test-merchant", fields, true)
+        .expect("a well-formed test request")
 }
 
 /// The output of an answered call, or a panic naming what happened instead.

@@ -10,8 +10,9 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::{Value, json};
 
-use super::{SandboxArgs, read_file, request};
+use super::{SandboxArgs, read_file};
 use crate::contract::Operation;
+use crate::request_json;
 use crate::result_code::{self, ResultCode};
 use crate::runtime::{CallLimits, Invocation, MerchantContext, Outcome};
 
@@ -56,7 +57,7 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
 
 pub(crate) fn run(args: &InvokeArgs) -> anyhow::Result<ExitCode> {
     let json = read_request(&args.request)?;
-    let request = request::build(args.operation, &args.merchant, json, !args.live)?;
+    let request = request_json::build(args.operation, &args.merchant, json, !args.live)?;
     let wasm = read_file(&args.file)?;
     let runtime = args.sandbox.runtime()?;
     let plugin = runtime

@@ -5,7 +5,6 @@
 //! clap); 3 `plugin invoke` ran but the answer's result code is not 000000.
 
 mod invoke;
-mod request;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -1,21 +1,37 @@
-//! Request JSON for `gateway plugin invoke`: what the author writes is merged
-//! over a complete default request, so a file only needs the fields that
-//! matter (`{"order_id": "CS1"}` is a valid create request).
+//! Requests from partial JSON, for `gateway plugin invoke`, the tests and the
+//! benchmarks: what the author writes is merged over a complete default
+//! request, so it only needs the fields that matter (`{"order_id": "CS1"}` is
+//! a valid create request).
 
 use serde_json::{Value, json};
 
 use crate::contract::{Operation, OperationRequest};
 use crate::ids;
 
-/// Builds the typed request from the author's JSON.
-pub(crate) fn build(
+/// Why partial JSON is not a request.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestJsonError {
+    #[error("the request must be a JSON object, not {0}")]
+    NotAnObject(&'static str),
+    #[error("the request is not a valid `{operation}` request: {source}")]
+    Invalid {
+        operation: Operation,
+        source: serde_json::Error,
+    },
+}
+
+/// Builds the typed request for `operation` from partial JSON: the call
+/// context (idempotency key derived from the JSON, attempt 1, the test flag),
+/// empty extensions, the operation's usual defaults and, for `create`, the
+/// instance id the gateway would assign to `merchant`'s order line.
+pub fn build(
     operation: Operation,
     merchant: &str,
     user: Value,
     test: bool,
-) -> anyhow::Result<OperationRequest> {
+) -> Result<OperationRequest, RequestJsonError> {
     if !user.is_object() {
-        anyhow::bail!("the request must be a JSON object, not {}", kind_of(&user));
+        return Err(RequestJsonError::NotAnObject(kind_of(&user)));
     }
     let mut request = defaults(operation, test, &user);
     merge(&mut request, user);
@@ -25,7 +41,7 @@ pub(crate) fn build(
         request["instance_id"] = json!(ids::instance_id(merchant, order, line));
     }
     OperationRequest::from_json(operation, request)
-        .map_err(|e| anyhow::anyhow!("the request is not a valid `{operation}` request: {e}"))
+        .map_err(|source| RequestJsonError::Invalid { operation, source })
 }
 
 /// A complete request but for the business fields only the author knows.
