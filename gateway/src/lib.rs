@@ -19,6 +19,7 @@
 pub mod cli;
 pub mod contract;
 pub mod ids;
+pub mod protocol;
 pub mod request_json;
 pub mod result_code;
 pub mod runtime;

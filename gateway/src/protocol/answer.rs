@@ -1,0 +1,226 @@
+//! The JSON answers the marketplace reads (research §2.2, §3.2): always
+//! `resultCode` and `resultMsg`; `instanceId`, `encryptType` and `appInfo`
+//! for newInstance; `info[]` for queryInstance; `license` for licenses.
+//! Credentials are encrypted here, so plaintext never leaves this module.
+
+use serde::Serialize;
+
+use super::credentials::{self, EncryptType};
+use super::time;
+use crate::contract::{AppInfo, InstanceReport, OperationOutput};
+use crate::result_code::{CodedResult, ResultCode};
+
+/// An answer body, serialised with the marketplace's field names.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Answer {
+    pub result_code: &'static str,
+    pub result_msg: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encrypt_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_info: Option<WireAppInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub info: Option<Vec<WireInstance>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub license: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WireAppInfo {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub front_end_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memo: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WireInstance {
+    pub instance_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_info: Option<WireAppInfo>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub usage_info: Vec<WireUsage>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WireUsage {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub related_instance_id: Option<String>,
+    pub usage_value: f64,
+    /// `yyyyMMddHHmmss`, UTC.
+    pub statistical_time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dashboard_url: Option<String>,
+}
+
+/// The key and algorithm credentials are encrypted with.
+#[derive(Clone, Copy, Debug)]
+pub struct Encryption<'a> {
+    pub access_key: &'a str,
+    pub encrypt_type: EncryptType,
+}
+
+impl Answer {
+    /// An answer with only a code and a message.
+    pub fn coded(result: &CodedResult) -> Answer {
+        Answer {
+            result_code: result.code.code(),
+            result_msg: result.message.clone(),
+            instance_id: None,
+            encrypt_type: None,
+            app_info: None,
+            info: None,
+            license: None,
+        }
+    }
+
+    /// A failure with the code's default message.
+    pub fn failure(code: ResultCode, message: impl Into<String>) -> Answer {
+        Answer::coded(&CodedResult {
+            code,
+            message: message.into(),
+        })
+    }
+
+    /// The success answer for a plugin's output. `instance_id` is the one
+    /// the gateway assigned (newInstance only).
+    pub fn success(
+        output: &OperationOutput,
+        instance_id: Option<&str>,
+        encryption: Encryption<'_>,
+    ) -> Answer {
+        let mut answer =
+            Answer::failure(ResultCode::Success, ResultCode::Success.default_message());
+        let mut encrypted = false;
+        match output {
+            OperationOutput::Created(created) => {
+                answer.instance_id = instance_id.map(str::to_string);
+                answer.app_info = created
+                    .app_info
+                    .as_ref()
+                    .map(|info| wire_app_info(info, encryption, &mut encrypted));
+            }
+            OperationOutput::Instances(reports) => {
+                let info = reports
+                    .iter()
+                    .map(|report| wire_instance(report, encryption, &mut encrypted))
+                    .collect();
+                answer.info = Some(info);
+            }
+            OperationOutput::License(license) => answer.license = Some(license.content.clone()),
+            OperationOutput::Done => {}
+        }
+        if encrypted {
+            answer.encrypt_type = Some(encryption.encrypt_type.wire_value());
+        }
+        answer
+    }
+
+    /// The exact bytes sent (and signed).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Serialising plain strings, numbers and options cannot fail; a
+        // non-finite usage value is written as null by serde_json.
+        serde_json::to_vec(self).unwrap_or_else(|_| {
+            br#"{"resultCode":"000005","resultMsg":"internal service error"}"#.to_vec()
+        })
+    }
+}
+
+fn wire_app_info(info: &AppInfo, encryption: Encryption<'_>, encrypted: &mut bool) -> WireAppInfo {
+    let mut encrypt = |plain: &Option<String>| {
+        plain.as_ref().map(|text| {
+            *encrypted = true;
+            credentials::encrypt(encryption.access_key, encryption.encrypt_type, text)
+        })
+    };
+    WireAppInfo {
+        user_name: encrypt(&info.user_name),
+        password: encrypt(&info.password),
+        front_end_url: info.front_end_url.clone(),
+        admin_url: info.admin_url.clone(),
+        memo: info.memo.clone(),
+    }
+}
+
+fn wire_instance(
+    report: &InstanceReport,
+    encryption: Encryption<'_>,
+    encrypted: &mut bool,
+) -> WireInstance {
+    WireInstance {
+        instance_id: report.instance_id.clone(),
+        app_info: report
+            .app_info
+            .as_ref()
+            .map(|info| wire_app_info(info, encryption, encrypted)),
+        usage_info: report
+            .usage
+            .iter()
+            .map(|usage| WireUsage {
+                related_instance_id: usage.related_instance_id.clone(),
+                usage_value: usage.value,
+                statistical_time: time::format_compact(usage.statistical_time.unix_seconds),
+                dashboard_url: usage.dashboard_url.clone(),
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::Created;
+
+    #[test]
+    fn a_created_answer_encrypts_credentials_and_names_the_algorithm() {
+        let output = OperationOutput::Created(Created {
+            instance_id: "ignored".into(),
+            app_info: Some(AppInfo {
+                front_end_url: Some("https://a".into()),
+                admin_url: None,
+                user_name: Some("admin".into()),
+                password: Some("s3cret".into()),
+                memo: None,
+            }),
+        });
+        let encryption = Encryption {
+            access_key: "k",
+            encrypt_type: EncryptType::Aes128,
+        };
+        let answer = Answer::success(&output, Some("i-1"), encryption);
+        let json: serde_json::Value =
+            serde_json::from_slice(&answer.to_bytes()).expect("answers are JSON");
+        assert_eq!(json["resultCode"], "000000");
+        assert_eq!(json["instanceId"], "i-1");
+        assert_eq!(json["encryptType"], "2");
+        assert_eq!(json["appInfo"]["frontEndUrl"], "https://a");
+        assert!(json["appInfo"].get("adminUrl").is_none());
+        let password = json["appInfo"]["password"].as_str().expect("password");
+        assert!(!password.contains("s3cret"));
+        assert_eq!(
+            credentials::decrypt("k", EncryptType::Aes128, password).as_deref(),
+            Ok("s3cret")
+        );
+    }
+
+    #[test]
+    fn plain_answers_carry_only_code_and_message() {
+        let bytes = Answer::failure(ResultCode::AuthFailed, "authentication failed").to_bytes();
+        assert_eq!(
+            bytes,
+            br#"{"resultCode":"000001","resultMsg":"authentication failed"}"#
+        );
+    }
+}
