@@ -17,9 +17,11 @@
 //! ARCHITECTURE.md at the repository root describes how these fit together.
 
 pub mod cli;
+pub mod config;
 pub mod contract;
 pub mod ids;
 pub mod protocol;
 pub mod request_json;
 pub mod result_code;
 pub mod runtime;
+pub mod server;

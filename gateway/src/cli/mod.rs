@@ -1,10 +1,13 @@
 //! The `gateway` command line: argument parsing and the exit-code policy.
 //!
 //! Exit codes: 0 success; 1 the command failed (unreadable input, invalid
-//! plugin, bad request JSON), with a message on stderr; 2 usage error (from
-//! clap); 3 `plugin invoke` ran but the answer's result code is not 000000.
+//! plugin, bad request JSON, invalid configuration), with a message on
+//! stderr; 2 usage error (from clap); 3 `plugin invoke` or `simulate` ran but
+//! the answer's result code is not 000000.
 
 mod invoke;
+mod serve;
+mod simulate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,13 +25,27 @@ use crate::runtime::{Runtime, RuntimeSettings};
 struct Cli {
     #[command(subcommand)]
     command: Command,
-    /// Log filter for the gateway's own log on stderr (tracing syntax, e.g. `info,plugin=debug`).
-    #[arg(long, global = true, env = "GATEWAY_LOG", default_value = "warn")]
-    log: String,
+    /// Log filter for the gateway's own log on stderr (tracing syntax, e.g.
+    /// `info,plugin=debug`). Default: `info` for serve, `warn` otherwise.
+    #[arg(long, global = true, env = "GATEWAY_LOG")]
+    log: Option<String>,
+    /// Log format: `human` or `json` (one object per line).
+    #[arg(long, global = true, env = "GATEWAY_LOG_FORMAT", default_value = "human")]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve the marketplace's callbacks for the configured merchants.
+    Serve(serve::ServeArgs),
+    /// Send a signed marketplace callback to a gateway and check the answer.
+    Simulate(simulate::SimulateArgs),
     /// Work with plugin components.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -77,8 +94,14 @@ impl SandboxArgs {
 /// Parses the command line and runs the command.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log);
+    let default_filter = match cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    };
+    init_logging(cli.log.as_deref().unwrap_or(default_filter), cli.log_format);
     let result = match cli.command {
+        Command::Serve(args) => serve::run(&args),
+        Command::Simulate(args) => simulate::run(&args),
         Command::Plugin(PluginCommand::Check(args)) => check(&args),
         Command::Plugin(PluginCommand::Invoke(args)) => invoke::run(&args),
     };
@@ -91,13 +114,16 @@ pub fn run() -> ExitCode {
     }
 }
 
-fn init_logging(filter: &str) {
+fn init_logging(filter: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
 }
 
 fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {

@@ -82,6 +82,18 @@ pub enum CallError {
 }
 
 impl CallError {
+    /// A short, fixed name of the failure kind (a metrics label).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallError::Overloaded { .. } => "overloaded",
+            CallError::Deadline { .. } => "deadline",
+            CallError::MemoryLimit { .. } => "memory_limit",
+            CallError::Trap { .. } => "trap",
+            CallError::OutputTooLarge { .. } => "output_too_large",
+            CallError::Host(_) => "host",
+        }
+    }
+
     /// A message fit for the marketplace's `resultMsg`: what kind of failure,
     /// never the plugin's internals (a trap's detail stays in the log).
     pub fn public_message(&self) -> String {

@@ -1,0 +1,274 @@
+//! One callback, from raw request to signed answer:
+//!
+//! 1. read the body (bounded) — too large → 000002;
+//! 2. find the merchant (or its decoy) and verify the signature over the raw
+//!    bytes — failure → 000001, and nothing else happens;
+//! 3. refuse a replayed V2 nonce → 000001;
+//! 4. validate the activity's fields → 000002 naming the field;
+//! 5. run the plugin in a spawned task (a client disconnect never aborts it
+//!    halfway), waiting at most for what is left of the answer budget →
+//!    the one result-code mapping, or 000004 if the budget ran out;
+//! 6. serialise, sign the exact bytes (`Body-Sign`), count, log.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, Method, Uri, header};
+use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
+
+use super::App;
+use super::merchants::Merchant;
+use super::metrics::{self, CallbackLabels, LatencyLabels};
+use crate::config::AccessKey;
+use crate::contract::OperationRequest;
+use crate::protocol::{
+    self, Activity, Answer, AuthError, Callback, Encryption, Generation, ParseContext, Rejection,
+    signing,
+};
+use crate::result_code::{self, ResultCode};
+use crate::runtime::Outcome;
+
+/// What the handler learned, for the answer, the metrics and the log.
+struct Handled {
+    answer: Answer,
+    /// The key that signs the answer.
+    signer: Option<AccessKey>,
+    generation: Option<Generation>,
+    activity: Option<Activity>,
+}
+
+impl Handled {
+    fn refused(answer: Answer, signer: Option<AccessKey>, generation: Option<Generation>) -> Self {
+        Handled {
+            answer,
+            signer,
+            generation,
+            activity: None,
+        }
+    }
+}
+
+/// `GET|POST /callbacks/{merchant_id}`.
+pub(super) async fn callback(
+    State(app): State<Arc<App>>,
+    Path(merchant_id): Path<String>,
+    method: Method,
+    uri: Uri,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let request_id = new_request_id();
+    let merchant = app.merchants.get(&merchant_id).cloned();
+    let merchant_label = merchant.as_ref().map_or("unknown", |m| m.id.as_str()).to_string();
+    let span = tracing::info_span!("callback", request_id = %request_id, merchant = %merchant_label);
+    app.metrics.in_flight.inc();
+    let handled = handle(&app, &merchant_id, merchant.as_ref(), &method, &uri, body, &request_id)
+        .instrument(span.clone())
+        .await;
+    app.metrics.in_flight.dec();
+
+    let bytes = handled.answer.to_bytes();
+    let activity = handled.activity.map_or("unknown", Activity::wire_name);
+    let generation = handled.generation.map_or("unknown", Generation::label);
+    let elapsed = started.elapsed();
+    app.metrics
+        .callbacks
+        .get_or_create(&CallbackLabels {
+            merchant: merchant_label.clone(),
+            generation: generation.into(),
+            activity: activity.into(),
+            result_code: handled.answer.result_code.into(),
+        })
+        .inc();
+    app.metrics
+        .latency
+        .get_or_create(&LatencyLabels {
+            merchant: merchant_label,
+            activity: activity.into(),
+        })
+        .observe(elapsed.as_secs_f64());
+    span.in_scope(|| {
+        tracing::info!(
+            generation,
+            activity,
+            result_code = handled.answer.result_code,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            "callback answered"
+        );
+    });
+    respond(bytes, handled.signer.as_ref(), &request_id)
+}
+
+async fn handle(
+    app: &Arc<App>,
+    merchant_id: &str,
+    merchant: Option<&Arc<Merchant>>,
+    method: &Method,
+    uri: &Uri,
+    body: Body,
+    request_id: &str,
+) -> Handled {
+    let keys = match merchant {
+        Some(m) => m.keys.clone(),
+        None => vec![app.merchants.decoy_key(merchant_id)],
+    };
+    let signs = merchant.is_none_or(|m| m.sign_responses);
+    let first_key = signs.then(|| keys[0].clone());
+    let body = match axum::body::to_bytes(body, app.max_body_bytes).await {
+        Ok(body) => body,
+        Err(_) => {
+            let message = format!("request body larger than {} bytes", app.max_body_bytes);
+            tracing::warn!("{message}");
+            return Handled::refused(Answer::failure(ResultCode::InvalidParams, message), first_key, None);
+        }
+    };
+    let raw_query = uri.query().unwrap_or("");
+    let is_get = method == Method::GET;
+    let encrypt_type = merchant.map(|m| m.encrypt_type).unwrap_or_default();
+    let ctx = ParseContext {
+        merchant: merchant_id,
+        request_id,
+        access_key: "",
+        encrypt_type,
+    };
+    let generation = protocol::detect_generation(is_get, raw_query);
+    let read = protocol::read_callback(is_get, raw_query, &body, &keys, now_ms(), &app.policy, &ctx);
+    let (verified, callback) = match read {
+        Ok(read) => read,
+        Err(rejection) => return refuse(app, merchant, rejection, first_key, generation),
+    };
+    let signer = signs.then(|| keys[verified.key_index].clone());
+    if let Some(nonce) = &verified.nonce
+        && !app.nonces.first_sighting(merchant_id, nonce)
+    {
+        return refuse(app, merchant, AuthError::ReplayedNonce.into(), signer, generation);
+    }
+    // The decoy never verifies, so a verified callback has a real merchant.
+    let Some(merchant) = merchant else {
+        return refuse(app, None, AuthError::Mismatch.into(), signer, generation);
+    };
+    for warning in &callback.warnings {
+        tracing::warn!(activity = callback.activity.wire_name(), "{warning}");
+    }
+    let answer = run_plugin(app, merchant, &callback, &keys[verified.key_index]).await;
+    Handled {
+        answer,
+        signer,
+        generation: Some(callback.generation),
+        activity: Some(callback.activity),
+    }
+}
+
+fn refuse(
+    app: &App,
+    merchant: Option<&Arc<Merchant>>,
+    rejection: Rejection,
+    signer: Option<AccessKey>,
+    generation: Generation,
+) -> Handled {
+    let label = merchant.map_or("unknown", |m| m.id.as_str());
+    let answer = match &rejection {
+        Rejection::Auth(error) => {
+            tracing::warn!(reason = %error, "authentication failed");
+            metrics::count(&app.metrics.auth_failures, label, auth_reason(error));
+            Answer::failure(ResultCode::AuthFailed, ResultCode::AuthFailed.default_message())
+        }
+        Rejection::Invalid(error) => {
+            tracing::warn!(reason = %error, "invalid callback");
+            Answer::failure(ResultCode::InvalidParams, error.to_string())
+        }
+    };
+    Handled::refused(answer, signer, Some(generation))
+}
+
+fn auth_reason(error: &AuthError) -> &'static str {
+    match error {
+        AuthError::Missing(_) | AuthError::Duplicate(_) => "missing_or_duplicate_parameter",
+        AuthError::BadTimestamp(_) | AuthError::OutsideWindow { .. } => "timestamp",
+        AuthError::BadEncoding(_) | AuthError::Mismatch => "signature",
+        AuthError::ReplayedNonce => "replayed_nonce",
+    }
+}
+
+/// Runs the plugin in a task of its own and answers within the budget.
+async fn run_plugin(
+    app: &Arc<App>,
+    merchant: &Arc<Merchant>,
+    callback: &Callback,
+    key: &AccessKey,
+) -> Answer {
+    let instance_id = match &callback.request {
+        OperationRequest::Create(create) => Some(create.instance_id.clone()),
+        _ => None,
+    };
+    let task = {
+        let (runtime, merchant, request) = (
+            app.runtime.clone(),
+            merchant.clone(),
+            callback.request.clone(),
+        );
+        app.tasks.spawn(async move {
+            runtime
+                .invoke(&merchant.plugin, &merchant.context, &request)
+                .await
+        })
+    };
+    let invocation = match tokio::time::timeout(app.answer_budget, task).await {
+        Ok(Ok(invocation)) => invocation,
+        Ok(Err(join_error)) => {
+            tracing::error!(error = %join_error, "the plugin task failed");
+            return Answer::failure(ResultCode::Internal, ResultCode::Internal.default_message());
+        }
+        Err(_) => {
+            tracing::warn!(budget_ms = app.answer_budget.as_millis() as u64, "answer budget exhausted; the call continues in the background");
+            metrics::count(&app.metrics.budget_overruns, &merchant.id, "budget");
+            return Answer::failure(ResultCode::Processing, "still being processed, please retry");
+        }
+    };
+    if let Outcome::Failed(error) = &invocation.outcome {
+        tracing::warn!(error = %error, "plugin call failed");
+        metrics::count(&app.metrics.plugin_failures, &merchant.id, error.kind());
+    }
+    match &invocation.outcome {
+        Outcome::Answered(output) => Answer::success(
+            output,
+            instance_id.as_deref(),
+            Encryption {
+                access_key: key.expose(),
+                encrypt_type: merchant.encrypt_type,
+            },
+        ),
+        other => Answer::coded(&result_code::for_outcome(other)),
+    }
+}
+
+/// HTTP 200 with the exact bytes and, when signing, their `Body-Sign`.
+fn respond(bytes: Vec<u8>, signer: Option<&AccessKey>, request_id: &str) -> Response {
+    let sign = signer.map(|key| signing::body_sign(key.expose(), &bytes));
+    let mut response = (
+        [(header::CONTENT_TYPE, "application/json;charset=UTF-8")],
+        bytes,
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    if let Some(sign) = sign.and_then(|s| HeaderValue::from_str(&s).ok()) {
+        headers.insert(signing::BODY_SIGN_HEADER, sign);
+    }
+    if let Ok(id) = HeaderValue::from_str(request_id) {
+        headers.insert("x-request-id", id);
+    }
+    response
+}
+
+fn new_request_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

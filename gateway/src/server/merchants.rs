@@ -1,0 +1,113 @@
+//! The merchants a gateway serves: keys, loaded plugin, limits and answer
+//! options, by id. Built once at start from the configuration.
+//!
+//! An unknown merchant id gets a *decoy*: a key derived from a per-process
+//! secret and the id. Its request is verified against the decoy (and fails
+//! like a wrong key would) and its answer is signed with it, so neither the
+//! answer nor its timing tells whether the merchant exists.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::config::{AccessKey, Config, MerchantConfig};
+use crate::protocol::EncryptType;
+use crate::runtime::{CallLimits, LoadError, LoadedPlugin, MerchantContext, Runtime};
+
+/// One merchant, ready to serve.
+pub struct Merchant {
+    pub id: String,
+    pub keys: Vec<AccessKey>,
+    pub plugin: Arc<LoadedPlugin>,
+    pub context: MerchantContext,
+    pub encrypt_type: EncryptType,
+    pub sign_responses: bool,
+}
+
+/// Why the gateway cannot start serving a merchant.
+#[derive(Debug, thiserror::Error)]
+pub enum MerchantError {
+    #[error("merchant `{merchant}`: cannot read plugin {path}: {source}")]
+    Read {
+        merchant: String,
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("merchant `{merchant}`: {path} is not a valid plugin: {source}")]
+    Load {
+        merchant: String,
+        path: std::path::PathBuf,
+        source: LoadError,
+    },
+}
+
+/// Every configured merchant, by id.
+pub struct Merchants {
+    by_id: HashMap<String, Arc<Merchant>>,
+    decoy_secret: [u8; 32],
+}
+
+impl Merchants {
+    /// Loads every merchant's plugin (compiling it, or reusing an artifact).
+    /// Blocking: call from a blocking context.
+    pub fn load(config: &Config, runtime: &Runtime) -> Result<Merchants, MerchantError> {
+        let mut by_id = HashMap::new();
+        for merchant in &config.merchants {
+            let loaded = load_one(merchant, runtime)?;
+            by_id.insert(merchant.id.clone(), Arc::new(loaded));
+        }
+        Ok(Merchants {
+            by_id,
+            decoy_secret: rand::random(),
+        })
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Arc<Merchant>> {
+        self.by_id.get(id)
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.by_id.keys().map(String::as_str)
+    }
+
+    /// The decoy key of an unknown merchant id (see the module docs).
+    pub fn decoy_key(&self, id: &str) -> AccessKey {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.decoy_secret)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(id.as_bytes());
+        AccessKey::new(hex::encode(mac.finalize().into_bytes()))
+    }
+}
+
+fn load_one(merchant: &MerchantConfig, runtime: &Runtime) -> Result<Merchant, MerchantError> {
+    let wasm = std::fs::read(&merchant.plugin).map_err(|source| MerchantError::Read {
+        merchant: merchant.id.clone(),
+        path: merchant.plugin.clone(),
+        source,
+    })?;
+    let plugin = runtime.load(&wasm).map_err(|source| MerchantError::Load {
+        merchant: merchant.id.clone(),
+        path: merchant.plugin.clone(),
+        source,
+    })?;
+    let context = MerchantContext {
+        label: merchant.id.as_str().into(),
+        config: Arc::new(merchant.config.clone()),
+        limits: CallLimits {
+            deadline: Duration::from_millis(merchant.deadline_ms),
+            memory_bytes: (merchant.memory_mib << 20) as usize,
+            ..CallLimits::default()
+        },
+    };
+    Ok(Merchant {
+        id: merchant.id.clone(),
+        keys: merchant.access_keys.clone(),
+        plugin,
+        context,
+        encrypt_type: merchant.encrypt_type,
+        sign_responses: merchant.sign_responses,
+    })
+}

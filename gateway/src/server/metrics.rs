@@ -1,0 +1,155 @@
+//! The gateway's Prometheus metrics (text exposition at `/metrics`).
+//!
+//! Label values are bounded: `merchant` is a configured id or `unknown`,
+//! `activity` a known wire name or `unknown`, so a scanner hitting random
+//! URLs cannot grow the series without limit.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::runtime::RuntimeStats;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallbackLabels {
+    pub merchant: String,
+    pub generation: String,
+    pub activity: String,
+    pub result_code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LatencyLabels {
+    pub merchant: String,
+    pub activity: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub merchant: String,
+    pub reason: String,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.25 ms … ~4 s.
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 15))
+}
+
+/// Every metric the server records.
+pub struct Metrics {
+    registry: Registry,
+    pub callbacks: Family<CallbackLabels, Counter>,
+    pub latency: Family<LatencyLabels, Histogram, fn() -> Histogram>,
+    pub auth_failures: Family<ReasonLabels, Counter>,
+    pub plugin_failures: Family<ReasonLabels, Counter>,
+    pub budget_overruns: Family<ReasonLabels, Counter>,
+    pub in_flight: Gauge,
+    busy_sandboxes: Gauge,
+    compilations: Gauge,
+    artifact_hits: Gauge,
+    remembered_nonces: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("gateway");
+        let callbacks = Family::<CallbackLabels, Counter>::default();
+        registry.register(
+            "callbacks",
+            "Callbacks answered, by merchant, generation, activity and result code",
+            callbacks.clone(),
+        );
+        let latency = Family::<LatencyLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        registry.register(
+            "callback_duration_seconds",
+            "Time from request to answer",
+            latency.clone(),
+        );
+        let auth_failures = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "auth_failures",
+            "Callbacks refused with 000001, by reason",
+            auth_failures.clone(),
+        );
+        let plugin_failures = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "plugin_failures",
+            "Plugin calls that produced no answer (deadline, trap, memory, overload…)",
+            plugin_failures.clone(),
+        );
+        let budget_overruns = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "budget_overruns",
+            "Callbacks answered 000004 because the answer budget ran out",
+            budget_overruns.clone(),
+        );
+        let gauge = |registry: &mut Registry, name: &str, help: &str| {
+            let g = Gauge::default();
+            registry.register(name, help, g.clone());
+            g
+        };
+        let in_flight = gauge(&mut registry, "callbacks_in_flight", "Callbacks being handled");
+        let busy_sandboxes = gauge(&mut registry, "sandboxes_busy", "Plugin sandboxes in use");
+        let compilations = gauge(
+            &mut registry,
+            "plugin_compilations",
+            "Plugin components compiled by this process (cache misses)",
+        );
+        let artifact_hits = gauge(
+            &mut registry,
+            "plugin_artifact_hits",
+            "Plugin components loaded from precompiled artifacts (cache hits)",
+        );
+        let remembered_nonces = gauge(
+            &mut registry,
+            "nonces_remembered",
+            "V2 nonces held for replay protection",
+        );
+        Metrics {
+            registry,
+            callbacks,
+            latency,
+            auth_failures,
+            plugin_failures,
+            budget_overruns,
+            in_flight,
+            busy_sandboxes,
+            compilations,
+            artifact_hits,
+            remembered_nonces,
+        }
+    }
+
+    /// The text exposition, with the sampled values brought up to date.
+    pub fn render(&self, runtime: RuntimeStats, nonces: u64) -> String {
+        self.busy_sandboxes.set(runtime.busy_sandboxes as i64);
+        self.compilations.set(runtime.compilations as i64);
+        self.artifact_hits.set(runtime.artifact_hits as i64);
+        self.remembered_nonces.set(nonces as i64);
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+/// Counts one event under `merchant` and `reason`.
+pub fn count(family: &Family<ReasonLabels, Counter>, merchant: &str, reason: &str) {
+    family
+        .get_or_create(&ReasonLabels {
+            merchant: merchant.to_string(),
+            reason: reason.to_string(),
+        })
+        .inc();
+}

@@ -1,0 +1,229 @@
+//! The served gateway: `gateway serve`.
+//!
+//! - [`App`] holds everything a callback needs: the merchants and their
+//!   loaded plugins, the runtime, replay memory, metrics, the answer budget.
+//! - [`app`] is the router (`/callbacks/{merchant_id}`, `/healthz`,
+//!   `/readyz`, `/metrics`), testable in-process without a socket.
+//! - [`serve`] binds, serves HTTP/1.1 with title-case header names (the
+//!   marketplace's debugger looks for `Body-Sign` exactly), and shuts down
+//!   gracefully: stop accepting, finish in-flight callbacks and plugin calls.
+//!
+//! The data flow of one callback is in [`callback`].
+
+mod callback;
+mod merchants;
+mod metrics;
+mod nonces;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio_util::task::TaskTracker;
+
+pub use merchants::{Merchant, MerchantError, Merchants};
+pub use metrics::Metrics;
+pub use nonces::NonceMemory;
+
+use crate::config::Config;
+use crate::protocol::VerifyPolicy;
+use crate::runtime::{EngineSettings, Runtime, RuntimeError, RuntimeSettings};
+
+/// Everything the handlers share.
+pub struct App {
+    merchants: Merchants,
+    runtime: Arc<Runtime>,
+    nonces: NonceMemory,
+    metrics: Metrics,
+    policy: VerifyPolicy,
+    answer_budget: Duration,
+    max_body_bytes: usize,
+    /// Plugin calls, which may outlive their request (budget, disconnect).
+    tasks: TaskTracker,
+    ready: AtomicBool,
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Merchant(#[from] MerchantError),
+    #[error("creating the data directory {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("listening on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// The runtime settings a configuration asks for.
+pub fn runtime_settings(config: &Config) -> RuntimeSettings {
+    RuntimeSettings {
+        engine: EngineSettings {
+            max_instances: config.sandbox.max_instances,
+            max_memory_bytes: (config.sandbox.max_memory_mib << 20) as usize,
+            ..EngineSettings::default()
+        },
+        artifact_dir: Some(config.data_dir.join("artifacts")),
+        ..RuntimeSettings::default()
+    }
+}
+
+impl App {
+    /// Loads every merchant's plugin into `runtime`. Blocking (it may
+    /// compile): call it from a blocking context.
+    pub fn new(config: &Config, runtime: Arc<Runtime>) -> Result<App, StartError> {
+        let merchants = Merchants::load(config, &runtime)?;
+        let window = config.signature.window_secs;
+        Ok(App {
+            merchants,
+            runtime,
+            nonces: NonceMemory::new(
+                Duration::from_secs(config.signature.nonce_memory_secs),
+                config.signature.max_remembered_nonces,
+            ),
+            metrics: Metrics::new(),
+            policy: VerifyPolicy {
+                window_ms: (window * 1000) as i64,
+                v1_window_ms: config.signature.v1_window_secs.map(|s| (s * 1000) as i64),
+            },
+            answer_budget: Duration::from_millis(config.answer_budget_ms),
+            max_body_bytes: config.max_body_bytes,
+            tasks: TaskTracker::new(),
+            ready: AtomicBool::new(true),
+        })
+    }
+
+    pub fn merchant_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.merchants.ids().map(str::to_string).collect();
+        ids.sort();
+        ids
+    }
+
+    /// Stops reporting ready (the load balancer drains us) and waits for
+    /// plugin calls still running, at most `grace`.
+    pub async fn drain(&self, grace: Duration) -> bool {
+        self.ready.store(false, Ordering::SeqCst);
+        self.tasks.close();
+        tokio::time::timeout(grace, self.tasks.wait()).await.is_ok()
+    }
+}
+
+/// The router, for `serve` and for in-process tests.
+pub fn app(state: Arc<App>) -> Router {
+    Router::new()
+        .route(
+            "/callbacks/{merchant_id}",
+            get(callback::callback).post(callback::callback),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .with_state(state)
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
+    if app.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining")
+    }
+}
+
+async fn metrics_text(State(app): State<Arc<App>>) -> impl IntoResponse {
+    let text = app.metrics.render(app.runtime.stats(), app.nonces.len());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+}
+
+/// Builds the runtime and the app for `config`, off the async threads.
+pub async fn start(config: &Config) -> Result<Arc<App>, StartError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    let config = config.clone();
+    let built = tokio::task::spawn_blocking(move || -> Result<App, StartError> {
+        let runtime = Arc::new(Runtime::new(runtime_settings(&config))?);
+        App::new(&config, runtime)
+    })
+    .await;
+    match built {
+        Ok(app) => Ok(Arc::new(app?)),
+        Err(join) => Err(StartError::Runtime(RuntimeError::Engine(format!(
+            "loading plugins panicked: {join}"
+        )))),
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then drains.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app_state: Arc<App>,
+    shutdown: impl std::future::Future<Output = ()>,
+    grace: Duration,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+    use tower::ServiceExt as _;
+
+    let router = app(app_state.clone());
+    let connections = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = router
+            .clone()
+            .map_request(|request: axum::http::Request<hyper::body::Incoming>| {
+                request.map(axum::body::Body::new)
+            });
+        let connection = hyper::server::conn::http1::Builder::new()
+            .title_case_headers(true)
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(10))
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let connection = connections.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        });
+    }
+    tracing::info!("shutting down: draining in-flight callbacks");
+    app_state.ready.store(false, Ordering::SeqCst);
+    if tokio::time::timeout(grace, connections.shutdown()).await.is_err() {
+        tracing::warn!("connections still open after the grace period");
+    }
+    if !app_state.drain(grace).await {
+        tracing::warn!("plugin calls still running after the grace period");
+    }
+    Ok(())
+}
