@@ -264,7 +264,10 @@ impl Config {
         if self.answer_budget_ms == 0 || self.answer_budget_ms >= MARKETPLACE_TIMEOUT_MS {
             return Err(invalid(
                 "answer_budget_ms",
-                format!("must be between 1 and {} (the marketplace waits 5 s)", MARKETPLACE_TIMEOUT_MS - 1),
+                format!(
+                    "must be between 1 and {} (the marketplace waits 5 s)",
+                    MARKETPLACE_TIMEOUT_MS - 1
+                ),
             ));
         }
         if self.max_body_bytes < 1024 {
@@ -284,7 +287,10 @@ impl Config {
             return Err(invalid("sandbox.max_instances", "must be at least 1"));
         }
         if self.sandbox.max_memory_mib == 0 || self.sandbox.max_memory_mib > 4096 {
-            return Err(invalid("sandbox.max_memory_mib", "must be between 1 and 4096"));
+            return Err(invalid(
+                "sandbox.max_memory_mib",
+                "must be between 1 and 4096",
+            ));
         }
         if self.merchants.is_empty() {
             return Err(invalid("merchants", "at least one merchant is needed"));
@@ -293,7 +299,10 @@ impl Config {
         for (i, merchant) in self.merchants.iter().enumerate() {
             self.validate_merchant(&format!("merchants[{i}]"), merchant)?;
             if !seen.insert(merchant.id.as_str()) {
-                return Err(invalid(format!("merchants[{i}].id"), format!("`{}` is used twice", merchant.id)));
+                return Err(invalid(
+                    format!("merchants[{i}].id"),
+                    format!("`{}` is used twice", merchant.id),
+                ));
             }
         }
         Ok(())
@@ -307,24 +316,43 @@ impl Config {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !id_ok {
-            return Err(invalid(format!("{at}.id"), "must be 1-64 characters of A-Z, a-z, 0-9, - and _"));
+            return Err(invalid(
+                format!("{at}.id"),
+                "must be 1-64 characters of A-Z, a-z, 0-9, - and _",
+            ));
         }
         if merchant.access_keys.is_empty() {
-            return Err(invalid(format!("{at}.access_keys"), "at least one key is needed"));
+            return Err(invalid(
+                format!("{at}.access_keys"),
+                "at least one key is needed",
+            ));
         }
-        if merchant.access_keys.iter().any(|k| k.expose().trim().is_empty()) {
-            return Err(invalid(format!("{at}.access_keys"), "keys must not be blank"));
+        if merchant
+            .access_keys
+            .iter()
+            .any(|k| k.expose().trim().is_empty())
+        {
+            return Err(invalid(
+                format!("{at}.access_keys"),
+                "keys must not be blank",
+            ));
         }
         if merchant.deadline_ms == 0 || merchant.deadline_ms >= self.answer_budget_ms {
             return Err(invalid(
                 format!("{at}.deadline_ms"),
-                format!("must be between 1 and answer_budget_ms ({}) - 1", self.answer_budget_ms),
+                format!(
+                    "must be between 1 and answer_budget_ms ({}) - 1",
+                    self.answer_budget_ms
+                ),
             ));
         }
         if merchant.memory_mib == 0 || merchant.memory_mib > self.sandbox.max_memory_mib {
             return Err(invalid(
                 format!("{at}.memory_mib"),
-                format!("must be between 1 and sandbox.max_memory_mib ({})", self.sandbox.max_memory_mib),
+                format!(
+                    "must be between 1 and sandbox.max_memory_mib ({})",
+                    self.sandbox.max_memory_mib
+                ),
             ));
         }
         Ok(())
@@ -335,7 +363,13 @@ impl Config {
 pub fn merchant_env_name(id: &str, suffix: &str) -> String {
     let id: String = id
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!("GATEWAY_MERCHANT_{id}_{suffix}")
 }
@@ -352,7 +386,12 @@ mod tests {
     "#;
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
-        Config::from_toml(text, Path::new("gateway.toml"), Path::new("/etc/gw"), |_| None)
+        Config::from_toml(
+            text,
+            Path::new("gateway.toml"),
+            Path::new("/etc/gw"),
+            |_| None,
+        )
     }
 
     #[test]
@@ -372,17 +411,35 @@ mod tests {
     fn unknown_keys_and_bad_values_are_refused_by_name() {
         let cases = [
             (format!("{MINIMAL}\nlisten_port = 1"), "listen_port"),
-            (format!("answer_budget_ms = 5000\n{MINIMAL}"), "answer_budget_ms"),
-            (format!("{MINIMAL}\nencrypt_type = 3"), "encrypt_type must be 1"),
-            (format!("{MINIMAL}\ndeadline_ms = 4000"), "merchants[0].deadline_ms"),
-            (format!("{MINIMAL}\nmemory_mib = 500"), "merchants[0].memory_mib"),
+            (
+                format!("answer_budget_ms = 5000\n{MINIMAL}"),
+                "answer_budget_ms",
+            ),
+            (
+                format!("{MINIMAL}\nencrypt_type = 3"),
+                "encrypt_type must be 1",
+            ),
+            (
+                format!("{MINIMAL}\ndeadline_ms = 4000"),
+                "merchants[0].deadline_ms",
+            ),
+            (
+                format!("{MINIMAL}\nmemory_mib = 500"),
+                "merchants[0].memory_mib",
+            ),
             (format!("{MINIMAL}\nsurprise = true"), "surprise"),
             (MINIMAL.replace("\"acme\"", "\"a/b\""), "merchants[0].id"),
-            (MINIMAL.replace("[\"k1\"]", "[]"), "merchants[0].access_keys"),
+            (
+                MINIMAL.replace("[\"k1\"]", "[]"),
+                "merchants[0].access_keys",
+            ),
             (format!("{MINIMAL}{MINIMAL}"), "is used twice"),
             ("listen = \"nowhere\"\nmerchants = []".into(), "listen"),
             ("merchants = []".into(), "at least one merchant"),
-            (format!("[signature]\nnonce_memory_secs = 60\n{MINIMAL}"), "nonce_memory_secs"),
+            (
+                format!("[signature]\nnonce_memory_secs = 60\n{MINIMAL}"),
+                "nonce_memory_secs",
+            ),
         ];
         for (text, expected) in cases {
             let error = parse(&text).expect_err(expected).to_string();
@@ -400,7 +457,11 @@ mod tests {
         let config =
             Config::from_toml(MINIMAL, Path::new("g.toml"), Path::new("."), env).expect("valid");
         assert_eq!(config.listen.port(), 9000);
-        let keys: Vec<&str> = config.merchants[0].access_keys.iter().map(AccessKey::expose).collect();
+        let keys: Vec<&str> = config.merchants[0]
+            .access_keys
+            .iter()
+            .map(AccessKey::expose)
+            .collect();
         assert_eq!(keys, ["new", "old"]);
         let bad = |name: &str| (name == "GATEWAY_ANSWER_BUDGET_MS").then(|| "soon".to_string());
         let error = Config::from_toml(MINIMAL, Path::new("g.toml"), Path::new("."), bad)

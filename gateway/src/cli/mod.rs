@@ -30,7 +30,12 @@ struct Cli {
     #[arg(long, global = true, env = "GATEWAY_LOG")]
     log: Option<String>,
     /// Log format: `human` or `json` (one object per line).
-    #[arg(long, global = true, env = "GATEWAY_LOG_FORMAT", default_value = "human")]
+    #[arg(
+        long,
+        global = true,
+        env = "GATEWAY_LOG_FORMAT",
+        default_value = "human"
+    )]
     log_format: LogFormat,
 }
 

@@ -13,13 +13,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use rand::Rng;
 use rand::distr::Alphanumeric;
 use serde_json::{Map, Value, json};
 
 use super::invoke::parse_key_value;
-use crate::protocol::{EncryptType, credentials, signing, time};
+use crate::protocol::{EncryptType, credentials, marketplace, signing, time};
 
 #[derive(Debug, Args)]
 pub(crate) struct SimulateArgs {
@@ -58,13 +57,6 @@ pub(crate) struct SimulateArgs {
     #[arg(long)]
     dry_run: bool,
 }
-
-/// Characters left as they are in V1 query values (RFC 3986 unreserved).
-const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
 
 /// A signed request, ready to send.
 struct SignedRequest {
@@ -180,10 +172,7 @@ fn sign_v2(
     now_ms: i64,
 ) -> anyhow::Result<SignedRequest> {
     let body = serde_json::to_vec(&Value::Object(fields))?;
-    let nonce = random_text(32);
-    let timestamp = now_ms.to_string();
-    let signature = signing::v2_signature(key, &nonce, &timestamp, &body);
-    let query = format!("signature={signature}&timestamp={timestamp}&nonce={nonce}");
+    let query = marketplace::v2_query(key, &body, now_ms, &marketplace::random_nonce());
     Ok(SignedRequest {
         method: "POST",
         url: with_query(url, &query),
@@ -192,7 +181,7 @@ fn sign_v2(
 }
 
 fn sign_v1(url: &str, key: &str, fields: Map<String, Value>, now_ms: i64) -> SignedRequest {
-    let mut params: Vec<(String, String)> = fields
+    let params: Vec<(String, String)> = fields
         .into_iter()
         .map(|(name, value)| {
             let text = match value {
@@ -202,28 +191,9 @@ fn sign_v1(url: &str, key: &str, fields: Map<String, Value>, now_ms: i64) -> Sig
             (name, text)
         })
         .collect();
-    let time_stamp = format!(
-        "{}{:03}",
-        time::format_compact(now_ms.div_euclid(1000)),
-        now_ms.rem_euclid(1000)
-    );
-    params.push(("timeStamp".into(), time_stamp.clone()));
-    let canonical = signing::v1_canonical(params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    params.push(("authToken".into(), signing::v1_auth_token(key, &time_stamp, &canonical)));
-    let query = params
-        .iter()
-        .map(|(name, value)| {
-            format!(
-                "{}={}",
-                utf8_percent_encode(name, QUERY_VALUE),
-                utf8_percent_encode(value, QUERY_VALUE)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("&");
     SignedRequest {
         method: "GET",
-        url: with_query(url, &query),
+        url: with_query(url, &marketplace::v1_query(key, &params, now_ms)),
         body: None,
     }
 }

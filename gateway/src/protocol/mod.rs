@@ -8,6 +8,8 @@
 //! - [`credentials`] — SHA1PRNG-keyed AES for `appInfo` credentials.
 //! - [`answer`] — the JSON bodies the marketplace reads.
 //! - [`time`] — the marketplace's time formats.
+//! - [`marketplace`] — signing callbacks as the marketplace does (simulator,
+//!   tests, benchmarks).
 //!
 //! [`read_callback`] is the whole inbound path, "raw query + raw body →
 //! verify → parse": the server calls it, the property tests hammer it.
@@ -16,6 +18,7 @@ pub mod answer;
 pub mod callback;
 pub mod credentials;
 pub mod fields;
+pub mod marketplace;
 pub mod query;
 pub mod signing;
 pub mod time;

@@ -62,12 +62,24 @@ pub(super) async fn callback(
     let started = Instant::now();
     let request_id = new_request_id();
     let merchant = app.merchants.get(&merchant_id).cloned();
-    let merchant_label = merchant.as_ref().map_or("unknown", |m| m.id.as_str()).to_string();
-    let span = tracing::info_span!("callback", request_id = %request_id, merchant = %merchant_label);
+    let merchant_label = merchant
+        .as_ref()
+        .map_or("unknown", |m| m.id.as_str())
+        .to_string();
+    let span =
+        tracing::info_span!("callback", request_id = %request_id, merchant = %merchant_label);
     app.metrics.in_flight.inc();
-    let handled = handle(&app, &merchant_id, merchant.as_ref(), &method, &uri, body, &request_id)
-        .instrument(span.clone())
-        .await;
+    let handled = handle(
+        &app,
+        &merchant_id,
+        merchant.as_ref(),
+        &method,
+        &uri,
+        body,
+        &request_id,
+    )
+    .instrument(span.clone())
+    .await;
     app.metrics.in_flight.dec();
 
     let bytes = handled.answer.to_bytes();
@@ -122,7 +134,11 @@ async fn handle(
         Err(_) => {
             let message = format!("request body larger than {} bytes", app.max_body_bytes);
             tracing::warn!("{message}");
-            return Handled::refused(Answer::failure(ResultCode::InvalidParams, message), first_key, None);
+            return Handled::refused(
+                Answer::failure(ResultCode::InvalidParams, message),
+                first_key,
+                None,
+            );
         }
     };
     let raw_query = uri.query().unwrap_or("");
@@ -135,7 +151,8 @@ async fn handle(
         encrypt_type,
     };
     let generation = protocol::detect_generation(is_get, raw_query);
-    let read = protocol::read_callback(is_get, raw_query, &body, &keys, now_ms(), &app.policy, &ctx);
+    let read =
+        protocol::read_callback(is_get, raw_query, &body, &keys, now_ms(), &app.policy, &ctx);
     let (verified, callback) = match read {
         Ok(read) => read,
         Err(rejection) => return refuse(app, merchant, rejection, first_key, generation),
@@ -144,7 +161,13 @@ async fn handle(
     if let Some(nonce) = &verified.nonce
         && !app.nonces.first_sighting(merchant_id, nonce)
     {
-        return refuse(app, merchant, AuthError::ReplayedNonce.into(), signer, generation);
+        return refuse(
+            app,
+            merchant,
+            AuthError::ReplayedNonce.into(),
+            signer,
+            generation,
+        );
     }
     // The decoy never verifies, so a verified callback has a real merchant.
     let Some(merchant) = merchant else {
@@ -174,7 +197,10 @@ fn refuse(
         Rejection::Auth(error) => {
             tracing::warn!(reason = %error, "authentication failed");
             metrics::count(&app.metrics.auth_failures, label, auth_reason(error));
-            Answer::failure(ResultCode::AuthFailed, ResultCode::AuthFailed.default_message())
+            Answer::failure(
+                ResultCode::AuthFailed,
+                ResultCode::AuthFailed.default_message(),
+            )
         }
         Rejection::Invalid(error) => {
             tracing::warn!(reason = %error, "invalid callback");
@@ -223,9 +249,15 @@ async fn run_plugin(
             return Answer::failure(ResultCode::Internal, ResultCode::Internal.default_message());
         }
         Err(_) => {
-            tracing::warn!(budget_ms = app.answer_budget.as_millis() as u64, "answer budget exhausted; the call continues in the background");
+            tracing::warn!(
+                budget_ms = app.answer_budget.as_millis() as u64,
+                "answer budget exhausted; the call continues in the background"
+            );
             metrics::count(&app.metrics.budget_overruns, &merchant.id, "budget");
-            return Answer::failure(ResultCode::Processing, "still being processed, please retry");
+            return Answer::failure(
+                ResultCode::Processing,
+                "still being processed, please retry",
+            );
         }
     };
     if let Outcome::Failed(error) = &invocation.outcome {

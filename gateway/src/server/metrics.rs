@@ -99,7 +99,11 @@ impl Metrics {
             registry.register(name, help, g.clone());
             g
         };
-        let in_flight = gauge(&mut registry, "callbacks_in_flight", "Callbacks being handled");
+        let in_flight = gauge(
+            &mut registry,
+            "callbacks_in_flight",
+            "Callbacks being handled",
+        );
         let busy_sandboxes = gauge(&mut registry, "sandboxes_busy", "Plugin sandboxes in use");
         let compilations = gauge(
             &mut registry,

@@ -200,11 +200,12 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let service = router
-            .clone()
-            .map_request(|request: axum::http::Request<hyper::body::Incoming>| {
-                request.map(axum::body::Body::new)
-            });
+        let service =
+            router
+                .clone()
+                .map_request(|request: axum::http::Request<hyper::body::Incoming>| {
+                    request.map(axum::body::Body::new)
+                });
         let connection = hyper::server::conn::http1::Builder::new()
             .title_case_headers(true)
             .timer(TokioTimer::new())
@@ -219,7 +220,10 @@ pub async fn serve(
     }
     tracing::info!("shutting down: draining in-flight callbacks");
     app_state.ready.store(false, Ordering::SeqCst);
-    if tokio::time::timeout(grace, connections.shutdown()).await.is_err() {
+    if tokio::time::timeout(grace, connections.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("connections still open after the grace period");
     }
     if !app_state.drain(grace).await {

@@ -5,7 +5,9 @@
 //! `unreachable`, `stack` recurses until the stack overflows, `big-output`
 //! returns a 1 MiB memo, `sleep` blocks in a host call (WASI sleep) for 30 s,
 //! `chatty` floods stdout, stderr and the log before answering normally,
-//! `other-id` reports an instance id other than the one assigned. Any
+//! `other-id` reports an instance id other than the one assigned, and
+//! `error-<case>` declines with that `plugin-error` case (`error-sold-out`,
+//! `error-instance-not-found`, …). Any
 //! other order id gets a normal answer, so the same component also proves the
 //! runtime still works after each failure.
 
@@ -39,6 +41,7 @@ impl Plugin for Misbehave {
                 chatter();
                 Ok(created(&req, "chatted".into()))
             }
+            id if id.starts_with("error-") => Err(declined(&id["error-".len()..])),
             _ => Ok(created(&req, "normal".into())),
         }
     }
@@ -50,6 +53,21 @@ impl Plugin for Misbehave {
     }
     fn release(_req: ReleaseRequest) -> PluginResult<()> {
         Ok(())
+    }
+}
+
+/// The plugin error named `case` (its WIT name).
+fn declined(case: &str) -> PluginError {
+    let reason = format!("declined on purpose: {case}");
+    match case {
+        "invalid-request" => error::invalid_request(reason),
+        "instance-not-found" => error::instance_not_found(reason),
+        "in-progress" => error::in_progress(reason),
+        "no-resources" => error::no_resources(reason),
+        "service-error" => error::service_error(reason),
+        "already-subscribed" => error::already_subscribed(reason),
+        "sold-out" => error::sold_out(reason),
+        _ => error::internal(reason),
     }
 }
 

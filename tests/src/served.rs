@@ -1,0 +1,200 @@
+//! A gateway served in-process for the router tests: merchants on real
+//! plugins, requests signed by `gateway::protocol::marketplace` exactly as
+//! the marketplace signs them, answers checked like the marketplace checks.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use gateway::config::Config;
+use gateway::protocol::{marketplace, signing};
+use gateway::runtime::Runtime;
+use gateway::server::{self, App};
+use serde_json::Value;
+use tower::ServiceExt as _;
+
+/// The access key of every test merchant (the shared vectors' key).
+pub const KEY: &str = "00000000-test-key-0000-000000000000";
+
+/// A gateway with merchants `reference` (the reference plugin) and
+/// `misbehave` (the misbehave plugin), built from `extra` TOML merged into
+/// each merchant's table.
+pub struct TestGateway {
+    pub app: Arc<App>,
+    router: Router,
+    _data: tempfile::TempDir,
+}
+
+/// An answer as the marketplace sees it.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body_sign: Option<String>,
+    pub bytes: Vec<u8>,
+    pub json: Value,
+}
+
+impl Reply {
+    pub fn code(&self) -> &str {
+        self.json["resultCode"].as_str().unwrap_or("<none>")
+    }
+
+    pub fn message(&self) -> &str {
+        self.json["resultMsg"].as_str().unwrap_or("<none>")
+    }
+
+    /// Asserts HTTP 200 and a `Body-Sign` by `key` over the exact bytes.
+    pub fn assert_signed_by(&self, key: &str) -> &Self {
+        assert_eq!(self.status, StatusCode::OK, "always HTTP 200");
+        let header = self
+            .body_sign
+            .as_deref()
+            .expect("every answer has Body-Sign");
+        assert_eq!(
+            signing::verify_body_sign(key, &self.bytes, header),
+            Ok(()),
+            "Body-Sign over {}",
+            String::from_utf8_lossy(&self.bytes)
+        );
+        self
+    }
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The configuration text of the test gateway.
+pub fn config_text(global: &str, merchant_extra: &str) -> String {
+    let path = |name: &str| test_support::plugin_path(name).display().to_string();
+    format!(
+        r#"
+        {global}
+        [[merchants]]
+        id = "reference"
+        access_keys = ["{KEY}"]
+        plugin = "{reference}"
+        {merchant_extra}
+        [merchants.config]
+        base_url = "https://ref.example.com"
+        sold_out_skus = "sku-gone"
+
+        [[merchants]]
+        id = "misbehave"
+        access_keys = ["{KEY}"]
+        plugin = "{misbehave}"
+        deadline_ms = 300
+        "#,
+        reference = path("reference"),
+        misbehave = path("misbehave"),
+    )
+}
+
+impl TestGateway {
+    pub fn new() -> TestGateway {
+        TestGateway::with_config("", "")
+    }
+
+    pub fn with_config(global: &str, merchant_extra: &str) -> TestGateway {
+        TestGateway::build(global, merchant_extra, &|_| None)
+    }
+
+    /// With environment overrides (`GATEWAY_MERCHANT_REFERENCE_ACCESS_KEYS`…).
+    pub fn build(
+        global: &str,
+        merchant_extra: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> TestGateway {
+        let data = tempfile::tempdir().expect("a temporary data dir");
+        let text = config_text(global, merchant_extra);
+        let config = Config::from_toml(&text, Path::new("test.toml"), data.path(), env)
+            .expect("the test configuration is valid");
+        let runtime =
+            Arc::new(Runtime::new(server::runtime_settings(&config)).expect("the runtime starts"));
+        let app = Arc::new(App::new(&config, runtime).expect("the merchants load"));
+        TestGateway {
+            router: server::app(app.clone()),
+            app,
+            _data: data,
+        }
+    }
+
+    /// Sends a raw request through the router.
+    pub async fn send(&self, method: Method, uri: &str, body: Vec<u8>) -> Reply {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/json;charset=utf8")
+            .body(Body::from(body))
+            .expect("a valid request");
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("the router never fails");
+        let status = response.status();
+        let body_sign = response
+            .headers()
+            .get("body-sign")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("a readable answer")
+            .to_vec();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply {
+            status,
+            body_sign,
+            bytes,
+            json,
+        }
+    }
+
+    /// A V2 callback signed with `key` now.
+    pub async fn v2(&self, merchant: &str, body: &Value, key: &str) -> Reply {
+        let bytes = serde_json::to_vec(body).expect("JSON");
+        let query = marketplace::v2_query(key, &bytes, now_ms(), &marketplace::random_nonce());
+        self.send(
+            Method::POST,
+            &format!("/callbacks/{merchant}?{query}"),
+            bytes,
+        )
+        .await
+    }
+
+    /// A V1 callback of `params` signed with `key` now.
+    pub async fn v1(&self, merchant: &str, params: &[(&str, &str)], key: &str) -> Reply {
+        let params: Vec<(String, String)> = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let query = marketplace::v1_query(key, &params, now_ms());
+        self.send(
+            Method::GET,
+            &format!("/callbacks/{merchant}?{query}"),
+            Vec::new(),
+        )
+        .await
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, String) {
+        let reply = self.send(Method::GET, path, Vec::new()).await;
+        (
+            reply.status,
+            String::from_utf8_lossy(&reply.bytes).into_owned(),
+        )
+    }
+}
+
+impl Default for TestGateway {
+    fn default() -> Self {
+        TestGateway::new()
+    }
+}
