@@ -1,0 +1,209 @@
+//! `gateway serve` and `gateway simulate` as real processes on a real
+//! socket: the issue's "done when" path, configuration errors at start, and
+//! a graceful shutdown that still answers the callback in flight.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const KEY: &str = "socket-test-key";
+
+/// A running `gateway serve`, killed on drop if still alive.
+struct Served {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write_config(dir: &Path, extra: &str) -> std::path::PathBuf {
+    let plugin = |name: &str| test_support::plugin_path(name).display().to_string();
+    let text = format!(
+        r#"
+        listen = "127.0.0.1:0"
+        data_dir = "data"
+        shutdown_grace_secs = 10
+        {extra}
+        [[merchants]]
+        id = "demo"
+        access_keys = ["{KEY}"]
+        plugin = "{reference}"
+
+        [[merchants]]
+        id = "slow"
+        access_keys = ["{KEY}"]
+        plugin = "{misbehave}"
+        deadline_ms = 1500
+        "#,
+        reference = plugin("reference"),
+        misbehave = plugin("misbehave"),
+    );
+    let path = dir.join("gateway.toml");
+    std::fs::write(&path, text).expect("write the configuration");
+    path
+}
+
+fn serve() -> Served {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = write_config(dir.path(), "");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the gateway starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut first_line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut first_line)
+        .expect("the gateway says where it listens");
+    let addr = first_line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected first line: {first_line}"))
+        .to_string();
+    Served {
+        child,
+        url: format!("http://{addr}"),
+        _dir: dir,
+    }
+}
+
+fn simulate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .arg("simulate")
+        .args(args)
+        .output()
+        .expect("simulate runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn the_served_gateway_answers_v2_and_v1_and_refuses_a_wrong_key() {
+    let served = serve();
+    let url = format!("{}/callbacks/demo", served.url);
+
+    let v2 = simulate(&["newInstance", "--url", &url, "--access-key", KEY]);
+    let out = stdout(&v2);
+    assert_eq!(v2.status.code(), Some(0), "{out}");
+    assert!(out.contains("\"resultCode\":\"000000\""), "{out}");
+    assert!(out.contains("\"instanceId\":\""), "{out}");
+    assert!(out.contains("Body-Sign: valid"), "{out}");
+    assert!(
+        out.contains("appInfo.userName (decrypted): admin@"),
+        "{out}"
+    );
+
+    let wrong = simulate(&["newInstance", "--url", &url, "--access-key", "not-the-key"]);
+    let out = stdout(&wrong);
+    assert!(out.contains("\"resultCode\":\"000001\""), "{out}");
+    assert_eq!(
+        wrong.status.code(),
+        Some(1),
+        "the answer is not signed with a wrong key"
+    );
+
+    let v1 = simulate(&["newInstance", "--v1", "--url", &url, "--access-key", KEY]);
+    let out = stdout(&v1);
+    assert_eq!(v1.status.code(), Some(0), "{out}");
+    assert!(out.contains("> GET "), "{out}");
+
+    let stale = simulate(&[
+        "releaseInstance",
+        "--url",
+        &url,
+        "--access-key",
+        KEY,
+        "--field",
+        "instanceId=i-1",
+        "--clock-offset-secs",
+        "-61",
+    ]);
+    assert!(stdout(&stale).contains("\"resultCode\":\"000001\""));
+    assert_eq!(stale.status.code(), Some(3), "signed, but not 000000");
+}
+
+#[test]
+fn sigterm_drains_the_callback_in_flight_then_exits_cleanly() {
+    let mut served = serve();
+    let url = format!("{}/callbacks/slow", served.url);
+    // The misbehave plugin sleeps in a host call until its 1.5 s deadline.
+    let in_flight = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args([
+            "simulate",
+            "newInstance",
+            "--url",
+            &url,
+            "--access-key",
+            KEY,
+        ])
+        .args(["--field", "orderId=sleep"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("simulate starts");
+    std::thread::sleep(Duration::from_millis(400));
+    let started = Instant::now();
+    let pid = served.child.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(killed.is_ok_and(|s| s.success()));
+
+    let answer = in_flight.wait_with_output().expect("simulate ends");
+    let out = stdout(&answer);
+    assert!(
+        out.contains("\"resultCode\":\"000005\""),
+        "answered, not dropped: {out}"
+    );
+    assert!(out.contains("Body-Sign: valid"), "{out}");
+    let status = served.child.wait().expect("the gateway exits");
+    assert!(status.success(), "a clean exit after draining: {status:?}");
+    assert!(started.elapsed() < Duration::from_secs(8));
+}
+
+#[test]
+fn a_bad_configuration_is_refused_at_start_naming_the_key() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cases = [
+        ("answer_budget_ms = 6000", "answer_budget_ms"),
+        ("colour = \"blue\"", "colour"),
+    ];
+    for (extra, key) in cases {
+        let config = write_config(dir.path(), extra);
+        let output = Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .output()
+            .expect("the gateway runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(key), "{key}: {stderr}");
+    }
+    let missing_plugin = dir.path().join("gateway.toml");
+    std::fs::write(
+        &missing_plugin,
+        "[[merchants]]\nid = \"m\"\naccess_keys = [\"k\"]\nplugin = \"nowhere.wasm\"\n",
+    )
+    .expect("write");
+    let output = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["serve", "--config"])
+        .arg(&missing_plugin)
+        .output()
+        .expect("the gateway runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr.contains("merchant `m`: cannot read plugin"),
+        "{stderr}"
+    );
+}
