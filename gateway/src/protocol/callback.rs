@@ -249,7 +249,7 @@ impl Reader<'_> {
     fn create_v2(&mut self) -> Result<(String, OperationRequest), FieldError> {
         let mut order = self.fields.nested("orderInfo")?;
         let mut order_field =
-            |reader: &mut Reader, name: &str| -> Result<Option<String>, FieldError> {
+            |reader: &mut Reader, name: &'static str| -> Result<Option<String>, FieldError> {
                 match reader.fields.text(name, ID)? {
                     Some(value) => Ok(Some(value)),
                     None => match order.as_mut() {
@@ -362,7 +362,7 @@ impl Reader<'_> {
     /// A V1 field the marketplace AES-encrypts. An undecryptable value is
     /// dropped with a warning rather than failing the order: the plugin
     /// gets `none`, the buyer still gets the product.
-    fn decrypted(&mut self, name: &str) -> Result<Option<String>, FieldError> {
+    fn decrypted(&mut self, name: &'static str) -> Result<Option<String>, FieldError> {
         let Some(wire) = self.fields.text(name, 256)? else {
             return Ok(None);
         };

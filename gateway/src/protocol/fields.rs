@@ -42,7 +42,7 @@ pub struct Fields {
     map: Map<String, Value>,
     /// A prefix for error messages of nested objects (`orderInfo[0].`).
     path: String,
-    read: BTreeSet<String>,
+    read: BTreeSet<&'static str>,
 }
 
 impl Fields {
@@ -56,8 +56,8 @@ impl Fields {
 
     /// The nested object at `name` (or the first element of an array of
     /// objects there), if present.
-    pub fn nested(&mut self, name: &str) -> Result<Option<Fields>, FieldError> {
-        self.read.insert(name.to_string());
+    pub fn nested(&mut self, name: &'static str) -> Result<Option<Fields>, FieldError> {
+        self.read.insert(name);
         let (value, suffix) = match self.map.get(name) {
             None | Some(Value::Null) => return Ok(None),
             Some(Value::Array(items)) => (items.first().cloned(), "[0]"),
@@ -89,14 +89,14 @@ impl Fields {
     }
 
     /// The raw JSON value of a field, marking it read.
-    pub fn raw(&mut self, name: &str) -> Option<&Value> {
-        self.read.insert(name.to_string());
+    pub fn raw(&mut self, name: &'static str) -> Option<&Value> {
+        self.read.insert(name);
         self.map.get(name).filter(|v| !v.is_null())
     }
 
     /// An optional text field of at most `max` characters. Numbers are
     /// accepted as their text; blank text counts as absent.
-    pub fn text(&mut self, name: &str, max: usize) -> Result<Option<String>, FieldError> {
+    pub fn text(&mut self, name: &'static str, max: usize) -> Result<Option<String>, FieldError> {
         let full_name = self.name(name);
         let text = match self.raw(name) {
             None => return Ok(None),
@@ -118,13 +118,13 @@ impl Fields {
     }
 
     /// A mandatory text field of at most `max` characters.
-    pub fn required(&mut self, name: &str, max: usize) -> Result<String, FieldError> {
+    pub fn required(&mut self, name: &'static str, max: usize) -> Result<String, FieldError> {
         self.text(name, max)?
             .ok_or_else(|| FieldError::Missing(self.name(name)))
     }
 
     /// An optional `yyyyMMddHHmmss` time, as Unix seconds.
-    pub fn compact_time(&mut self, name: &str) -> Result<Option<i64>, FieldError> {
+    pub fn compact_time(&mut self, name: &'static str) -> Result<Option<i64>, FieldError> {
         let full_name = self.name(name);
         match self.text(name, 20)? {
             None => Ok(None),
@@ -135,7 +135,11 @@ impl Fields {
     }
 
     /// An optional time as `yyyy-MM-dd HH:mm:ss[ z]` or `yyyyMMddHHmmss`.
-    pub fn flexible_time(&mut self, name: &str, max: usize) -> Result<Option<i64>, FieldError> {
+    pub fn flexible_time(
+        &mut self,
+        name: &'static str,
+        max: usize,
+    ) -> Result<Option<i64>, FieldError> {
         let full_name = self.name(name);
         match self.text(name, max)? {
             None => Ok(None),
@@ -146,7 +150,7 @@ impl Fields {
     }
 
     /// An optional non-negative integer (text or number).
-    pub fn count(&mut self, name: &str) -> Result<Option<u64>, FieldError> {
+    pub fn count(&mut self, name: &'static str) -> Result<Option<u64>, FieldError> {
         let full_name = self.name(name);
         match self.text(name, 20)? {
             None => Ok(None),
@@ -175,7 +179,9 @@ impl Fields {
         self.map
             .iter()
             .filter(|(name, value)| {
-                !self.read.contains(*name) && !skip.contains(&name.as_str()) && !value.is_null()
+                !self.read.contains(name.as_str())
+                    && !skip.contains(&name.as_str())
+                    && !value.is_null()
             })
             .map(|(name, value)| {
                 let text = match value {

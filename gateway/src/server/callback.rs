@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 use super::App;
-use super::merchants::Merchant;
+use super::merchants::{Handler, Merchant};
 use super::metrics::{self, CallbackLabels, LatencyLabels};
 use crate::config::AccessKey;
 use crate::contract::OperationRequest;
@@ -237,13 +237,19 @@ async fn run_plugin(
             callback.request.clone(),
         );
         app.tasks.spawn(async move {
-            runtime
-                .invoke(&merchant.plugin, &merchant.context, &request)
-                .await
+            match &merchant.handler {
+                Handler::Plugin(plugin) => {
+                    runtime
+                        .invoke(plugin, &merchant.context, &request)
+                        .await
+                        .outcome
+                }
+                Handler::Native(native) => native(&request),
+            }
         })
     };
-    let invocation = match tokio::time::timeout(app.answer_budget, task).await {
-        Ok(Ok(invocation)) => invocation,
+    let outcome = match tokio::time::timeout(app.answer_budget, task).await {
+        Ok(Ok(outcome)) => outcome,
         Ok(Err(join_error)) => {
             tracing::error!(error = %join_error, "the plugin task failed");
             return Answer::failure(ResultCode::Internal, ResultCode::Internal.default_message());
@@ -260,11 +266,11 @@ async fn run_plugin(
             );
         }
     };
-    if let Outcome::Failed(error) = &invocation.outcome {
+    if let Outcome::Failed(error) = &outcome {
         tracing::warn!(error = %error, "plugin call failed");
         metrics::count(&app.metrics.plugin_failures, &merchant.id, error.kind());
     }
-    match &invocation.outcome {
+    match &outcome {
         Outcome::Answered(output) => Answer::success(
             output,
             instance_id.as_deref(),

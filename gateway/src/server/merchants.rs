@@ -14,14 +14,26 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::config::{AccessKey, Config, MerchantConfig};
+use crate::contract::OperationRequest;
 use crate::protocol::EncryptType;
-use crate::runtime::{CallLimits, LoadError, LoadedPlugin, MerchantContext, Runtime};
+use crate::runtime::{CallLimits, LoadError, LoadedPlugin, MerchantContext, Outcome, Runtime};
+
+/// Native code answering a merchant's requests in place of a plugin.
+pub type NativeHandler = Arc<dyn Fn(&OperationRequest) -> Outcome + Send + Sync>;
+
+/// What answers a merchant's callbacks: its sandboxed plugin or, for
+/// benchmarks (the native baseline), Rust code in the gateway's process.
+#[derive(Clone)]
+pub enum Handler {
+    Plugin(Arc<LoadedPlugin>),
+    Native(NativeHandler),
+}
 
 /// One merchant, ready to serve.
 pub struct Merchant {
     pub id: String,
     pub keys: Vec<AccessKey>,
-    pub plugin: Arc<LoadedPlugin>,
+    pub handler: Handler,
     pub context: MerchantContext,
     pub encrypt_type: EncryptType,
     pub sign_responses: bool,
@@ -65,6 +77,20 @@ impl Merchants {
         })
     }
 
+    /// Adds (or replaces) a merchant answered by native code, with default
+    /// answer options.
+    pub fn insert_native(&mut self, id: &str, keys: Vec<AccessKey>, handler: NativeHandler) {
+        let merchant = Merchant {
+            id: id.to_string(),
+            keys,
+            handler: Handler::Native(handler),
+            context: MerchantContext::new(id),
+            encrypt_type: EncryptType::default(),
+            sign_responses: true,
+        };
+        self.by_id.insert(id.to_string(), Arc::new(merchant));
+    }
+
     pub fn get(&self, id: &str) -> Option<&Arc<Merchant>> {
         self.by_id.get(id)
     }
@@ -105,7 +131,7 @@ fn load_one(merchant: &MerchantConfig, runtime: &Runtime) -> Result<Merchant, Me
     Ok(Merchant {
         id: merchant.id.clone(),
         keys: merchant.access_keys.clone(),
-        plugin,
+        handler: Handler::Plugin(plugin),
         context,
         encrypt_type: merchant.encrypt_type,
         sign_responses: merchant.sign_responses,

@@ -26,7 +26,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio_util::task::TaskTracker;
 
-pub use merchants::{Merchant, MerchantError, Merchants};
+pub use merchants::{Handler, Merchant, MerchantError, Merchants, NativeHandler};
 pub use metrics::Metrics;
 pub use nonces::NonceMemory;
 
@@ -103,6 +103,16 @@ impl App {
             tasks: TaskTracker::new(),
             ready: AtomicBool::new(true),
         })
+    }
+
+    /// Adds a merchant answered by native code (the benchmarks' baseline).
+    pub fn insert_native_merchant(
+        &mut self,
+        id: &str,
+        keys: Vec<crate::config::AccessKey>,
+        handler: NativeHandler,
+    ) {
+        self.merchants.insert_native(id, keys, handler);
     }
 
     pub fn merchant_ids(&self) -> Vec<String> {
