@@ -10,6 +10,10 @@
 //!   one fresh instance per call.
 //! - [`result_code`] — the marketplace's result codes and the one mapping
 //!   from a plugin call's outcome to a code.
+//! - [`protocol`] — the marketplace's wire protocol: signatures, fields,
+//!   credential encryption, answers. Pure functions.
+//! - [`server`] — the served gateway: router, one callback's flow, metrics.
+//! - [`config`] — the `gateway serve` configuration.
 //! - [`ids`] — identifiers the gateway assigns (instance ids).
 //! - [`request_json`] — typed requests from partial JSON, with defaults.
 //! - [`cli`] — the `gateway` command line.
