@@ -765,3 +765,119 @@ fn name_value_list(value: Option<&Value>) -> Vec<Param> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const CTX: ParseContext<'static> = ParseContext {
+        merchant: "acme",
+        request_id: "r-1",
+        access_key: "k",
+        encrypt_type: EncryptType::Aes256,
+    };
+
+    fn parse_json(generation: Generation, value: Value) -> Result<Callback, FieldError> {
+        let Value::Object(map) = value else {
+            panic!("test input must be an object")
+        };
+        parse(generation, Fields::new(map), &CTX)
+    }
+
+    #[test]
+    fn the_rich_v2_body_fills_customer_product_period_and_extensions() {
+        let callback = parse_json(
+            Generation::V2,
+            json!({
+                "activity": "newInstance", "businessId": "b-1", "testFlag": "1",
+                "buyerInfo": {"customerId": "c-1", "customerName": "Zhang"},
+                "orderInfo": [{"orderId": "CS1", "orderLineId": "CS1-000001", "trialFlag": "0",
+                    "chargingMode": "PERIOD", "periodType": "month", "periodNumber": 5,
+                    "expireTime": "20221224194509",
+                    "productInfo": [{"skuCode": "s-1", "productId": "P-1", "linearValue": 20}],
+                    "extendParams": [{"name": "emailDomainName", "value": "test.example.com"}]}],
+                "newField": "kept"
+            }),
+        )
+        .expect("valid");
+        let OperationRequest::Create(create) = callback.request else {
+            panic!("a create request")
+        };
+        assert!(callback.test && create.call.test);
+        assert_eq!(create.order_id, "CS1");
+        assert_eq!(
+            create.instance_id,
+            ids::instance_id("acme", "CS1", Some("CS1-000001"))
+        );
+        assert_eq!(create.customer.map(|c| c.id), Some("c-1".to_string()));
+        assert_eq!(create.product.linear_value, Some(20));
+        assert_eq!(
+            create.period,
+            Some(Period {
+                unit: PeriodUnit::Month,
+                count: 5
+            })
+        );
+        assert_eq!(create.charging_mode, Some(ChargingMode::Period));
+        assert_eq!(
+            create.expire_at,
+            Some(Instant {
+                unix_seconds: 1_671_911_109
+            })
+        );
+        let names: Vec<&str> = create.extensions.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["emailDomainName", "newField"],
+            "businessId is transport"
+        );
+    }
+
+    #[test]
+    fn retries_share_the_idempotency_key_and_other_orders_do_not() {
+        let body = |business: &str, order: &str| {
+            json!({"activity": "newInstance", "orderId": order, "orderLineId": "L",
+                   "businessId": business})
+        };
+        let key = |value| {
+            parse_json(Generation::V2, value)
+                .map(|c| c.request.call().idempotency_key.clone())
+                .expect("valid")
+        };
+        assert_eq!(key(body("b-1", "CS1")), key(body("b-2", "CS1")));
+        assert_ne!(key(body("b-1", "CS1")), key(body("b-1", "CS2")));
+    }
+
+    #[test]
+    fn v1_pii_is_decrypted_and_extend_params_decoded() {
+        let phone = credentials::encrypt("k", EncryptType::Aes256, "13800000000");
+        let extend = BASE64.encode(br#"[{"name":"identificationCode","value":"ID-9"}]"#);
+        let callback = parse_json(
+            Generation::V1,
+            json!({
+                "activity": "newInstance", "orderId": "CS1", "customerId": "c", "productId": "P",
+                "mobilePhone": phone, "email": "not-encrypted", "saasExtendParams": extend,
+                "chargingMode": "3"
+            }),
+        )
+        .expect("valid");
+        let OperationRequest::Create(create) = callback.request else {
+            panic!("a create request")
+        };
+        let customer = create.customer.expect("customer");
+        assert_eq!(customer.mobile_phone.as_deref(), Some("13800000000"));
+        assert_eq!(customer.email, None, "undecryptable: dropped, not failed");
+        assert_eq!(callback.warnings.len(), 1);
+        assert!(
+            !callback.warnings[0].contains("not-encrypted"),
+            "values never in warnings"
+        );
+        assert_eq!(create.charging_mode, Some(ChargingMode::OneTime));
+        assert_eq!(create.extensions[0].name, "identificationCode");
+        assert_eq!(
+            create.instance_id,
+            ids::instance_id("acme", "CS1", Some("P"))
+        );
+    }
+}

@@ -69,17 +69,16 @@ pub(super) async fn callback(
     let span =
         tracing::info_span!("callback", request_id = %request_id, merchant = %merchant_label);
     app.metrics.in_flight.inc();
-    let handled = handle(
-        &app,
-        &merchant_id,
-        merchant.as_ref(),
-        &method,
-        &uri,
-        body,
-        &request_id,
-    )
-    .instrument(span.clone())
-    .await;
+    let deadline = tokio::time::Instant::from_std(started) + app.answer_budget;
+    let incoming = Incoming {
+        merchant_id: &merchant_id,
+        merchant: merchant.as_ref(),
+        method: &method,
+        uri: &uri,
+        request_id: &request_id,
+        deadline,
+    };
+    let handled = handle(&app, incoming, body).instrument(span.clone()).await;
     app.metrics.in_flight.dec();
 
     let bytes = handled.answer.to_bytes();
@@ -114,31 +113,42 @@ pub(super) async fn callback(
     respond(bytes, handled.signer.as_ref(), &request_id)
 }
 
-async fn handle(
-    app: &Arc<App>,
-    merchant_id: &str,
-    merchant: Option<&Arc<Merchant>>,
-    method: &Method,
-    uri: &Uri,
-    body: Body,
-    request_id: &str,
-) -> Handled {
+/// The request line and who it is for.
+struct Incoming<'a> {
+    merchant_id: &'a str,
+    merchant: Option<&'a Arc<Merchant>>,
+    method: &'a Method,
+    uri: &'a Uri,
+    request_id: &'a str,
+    /// When the answer budget runs out.
+    deadline: tokio::time::Instant,
+}
+
+async fn handle(app: &Arc<App>, incoming: Incoming<'_>, body: Body) -> Handled {
+    let Incoming {
+        merchant_id,
+        merchant,
+        method,
+        uri,
+        request_id,
+        deadline,
+    } = incoming;
     let keys = match merchant {
         Some(m) => m.keys.clone(),
         None => vec![app.merchants.decoy_key(merchant_id)],
     };
     let signs = merchant.is_none_or(|m| m.sign_responses);
-    let first_key = signs.then(|| keys[0].clone());
-    let body = match axum::body::to_bytes(body, app.max_body_bytes).await {
-        Ok(body) => body,
-        Err(_) => {
+    let first_key = keys.first().filter(|_| signs).cloned();
+    let read = tokio::time::timeout_at(deadline, axum::body::to_bytes(body, app.max_body_bytes));
+    let body = match read.await {
+        Ok(Ok(body)) => body,
+        Ok(Err(_)) => {
             let message = format!("request body larger than {} bytes", app.max_body_bytes);
-            tracing::warn!("{message}");
-            return Handled::refused(
-                Answer::failure(ResultCode::InvalidParams, message),
-                first_key,
-                None,
-            );
+            return refuse_early(message, first_key);
+        }
+        Err(_) => {
+            let message = "request body not received within the answer budget".to_string();
+            return refuse_early(message, first_key);
         }
     };
     let raw_query = uri.query().unwrap_or("");
@@ -176,13 +186,30 @@ async fn handle(
     for warning in &callback.warnings {
         tracing::warn!(activity = callback.activity.wire_name(), "{warning}");
     }
-    let answer = run_plugin(app, merchant, &callback, &keys[verified.key_index]).await;
+    let answer = run_plugin(
+        app,
+        merchant,
+        &callback,
+        &keys[verified.key_index],
+        deadline,
+    )
+    .await;
     Handled {
         answer,
         signer,
         generation: Some(callback.generation),
         activity: Some(callback.activity),
     }
+}
+
+/// 000002 before the request could even be read.
+fn refuse_early(message: String, signer: Option<AccessKey>) -> Handled {
+    tracing::warn!("{message}");
+    Handled::refused(
+        Answer::failure(ResultCode::InvalidParams, message),
+        signer,
+        None,
+    )
 }
 
 fn refuse(
@@ -225,6 +252,7 @@ async fn run_plugin(
     merchant: &Arc<Merchant>,
     callback: &Callback,
     key: &AccessKey,
+    deadline: tokio::time::Instant,
 ) -> Answer {
     let instance_id = match &callback.request {
         OperationRequest::Create(create) => Some(create.instance_id.clone()),
@@ -248,7 +276,7 @@ async fn run_plugin(
             }
         })
     };
-    let outcome = match tokio::time::timeout(app.answer_budget, task).await {
+    let outcome = match tokio::time::timeout_at(deadline, task).await {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(join_error)) => {
             tracing::error!(error = %join_error, "the plugin task failed");
