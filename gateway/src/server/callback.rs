@@ -68,7 +68,7 @@ pub(super) async fn callback(
         .to_string();
     let span =
         tracing::info_span!("callback", request_id = %request_id, merchant = %merchant_label);
-    app.metrics.in_flight.inc();
+    let in_flight = app.metrics.in_flight_guard();
     let deadline = tokio::time::Instant::from_std(started) + app.answer_budget;
     let incoming = Incoming {
         merchant_id: &merchant_id,
@@ -79,7 +79,7 @@ pub(super) async fn callback(
         deadline,
     };
     let handled = handle(&app, incoming, body).instrument(span.clone()).await;
-    app.metrics.in_flight.dec();
+    drop(in_flight);
 
     let bytes = handled.answer.to_bytes();
     let activity = handled.activity.map_or("unknown", Activity::wire_name);
@@ -264,17 +264,21 @@ async fn run_plugin(
             merchant.clone(),
             callback.request.clone(),
         );
-        app.tasks.spawn(async move {
-            match &merchant.handler {
-                Handler::Plugin(plugin) => {
-                    runtime
-                        .invoke(plugin, &merchant.context, &request)
-                        .await
-                        .outcome
+        app.tasks.spawn(
+            async move {
+                match &merchant.handler {
+                    Handler::Plugin(plugin) => {
+                        runtime
+                            .invoke(plugin, &merchant.context, &request)
+                            .await
+                            .outcome
+                    }
+                    Handler::Native(native) => native(&request),
                 }
-                Handler::Native(native) => native(&request),
             }
-        })
+            // The plugin's log records carry the callback's request id.
+            .instrument(tracing::Span::current()),
+        )
     };
     let outcome = match tokio::time::timeout_at(deadline, task).await {
         Ok(Ok(outcome)) => outcome,

@@ -148,6 +148,23 @@ impl Metrics {
     }
 }
 
+/// Counts a callback in flight until dropped, even if its handler is
+/// cancelled (a client disconnect drops the handler future).
+pub struct InFlightGuard(Gauge);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+impl Metrics {
+    pub fn in_flight_guard(&self) -> InFlightGuard {
+        self.in_flight.inc();
+        InFlightGuard(self.in_flight.clone())
+    }
+}
+
 /// Counts one event under `merchant` and `reason`.
 pub fn count(family: &Family<ReasonLabels, Counter>, merchant: &str, reason: &str) {
     family
