@@ -126,11 +126,16 @@ impl TestGateway {
 
     /// Sends a raw request through the router.
     pub async fn send(&self, method: Method, uri: &str, body: Vec<u8>) -> Reply {
+        self.send_body(method, uri, Body::from(body)).await
+    }
+
+    /// Sends a request with any body (a stream, for slow clients).
+    pub async fn send_body(&self, method: Method, uri: &str, body: Body) -> Reply {
         let request = Request::builder()
             .method(method)
             .uri(uri)
             .header("content-type", "application/json;charset=utf8")
-            .body(Body::from(body))
+            .body(body)
             .expect("a valid request");
         let response = self
             .router

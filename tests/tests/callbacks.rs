@@ -538,3 +538,31 @@ async fn health_readiness_and_metrics() {
     assert!(gw.app.drain(std::time::Duration::from_secs(1)).await);
     assert_eq!(gw.get("/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
 }
+
+#[tokio::test]
+async fn a_body_that_never_finishes_is_answered_within_the_budget() {
+    let gw = TestGateway::with_config("answer_budget_ms = 600", "deadline_ms = 500");
+    let first_chunk = futures_util::stream::once(async { Ok::<_, std::io::Error>(b"{".to_vec()) });
+    let never_ending = futures_util::StreamExt::chain(first_chunk, futures_util::stream::pending());
+    let query = marketplace::v2_query(KEY, b"{}", now_ms(), &marketplace::random_nonce());
+    let started = Instant::now();
+    let reply = gw
+        .send_body(
+            Method::POST,
+            &format!("/callbacks/reference?{query}"),
+            axum::body::Body::from_stream(never_ending),
+        )
+        .await;
+    reply.assert_signed_by(KEY);
+    assert_eq!(reply.code(), "000002");
+    assert!(
+        reply.message().contains("not received within"),
+        "{}",
+        reply.message()
+    );
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed.as_millis() >= 500 && elapsed.as_millis() < 2_000,
+        "{elapsed:?}"
+    );
+}

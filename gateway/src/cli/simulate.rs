@@ -261,7 +261,11 @@ fn report(
     match body_sign {
         None => bail!("the answer has no Body-Sign header"),
         Some(header) => {
-            signing::verify_body_sign(key, bytes, header)?;
+            signing::verify_body_sign(key, bytes, header).map_err(|e| {
+                anyhow::anyhow!(
+                    "{e}: the gateway signs with the merchant's key (is --access-key the merchant's key?)"
+                )
+            })?;
             println!("Body-Sign: valid");
         }
     }
