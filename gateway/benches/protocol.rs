@@ -6,7 +6,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use gateway::protocol::{self, EncryptType, ParseContext, VerifyPolicy, marketplace};
+use gateway::protocol::{self, EncryptType, Generation, ParseContext, VerifyPolicy, marketplace};
 
 const KEY: &str = "00000000-test-key-0000-000000000000";
 const NOW: i64 = 1_716_363_778_801;
@@ -46,7 +46,7 @@ fn bench(c: &mut Criterion) {
     group.bench_function("v2 newInstance: verify + parse", |b| {
         b.iter(|| {
             protocol::read_callback(
-                false,
+                Generation::V2,
                 black_box(&v2_query),
                 black_box(body),
                 &keys,
@@ -59,14 +59,24 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("v1 newInstance: verify + parse", |b| {
         b.iter(|| {
-            protocol::read_callback(true, black_box(&v1_query), b"", &keys, NOW, &policy, &ctx())
-                .map(|(_, callback)| callback.activity)
+            protocol::read_callback(
+                Generation::V1,
+                black_box(&v1_query),
+                b"",
+                &keys,
+                NOW,
+                &policy,
+                &ctx(),
+            )
+            .map(|(_, callback)| callback.activity)
         })
     });
     group.finish();
     assert!(
-        protocol::read_callback(false, &v2_query, body, &keys, NOW, &policy, &ctx()).is_ok()
-            && protocol::read_callback(true, &v1_query, b"", &keys, NOW, &policy, &ctx()).is_ok(),
+        protocol::read_callback(Generation::V2, &v2_query, body, &keys, NOW, &policy, &ctx())
+            .is_ok()
+            && protocol::read_callback(Generation::V1, &v1_query, b"", &keys, NOW, &policy, &ctx())
+                .is_ok(),
         "the benchmarked requests must be valid"
     );
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use gateway::config::{AccessKey, Config};
 use gateway::contract::{AppInfo, Created, OperationOutput, OperationRequest};
-use gateway::protocol::marketplace;
+use gateway::protocol::{marketplace, time::now_ms};
 use gateway::runtime::{Outcome, Runtime};
 use gateway::server::{self, App, NativeHandler};
 use sha2::{Digest, Sha256};
@@ -112,11 +112,6 @@ async fn run(
     seconds: u64,
 ) -> RunResult {
     let total = (rate * seconds) as usize;
-    let now_ms = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64)
-    };
     // Signed up front, so the client's signing is not in the measurement.
     let requests: Vec<(String, Vec<u8>)> = (0..total)
         .map(|i| {

@@ -29,3 +29,6 @@ pub mod request_json;
 pub mod result_code;
 pub mod runtime;
 pub mod server;
+
+#[cfg(test)]
+mod test_vectors;

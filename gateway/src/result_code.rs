@@ -163,17 +163,8 @@ mod tests {
 
     /// The result-code table of the shared vectors, `../shared/spec/vectors`.
     fn shared_result_codes() -> BTreeMap<String, String> {
-        let path = std::env::var("KOOGALLERY_VECTORS").unwrap_or_else(|_| {
-            concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../shared/spec/vectors/koogallery.json"
-            )
-            .into()
-        });
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("reading the shared vectors at {path}: {e}"));
-        let vectors: serde_json::Value = serde_json::from_str(&text).expect("vectors are JSON");
-        serde_json::from_value(vectors["result_codes"].clone()).expect("result_codes is a table")
+        serde_json::from_value(crate::test_vectors::vectors()["result_codes"].clone())
+            .expect("result_codes is a table")
     }
 
     #[test]

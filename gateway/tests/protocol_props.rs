@@ -24,7 +24,7 @@ fn ctx() -> ParseContext<'static> {
 
 fn read(is_get: bool, query: &str, body: &[u8]) -> Result<(), Rejection> {
     protocol::read_callback(
-        is_get,
+        protocol::detect_generation(is_get, query),
         query,
         body,
         &[KEY],

@@ -4,7 +4,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Body;
@@ -63,11 +62,7 @@ impl Reply {
     }
 }
 
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub use gateway::protocol::time::now_ms;
 
 /// The configuration text of the test gateway.
 pub fn config_text(global: &str, merchant_extra: &str) -> String {

@@ -9,12 +9,9 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use rand::Rng;
-use rand::distr::Alphanumeric;
 use serde_json::{Map, Value, json};
 
 use super::invoke::parse_key_value;
@@ -68,7 +65,7 @@ struct SignedRequest {
 pub(crate) fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
     let encrypt_type = EncryptType::try_from(args.encrypt_type).map_err(anyhow::Error::msg)?;
     let fields = request_fields(args)?;
-    let now_ms = now_ms() + args.clock_offset_secs * 1000;
+    let now_ms = time::now_ms() + args.clock_offset_secs * 1000;
     let request = if args.v1 {
         sign_v1(&args.url, &args.access_key, fields, now_ms)
     } else {
@@ -110,21 +107,12 @@ fn request_fields(args: &SimulateArgs) -> anyhow::Result<Map<String, Value>> {
     Ok(fields)
 }
 
-fn random_text(len: usize) -> String {
-    rand::rng()
-        .sample_iter(Alphanumeric)
-        .take(len)
-        .map(char::from)
-        .collect::<String>()
-        .to_uppercase()
-}
-
 /// Fields a real callback of `activity` would carry, with fresh order ids.
 fn default_fields(activity: &str, v1: bool) -> Map<String, Value> {
-    let order = format!("CS{}", random_text(15));
+    let order = format!("CS{}", marketplace::random_token(15));
     let line = format!("{order}-000001");
-    let business = random_text(32).to_lowercase();
-    let next_year = time::format_compact(now_ms() / 1000 + 365 * 86_400);
+    let business = marketplace::random_token(32).to_lowercase();
+    let next_year = time::format_compact(time::now_ms() / 1000 + 365 * 86_400);
     let fields = match (v1, activity) {
         (false, "newInstance") => {
             json!({"orderId": order, "orderLineId": line, "businessId": business})
@@ -136,10 +124,10 @@ fn default_fields(activity: &str, v1: bool) -> Map<String, Value> {
         (false, "upgradeInstance") => json!({"orderId": order, "orderLineId": line}),
         (false, "getLicenseAsync") => json!({
             "eventId": business,
-            "effectiveTime": format!("{} z", time::format_compact(now_ms() / 1000)),
+            "effectiveTime": format!("{} z", time::format_compact(time::now_ms() / 1000)),
         }),
         (true, "newInstance") => json!({
-            "orderId": order, "businessId": business, "customerId": random_text(32).to_lowercase(),
+            "orderId": order, "businessId": business, "customerId": marketplace::random_token(32).to_lowercase(),
             "productId": "00301-666666-0--0", "expireTime": next_year
         }),
         (true, "refreshInstance") => json!({"orderId": order, "expireTime": next_year}),
@@ -149,7 +137,7 @@ fn default_fields(activity: &str, v1: bool) -> Map<String, Value> {
         }
         (true, "instanceStatus") => json!({"instanceStatus": "FREEZE"}),
         (true, "getLicense") => json!({
-            "orderId": order, "customerId": random_text(32).to_lowercase(),
+            "orderId": order, "customerId": marketplace::random_token(32).to_lowercase(),
             "productId": "00301-666666-0--0"
         }),
         _ => json!({}),
@@ -296,10 +284,4 @@ fn report(
     } else {
         ExitCode::from(3)
     })
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

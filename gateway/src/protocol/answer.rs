@@ -86,8 +86,8 @@ impl Answer {
         }
     }
 
-    /// A failure with the code's default message.
-    pub fn failure(code: ResultCode, message: impl Into<String>) -> Answer {
+    /// An answer with a code and a message, and nothing else yet.
+    pub fn new(code: ResultCode, message: impl Into<String>) -> Answer {
         Answer::coded(&CodedResult {
             code,
             message: message.into(),
@@ -101,8 +101,7 @@ impl Answer {
         instance_id: Option<&str>,
         encryption: Encryption<'_>,
     ) -> Answer {
-        let mut answer =
-            Answer::failure(ResultCode::Success, ResultCode::Success.default_message());
+        let mut answer = Answer::new(ResultCode::Success, ResultCode::Success.default_message());
         let mut encrypted = false;
         match output {
             OperationOutput::Created(created) => {
@@ -217,7 +216,7 @@ mod tests {
 
     #[test]
     fn plain_answers_carry_only_code_and_message() {
-        let bytes = Answer::failure(ResultCode::AuthFailed, "authentication failed").to_bytes();
+        let bytes = Answer::new(ResultCode::AuthFailed, "authentication failed").to_bytes();
         assert_eq!(
             bytes,
             br#"{"resultCode":"000001","resultMsg":"authentication failed"}"#

@@ -168,7 +168,7 @@ pub fn decrypt(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::test_vectors::vectors;
+    use crate::test_vectors::vectors;
 
     #[test]
     fn key_derivation_and_ciphertexts_match_the_shared_vectors() {

@@ -17,13 +17,18 @@ const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~');
 
-/// A fresh nonce like the marketplace's (32 upper-case alphanumerics).
-pub fn random_nonce() -> String {
+/// `len` random upper-case alphanumerics (order ids, nonces).
+pub fn random_token(len: usize) -> String {
     rand::rng()
         .sample_iter(Alphanumeric)
-        .take(32)
+        .take(len)
         .map(|b| char::from(b).to_ascii_uppercase())
         .collect()
+}
+
+/// A fresh nonce like the marketplace's (32 upper-case alphanumerics).
+pub fn random_nonce() -> String {
+    random_token(32)
 }
 
 /// The V2 query string (`signature`, `timestamp`, `nonce`) for `body`.

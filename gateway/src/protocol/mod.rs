@@ -11,8 +11,9 @@
 //! - [`marketplace`] — signing callbacks as the marketplace does (simulator,
 //!   tests, benchmarks).
 //!
-//! [`read_callback`] is the whole inbound path, "raw query + raw body →
-//! verify → parse": the server calls it, the property tests hammer it.
+//! [`detect_generation`] then [`read_callback`] are the whole inbound path,
+//! "raw query + raw body → verify → parse": the server calls them, the
+//! property tests hammer them.
 
 pub mod answer;
 pub mod callback;
@@ -22,9 +23,6 @@ pub mod marketplace;
 pub mod query;
 pub mod signing;
 pub mod time;
-
-#[cfg(test)]
-pub(crate) mod test_vectors;
 
 use serde_json::{Map, Value};
 
@@ -208,17 +206,14 @@ fn check_v1_time_stamp(
         return Ok(());
     };
     let ms = time::parse_compact_millis(time_stamp).ok_or(AuthError::BadTimestamp("timeStamp"))?;
-    let skew_ms = ms - now_ms;
-    if skew_ms.abs() > window_ms {
-        return Err(AuthError::OutsideWindow { skew_ms, window_ms });
-    }
-    Ok(())
+    signing::check_skew(ms, now_ms, window_ms)
 }
 
-/// The whole inbound path for one merchant: detect, verify, parse. The
-/// caller still has to check the nonce for replay (it needs shared state).
+/// The whole inbound path for one merchant once its generation is known
+/// ([`detect_generation`]): verify, then parse. The caller still has to
+/// check the nonce for replay (it needs shared state).
 pub fn read_callback<K: AsRef<str>>(
-    is_get: bool,
+    generation: Generation,
     raw_query: &str,
     body: &[u8],
     access_keys: &[K],
@@ -226,7 +221,6 @@ pub fn read_callback<K: AsRef<str>>(
     policy: &VerifyPolicy,
     ctx: &ParseContext<'_>,
 ) -> Result<(Verified, Callback), Rejection> {
-    let generation = detect_generation(is_get, raw_query);
     let mut verified = verify(generation, raw_query, body, access_keys, now_ms, policy)?;
     let fields = std::mem::replace(&mut verified.fields, Fields::new(Map::new()));
     let key = access_keys

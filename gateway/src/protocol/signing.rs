@@ -91,6 +91,11 @@ pub fn check_timestamp(timestamp: &str, now_ms: i64, window_ms: i64) -> Result<(
         .parse()
         .map_err(|_| AuthError::BadTimestamp("timestamp"))?;
     let ms = if digits == 10 { value * 1000 } else { value };
+    check_skew(ms, now_ms, window_ms)
+}
+
+/// Refuses a time (ms) more than `window_ms` from `now_ms`, either way.
+pub fn check_skew(ms: i64, now_ms: i64, window_ms: i64) -> Result<(), AuthError> {
     let skew_ms = ms - now_ms;
     if skew_ms.abs() > window_ms {
         return Err(AuthError::OutsideWindow { skew_ms, window_ms });
@@ -197,7 +202,7 @@ pub fn verify_body_sign(access_key: &str, body: &[u8], header: &str) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::test_vectors::vectors;
+    use crate::test_vectors::vectors;
 
     fn s<'a>(v: &'a serde_json::Value, key: &str) -> &'a str {
         v[key]

@@ -3,6 +3,13 @@
 //! `yyyyMMddHHmmssSSS` (V1 timeStamp) and `yyyy-MM-dd HH:mm:ss[ z]`
 //! (getLicenseAsync's effectiveTime).
 
+/// The current Unix time in milliseconds (0 if the clock is before 1970).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// Days from 1970-01-01 to the given civil date (proleptic Gregorian).
 fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     let y = if month <= 2 { year - 1 } else { year };

@@ -11,7 +11,7 @@
 //! 6. serialise, sign the exact bytes (`Body-Sign`), count, log.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -26,7 +26,7 @@ use crate::config::AccessKey;
 use crate::contract::OperationRequest;
 use crate::protocol::{
     self, Activity, Answer, AuthError, Callback, Encryption, Generation, ParseContext, Rejection,
-    signing,
+    signing, time,
 };
 use crate::result_code::{self, ResultCode};
 use crate::runtime::Outcome;
@@ -133,9 +133,13 @@ async fn handle(app: &Arc<App>, incoming: Incoming<'_>, body: Body) -> Handled {
         request_id,
         deadline,
     } = incoming;
-    let keys = match merchant {
-        Some(m) => m.keys.clone(),
-        None => vec![app.merchants.decoy_key(merchant_id)],
+    let decoy;
+    let keys: &[AccessKey] = match merchant {
+        Some(m) => &m.keys,
+        None => {
+            decoy = [app.merchants.decoy_key(merchant_id)];
+            &decoy
+        }
     };
     let signs = merchant.is_none_or(|m| m.sign_responses);
     let first_key = keys.first().filter(|_| signs).cloned();
@@ -161,8 +165,15 @@ async fn handle(app: &Arc<App>, incoming: Incoming<'_>, body: Body) -> Handled {
         encrypt_type,
     };
     let generation = protocol::detect_generation(is_get, raw_query);
-    let read =
-        protocol::read_callback(is_get, raw_query, &body, &keys, now_ms(), &app.policy, &ctx);
+    let read = protocol::read_callback(
+        generation,
+        raw_query,
+        &body,
+        keys,
+        time::now_ms(),
+        &app.policy,
+        &ctx,
+    );
     let (verified, callback) = match read {
         Ok(read) => read,
         Err(rejection) => return refuse(app, merchant, rejection, first_key, generation),
@@ -206,7 +217,7 @@ async fn handle(app: &Arc<App>, incoming: Incoming<'_>, body: Body) -> Handled {
 fn refuse_early(message: String, signer: Option<AccessKey>) -> Handled {
     tracing::warn!("{message}");
     Handled::refused(
-        Answer::failure(ResultCode::InvalidParams, message),
+        Answer::new(ResultCode::InvalidParams, message),
         signer,
         None,
     )
@@ -224,14 +235,14 @@ fn refuse(
         Rejection::Auth(error) => {
             tracing::warn!(reason = %error, "authentication failed");
             metrics::count(&app.metrics.auth_failures, label, auth_reason(error));
-            Answer::failure(
+            Answer::new(
                 ResultCode::AuthFailed,
                 ResultCode::AuthFailed.default_message(),
             )
         }
         Rejection::Invalid(error) => {
             tracing::warn!(reason = %error, "invalid callback");
-            Answer::failure(ResultCode::InvalidParams, error.to_string())
+            Answer::new(ResultCode::InvalidParams, error.to_string())
         }
     };
     Handled::refused(answer, signer, Some(generation))
@@ -284,7 +295,7 @@ async fn run_plugin(
         Ok(Ok(outcome)) => outcome,
         Ok(Err(join_error)) => {
             tracing::error!(error = %join_error, "the plugin task failed");
-            return Answer::failure(ResultCode::Internal, ResultCode::Internal.default_message());
+            return Answer::new(ResultCode::Internal, ResultCode::Internal.default_message());
         }
         Err(_) => {
             tracing::warn!(
@@ -292,7 +303,7 @@ async fn run_plugin(
                 "answer budget exhausted; the call continues in the background"
             );
             metrics::count(&app.metrics.budget_overruns, &merchant.id, "budget");
-            return Answer::failure(
+            return Answer::new(
                 ResultCode::Processing,
                 "still being processed, please retry",
             );
@@ -335,10 +346,4 @@ fn respond(bytes: Vec<u8>, signer: Option<&AccessKey>, request_id: &str) -> Resp
 
 fn new_request_id() -> String {
     format!("{:016x}", rand::random::<u64>())
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
