@@ -13,6 +13,8 @@
 //! - [`protocol`] — the marketplace's wire protocol: signatures, fields,
 //!   credential encryption, answers. Pure functions.
 //! - [`server`] — the served gateway: router, one callback's flow, metrics.
+//! - [`store`] — the durable store (SQLite): instance mapping, operation
+//!   records, nonces. The only module that speaks SQL.
 //! - [`config`] — the `gateway serve` configuration.
 //! - [`ids`] — identifiers the gateway assigns (instance ids).
 //! - [`request_json`] — typed requests from partial JSON, with defaults.
@@ -29,6 +31,7 @@ pub mod request_json;
 pub mod result_code;
 pub mod runtime;
 pub mod server;
+pub mod store;
 
 #[cfg(test)]
 mod test_vectors;

@@ -1,0 +1,396 @@
+//! The embedded default store: one SQLite file under `data_dir`, through
+//! sqlx. WAL journal, `synchronous=FULL` (an fsync per commit: these are
+//! order records), a busy timeout, and `BEGIN IMMEDIATE` for every
+//! multi-statement write so that a transaction never has to upgrade a read
+//! lock (`SQLITE_BUSY_SNAPSHOT` skips the busy handler).
+//!
+//! One host only: several processes may share the file on one machine,
+//! replicas on several machines need the PostgreSQL store.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row as _, Sqlite, Transaction};
+
+use super::sql;
+use super::{
+    Claim, Completion, InstanceRecord, NewOperation, OperationId, OperationRecord, OperationStatus,
+    Reaped, Store, StoreError,
+};
+
+/// How to open the SQLite store.
+#[derive(Clone, Debug)]
+pub struct SqliteSettings {
+    pub path: PathBuf,
+    /// How long a writer waits for the lock before the write fails.
+    pub busy_timeout: Duration,
+    /// Pooled connections (writers still take turns).
+    pub max_connections: u32,
+    /// Refuse to grow the file past this many bytes (writes then fail as on
+    /// a full disk). `None`: no cap.
+    pub max_size_bytes: Option<u64>,
+}
+
+impl SqliteSettings {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        SqliteSettings {
+            path: path.into(),
+            busy_timeout: Duration::from_secs(5),
+            max_connections: 8,
+            max_size_bytes: None,
+        }
+    }
+}
+
+/// The SQLite store.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+/// SQLite's page size, for turning a byte cap into `max_page_count`.
+const PAGE_SIZE: u64 = 4096;
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the store.
+    pub async fn open(settings: &SqliteSettings) -> Result<SqliteStore, StoreError> {
+        let opened = |source| StoreError::Open {
+            path: settings.path.clone(),
+            source,
+        };
+        let mut options = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(opened)?
+            .filename(&settings.path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(settings.busy_timeout)
+            .foreign_keys(true)
+            .pragma("page_size", PAGE_SIZE.to_string());
+        if let Some(bytes) = settings.max_size_bytes {
+            options = options.pragma("max_page_count", (bytes / PAGE_SIZE).max(1).to_string());
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(settings.max_connections.max(1))
+            .connect_with(options)
+            .await
+            .map_err(opened)?;
+        let store = SqliteStore { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The file `data_dir` holds the store in.
+    pub fn default_path(data_dir: &Path) -> PathBuf {
+        data_dir.join("gateway.db")
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::query(sql::CREATE_MIGRATIONS_TABLE)
+            .execute(&self.pool)
+            .await?;
+        let known = sql::MIGRATIONS.last().map_or(0, |(v, _)| *v);
+        for &(version, script) in sql::MIGRATIONS {
+            let failed = |source| StoreError::Migrate { version, source };
+            let mut tx = self.write().await.map_err(failed)?;
+            let found: i64 = sqlx::query_scalar(sql::SCHEMA_VERSION)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(failed)?;
+            if found > known {
+                return Err(StoreError::TooNew { found, known });
+            }
+            if found >= version {
+                continue;
+            }
+            sqlx::raw_sql(sqlx::AssertSqlSafe(script))
+                .execute(&mut *tx)
+                .await
+                .map_err(failed)?;
+            sqlx::query(sql::RECORD_MIGRATION)
+                .bind(version)
+                .bind(crate::protocol::time::now_ms())
+                .execute(&mut *tx)
+                .await
+                .map_err(failed)?;
+            tx.commit().await.map_err(failed)?;
+        }
+        Ok(())
+    }
+
+    /// A write transaction that holds the write lock from its first statement.
+    async fn write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+
+    /// Closes every connection (tests reopen the same file).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn record(row: &SqliteRow) -> Result<OperationRecord, StoreError> {
+    let attempt: i64 = row.try_get("attempt")?;
+    Ok(OperationRecord {
+        id: OperationId {
+            merchant_id: row.try_get("merchant_id")?,
+            idempotency_key: row.try_get("idempotency_key")?,
+        },
+        test: row.try_get("test")?,
+        kind: row.try_get("kind")?,
+        business_key: row.try_get("business_key")?,
+        instance_id: row.try_get("instance_id")?,
+        fingerprint: row.try_get("fingerprint")?,
+        status: OperationStatus::parse(row.try_get("status")?)?,
+        attempt: fence(attempt)?,
+        locked_until: row.try_get("locked_until")?,
+        request_json: row.try_get("request_json")?,
+        result_json: row.try_get("result_json")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn fence(attempt: i64) -> Result<u32, StoreError> {
+    u32::try_from(attempt).map_err(|_| StoreError::Corrupt(format!("attempt {attempt}")))
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn claim(
+        &self,
+        op: &NewOperation,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Claim, StoreError> {
+        let mut tx = self.write().await?;
+        let mut instance_id = op.instance_id.clone();
+        if let Some(assignment) = &op.assignment {
+            sqlx::query(sql::PROPOSE_INSTANCE)
+                .bind(&op.id.merchant_id)
+                .bind(&assignment.instance_id)
+                .bind(&assignment.order_id)
+                .bind(&assignment.order_line_key)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+            let assigned: String = sqlx::query_scalar(sql::INSTANCE_FOR_ORDER_LINE)
+                .bind(&op.id.merchant_id)
+                .bind(&assignment.order_id)
+                .bind(&assignment.order_line_key)
+                .fetch_one(&mut *tx)
+                .await?;
+            instance_id = Some(assigned);
+        }
+        let won = sqlx::query(sql::CLAIM)
+            .bind(&op.id.merchant_id)
+            .bind(&op.id.idempotency_key)
+            .bind(op.test)
+            .bind(&op.kind)
+            .bind(&op.business_key)
+            .bind(&instance_id)
+            .bind(&op.fingerprint)
+            .bind(now_ms + lease_ms)
+            .bind(&op.request_json)
+            .bind(now_ms)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        let claim = if won {
+            Claim::Won { instance_id }
+        } else {
+            let row = sqlx::query(sql::LOAD_OPERATION)
+                .bind(&op.id.merchant_id)
+                .bind(&op.id.idempotency_key)
+                .fetch_one(&mut *tx)
+                .await?;
+            Claim::Exists(record(&row)?)
+        };
+        tx.commit().await?;
+        Ok(claim)
+    }
+
+    async fn load(&self, id: &OperationId) -> Result<Option<OperationRecord>, StoreError> {
+        let row = sqlx::query(sql::LOAD_OPERATION)
+            .bind(&id.merchant_id)
+            .bind(&id.idempotency_key)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(record).transpose()
+    }
+
+    async fn take_over(
+        &self,
+        id: &OperationId,
+        seen_attempt: u32,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Option<u32>, StoreError> {
+        let attempt: Option<i64> = sqlx::query_scalar(sql::TAKE_OVER)
+            .bind(&id.merchant_id)
+            .bind(&id.idempotency_key)
+            .bind(i64::from(seen_attempt))
+            .bind(now_ms + lease_ms)
+            .bind(now_ms)
+            .fetch_optional(&self.pool)
+            .await?;
+        attempt.map(fence).transpose()
+    }
+
+    async fn complete(
+        &self,
+        id: &OperationId,
+        attempt: u32,
+        completion: &Completion,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let written = sqlx::query(sql::COMPLETE)
+            .bind(&id.merchant_id)
+            .bind(&id.idempotency_key)
+            .bind(i64::from(attempt))
+            .bind(completion.status.as_str())
+            .bind(&completion.result_json)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
+        if !written {
+            // Dropping the transaction rolls it back: nothing to undo.
+            return Ok(false);
+        }
+        if let Some(change) = &completion.instance {
+            let statement = if change.import {
+                sql::UPSERT_INSTANCE
+            } else {
+                sql::UPDATE_INSTANCE
+            };
+            sqlx::query(statement)
+                .bind(&id.merchant_id)
+                .bind(&change.instance_id)
+                .bind(change.status)
+                .bind(change.expires_at)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+            for kind in &completion.supersedes {
+                sqlx::query(sql::SUPERSEDE)
+                    .bind(&id.merchant_id)
+                    .bind(&change.instance_id)
+                    .bind(kind)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn park_exhausted(
+        &self,
+        now_ms: i64,
+        max_attempts: u32,
+    ) -> Result<Vec<(String, String, u32)>, StoreError> {
+        let rows = sqlx::query(sql::PARK_EXHAUSTED)
+            .bind(now_ms)
+            .bind(i64::from(max_attempts))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let attempt: i64 = row.try_get("attempt")?;
+                Ok((
+                    row.try_get("merchant_id")?,
+                    row.try_get("business_key")?,
+                    fence(attempt)?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn stuck(
+        &self,
+        now_ms: i64,
+        max_attempts: u32,
+        limit: u32,
+    ) -> Result<Vec<OperationRecord>, StoreError> {
+        let rows = sqlx::query(sql::STUCK_OPERATIONS)
+            .bind(now_ms)
+            .bind(i64::from(max_attempts))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(record).collect()
+    }
+
+    async fn instance(
+        &self,
+        merchant_id: &str,
+        instance_id: &str,
+    ) -> Result<Option<InstanceRecord>, StoreError> {
+        let row = sqlx::query(sql::LOAD_INSTANCE)
+            .bind(merchant_id)
+            .bind(instance_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(InstanceRecord {
+            merchant_id: row.try_get("merchant_id")?,
+            instance_id: row.try_get("instance_id")?,
+            order_id: row.try_get("order_id")?,
+            order_line_key: row.try_get("order_line_key")?,
+            origin: row.try_get("origin")?,
+            status: row.try_get("status")?,
+            expires_at: row.try_get("expires_at")?,
+        }))
+    }
+
+    async fn remember_nonce(
+        &self,
+        merchant_id: &str,
+        nonce: &str,
+        now_ms: i64,
+        memory_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let inserted = sqlx::query(sql::REMEMBER_NONCE)
+            .bind(merchant_id)
+            .bind(nonce)
+            .bind(now_ms + memory_ms)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if inserted == 1 {
+            return Ok(true);
+        }
+        let refreshed = sqlx::query(sql::REFRESH_EXPIRED_NONCE)
+            .bind(merchant_id)
+            .bind(nonce)
+            .bind(now_ms + memory_ms)
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(refreshed == 1)
+    }
+
+    async fn reap(&self, operations_before_ms: i64, now_ms: i64) -> Result<Reaped, StoreError> {
+        let operations = sqlx::query(sql::REAP_OPERATIONS)
+            .bind(operations_before_ms)
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        let nonces = sqlx::query(sql::REAP_NONCES)
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(Reaped { operations, nonces })
+    }
+}
