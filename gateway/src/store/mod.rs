@@ -145,7 +145,7 @@ pub enum Claim {
     /// a create, `instance_id` is the assigned id.
     Won { instance_id: Option<String> },
     /// The record already existed.
-    Exists(OperationRecord),
+    Exists(Box<OperationRecord>),
 }
 
 /// How an attempt ended, written only if the attempt still holds the fence.

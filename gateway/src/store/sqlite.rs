@@ -209,7 +209,7 @@ impl Store for SqliteStore {
                 .bind(&op.id.idempotency_key)
                 .fetch_one(&mut *tx)
                 .await?;
-            Claim::Exists(record(&row)?)
+            Claim::Exists(Box::new(record(&row)?))
         };
         tx.commit().await?;
         Ok(claim)
