@@ -89,7 +89,10 @@ async fn futures_join<T>(handles: impl Iterator<Item = tokio::task::JoinHandle<T
 async fn the_instance_mapping_outlives_the_reaped_operation() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = open(&dir).await;
-    let Claim::Won { instance_id } = store.claim(&op("k1", "CS1"), 1_000, LEASE).await.unwrap()
+    let Claim::Won { instance_id } = store
+        .claim(&op("k1", "CS1"), 1_000, LEASE)
+        .await
+        .expect("the store answers")
     else {
         panic!("first claim wins");
     };
@@ -99,22 +102,29 @@ async fn the_instance_mapping_outlives_the_reaped_operation() {
         store
             .complete(&id, 1, &done(OperationStatus::Succeeded, "r"), 2_000)
             .await
-            .unwrap()
+            .expect("the store answers")
     );
-    let reaped = store.reap(10_000, 10_000).await.unwrap();
+    let reaped = store.reap(10_000, 10_000).await.expect("the store answers");
     assert_eq!(reaped.operations, 1);
-    assert_eq!(store.load(&id).await.unwrap(), None);
+    assert_eq!(store.load(&id).await.expect("the store answers"), None);
     // A much later manual restart of the order claims afresh, proposing a
     // different id: the mapping wins.
     let mut again = op("k1", "CS1");
     if let Some(a) = again.assignment.as_mut() {
         a.instance_id = "a-new-proposal".into();
     }
-    let Claim::Won { instance_id } = store.claim(&again, 20_000, LEASE).await.unwrap() else {
+    let Claim::Won { instance_id } = store
+        .claim(&again, 20_000, LEASE)
+        .await
+        .expect("the store answers")
+    else {
         panic!("the reaped key is claimable again");
     };
     assert_eq!(instance_id.as_deref(), Some("inst-CS1"));
-    let instance = store.instance("acme", "inst-CS1").await.unwrap();
+    let instance = store
+        .instance("acme", "inst-CS1")
+        .await
+        .expect("the store answers");
     assert_eq!(instance.map(|i| i.order_id), Some(Some("CS1".into())));
 }
 
@@ -123,38 +133,57 @@ async fn a_takeover_fences_out_the_stale_worker() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = open(&dir).await;
     let id = op("k1", "CS1").id;
-    store.claim(&op("k1", "CS1"), 1_000, 100).await.unwrap();
+    store
+        .claim(&op("k1", "CS1"), 1_000, 100)
+        .await
+        .expect("the store answers");
     assert_eq!(
-        store.take_over(&id, 1, 1_050, LEASE).await.unwrap(),
+        store
+            .take_over(&id, 1, 1_050, LEASE)
+            .await
+            .expect("the store answers"),
         None,
         "a live lease cannot be taken over"
     );
     assert_eq!(
-        store.take_over(&id, 1, 1_200, LEASE).await.unwrap(),
+        store
+            .take_over(&id, 1, 1_200, LEASE)
+            .await
+            .expect("the store answers"),
         Some(2)
     );
     assert_eq!(
-        store.take_over(&id, 1, 1_300, LEASE).await.unwrap(),
+        store
+            .take_over(&id, 1, 1_300, LEASE)
+            .await
+            .expect("the store answers"),
         None,
         "a takeover from an attempt already superseded loses"
     );
     let stale = store
         .complete(&id, 1, &done(OperationStatus::Succeeded, "stale"), 1_400)
         .await
-        .unwrap();
+        .expect("the store answers");
     assert!(!stale, "the stale worker's write is refused");
     let fresh = store
         .complete(&id, 2, &done(OperationStatus::Succeeded, "fresh"), 1_500)
         .await
-        .unwrap();
+        .expect("the store answers");
     assert!(fresh);
-    let record = store.load(&id).await.unwrap().expect("the record");
+    let record = store
+        .load(&id)
+        .await
+        .expect("the store answers")
+        .expect("the record");
     assert_eq!(record.status, OperationStatus::Succeeded);
     assert_eq!(record.attempt, 2);
     assert_eq!(record.result_json.as_deref(), Some("fresh"));
     assert_eq!(record.locked_until, None);
     assert_eq!(
-        store.take_over(&id, 2, 99_000, LEASE).await.unwrap(),
+        store
+            .take_over(&id, 2, 99_000, LEASE)
+            .await
+            .expect("the store answers"),
         None,
         "a success is never taken over"
     );
@@ -165,7 +194,10 @@ async fn a_transient_failure_is_retaken_and_exhausted_ones_are_parked() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = open(&dir).await;
     let id = op("k1", "CS1").id;
-    store.claim(&op("k1", "CS1"), 1_000, LEASE).await.unwrap();
+    store
+        .claim(&op("k1", "CS1"), 1_000, LEASE)
+        .await
+        .expect("the store answers");
     store
         .complete(
             &id,
@@ -174,36 +206,58 @@ async fn a_transient_failure_is_retaken_and_exhausted_ones_are_parked() {
             1_100,
         )
         .await
-        .unwrap();
-    let stuck = store.stuck(1_200, 3, 10).await.unwrap();
+        .expect("the store answers");
+    let stuck = store.stuck(1_200, 3, 10).await.expect("the store answers");
     assert_eq!(stuck.len(), 1);
     assert_eq!(stuck[0].status, OperationStatus::FailedRetryable);
     assert_eq!(
-        store.take_over(&id, 1, 1_300, LEASE).await.unwrap(),
+        store
+            .take_over(&id, 1, 1_300, LEASE)
+            .await
+            .expect("the store answers"),
         Some(2)
     );
     store
         .complete(&id, 2, &done(OperationStatus::FailedRetryable, "x"), 1_400)
         .await
-        .unwrap();
+        .expect("the store answers");
     assert_eq!(
-        store.take_over(&id, 2, 1_500, LEASE).await.unwrap(),
+        store
+            .take_over(&id, 2, 1_500, LEASE)
+            .await
+            .expect("the store answers"),
         Some(3)
     );
     store
         .complete(&id, 3, &done(OperationStatus::FailedRetryable, "x"), 1_600)
         .await
-        .unwrap();
-    assert!(store.stuck(1_700, 3, 10).await.unwrap().is_empty());
-    let parked = store.park_exhausted(1_700, 3).await.unwrap();
+        .expect("the store answers");
+    assert!(
+        store
+            .stuck(1_700, 3, 10)
+            .await
+            .expect("the store answers")
+            .is_empty()
+    );
+    let parked = store
+        .park_exhausted(1_700, 3)
+        .await
+        .expect("the store answers");
     assert_eq!(
         parked,
         vec![("acme".into(), "create / CS1 / line-1".into(), 3)]
     );
-    let record = store.load(&id).await.unwrap().expect("the record");
+    let record = store
+        .load(&id)
+        .await
+        .expect("the store answers")
+        .expect("the record");
     assert_eq!(record.status, OperationStatus::Parked);
     assert_eq!(
-        store.take_over(&id, 3, 1_800, LEASE).await.unwrap(),
+        store
+            .take_over(&id, 3, 1_800, LEASE)
+            .await
+            .expect("the store answers"),
         Some(4),
         "a marketplace retry may still take a parked operation over"
     );
@@ -217,19 +271,19 @@ async fn nonces_are_remembered_across_a_reopen_until_they_expire() {
         store
             .remember_nonce("acme", "n1", 1_000, 300_000)
             .await
-            .unwrap()
+            .expect("the store answers")
     );
     assert!(
         !store
             .remember_nonce("acme", "n1", 2_000, 300_000)
             .await
-            .unwrap()
+            .expect("the store answers")
     );
     assert!(
         store
             .remember_nonce("other", "n1", 2_000, 300_000)
             .await
-            .unwrap()
+            .expect("the store answers")
     );
     store.close().await;
     let store = open(&dir).await;
@@ -237,17 +291,17 @@ async fn nonces_are_remembered_across_a_reopen_until_they_expire() {
         !store
             .remember_nonce("acme", "n1", 3_000, 300_000)
             .await
-            .unwrap(),
+            .expect("the store answers"),
         "the replay is refused after a restart"
     );
     assert!(
         store
             .remember_nonce("acme", "n1", 302_000, 300_000)
             .await
-            .unwrap(),
+            .expect("the store answers"),
         "an expired memory may be renewed"
     );
-    let reaped = store.reap(0, 700_000).await.unwrap();
+    let reaped = store.reap(0, 700_000).await.expect("the store answers");
     assert_eq!(reaped.nonces, 2);
 }
 
@@ -255,7 +309,10 @@ async fn nonces_are_remembered_across_a_reopen_until_they_expire() {
 async fn the_reaper_keeps_leased_work_and_instances() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = open(&dir).await;
-    store.claim(&op("old", "CS1"), 1_000, LEASE).await.unwrap();
+    store
+        .claim(&op("old", "CS1"), 1_000, LEASE)
+        .await
+        .expect("the store answers");
     store
         .complete(
             &op("old", "CS1").id,
@@ -264,23 +321,47 @@ async fn the_reaper_keeps_leased_work_and_instances() {
             1_000,
         )
         .await
-        .unwrap();
+        .expect("the store answers");
     store
         .claim(&op("leased", "CS2"), 1_000, 1_000_000)
         .await
-        .unwrap();
+        .expect("the store answers");
     store
         .claim(&op("recent", "CS3"), 50_000, LEASE)
         .await
-        .unwrap();
-    let reaped = store.reap(10_000, 20_000).await.unwrap();
+        .expect("the store answers");
+    let reaped = store.reap(10_000, 20_000).await.expect("the store answers");
     assert_eq!(reaped.operations, 1);
-    assert_eq!(store.load(&op("old", "CS1").id).await.unwrap(), None);
-    assert!(store.load(&op("leased", "CS2").id).await.unwrap().is_some());
-    assert!(store.load(&op("recent", "CS3").id).await.unwrap().is_some());
+    assert_eq!(
+        store
+            .load(&op("old", "CS1").id)
+            .await
+            .expect("the store answers"),
+        None
+    );
+    assert!(
+        store
+            .load(&op("leased", "CS2").id)
+            .await
+            .expect("the store answers")
+            .is_some()
+    );
+    assert!(
+        store
+            .load(&op("recent", "CS3").id)
+            .await
+            .expect("the store answers")
+            .is_some()
+    );
     for order in ["CS1", "CS2", "CS3"] {
         let instance = format!("inst-{order}");
-        assert!(store.instance("acme", &instance).await.unwrap().is_some());
+        assert!(
+            store
+                .instance("acme", &instance)
+                .await
+                .expect("the store answers")
+                .is_some()
+        );
     }
 }
 
@@ -291,7 +372,7 @@ async fn a_status_change_supersedes_the_opposite_change() {
     store
         .claim(&op("create", "CS1"), 1_000, LEASE)
         .await
-        .unwrap();
+        .expect("the store answers");
     let status_op = |key: &str, kind: &str| NewOperation {
         kind: kind.into(),
         instance_id: Some("inst-CS1".into()),
@@ -307,7 +388,7 @@ async fn a_status_change_supersedes_the_opposite_change() {
     store
         .claim(&status_op("freeze", "status:freeze"), 2_000, LEASE)
         .await
-        .unwrap();
+        .expect("the store answers");
     let froze = Completion {
         instance: Some(change("frozen")),
         supersedes: vec!["status:unfreeze".into()],
@@ -317,14 +398,17 @@ async fn a_status_change_supersedes_the_opposite_change() {
         store
             .complete(&status_op("freeze", "").id, 1, &froze, 2_100)
             .await
-            .unwrap()
+            .expect("the store answers")
     );
-    let instance = store.instance("acme", "inst-CS1").await.unwrap();
+    let instance = store
+        .instance("acme", "inst-CS1")
+        .await
+        .expect("the store answers");
     assert_eq!(instance.map(|i| i.status).as_deref(), Some("frozen"));
     store
         .claim(&status_op("unfreeze", "status:unfreeze"), 3_000, LEASE)
         .await
-        .unwrap();
+        .expect("the store answers");
     let unfroze = Completion {
         instance: Some(change("active")),
         supersedes: vec!["status:freeze".into()],
@@ -334,10 +418,13 @@ async fn a_status_change_supersedes_the_opposite_change() {
         store
             .complete(&status_op("unfreeze", "").id, 1, &unfroze, 3_100)
             .await
-            .unwrap()
+            .expect("the store answers")
     );
     assert_eq!(
-        store.load(&status_op("freeze", "").id).await.unwrap(),
+        store
+            .load(&status_op("freeze", "").id)
+            .await
+            .expect("the store answers"),
         None,
         "the next freeze runs again"
     );
@@ -345,7 +432,7 @@ async fn a_status_change_supersedes_the_opposite_change() {
         store
             .load(&status_op("unfreeze", "").id)
             .await
-            .unwrap()
+            .expect("the store answers")
             .is_some()
     );
 }
@@ -359,7 +446,7 @@ async fn a_store_that_cannot_grow_fails_the_claim_and_keeps_what_it_had() {
     store
         .claim(&op("first", "CS0"), 1_000, LEASE)
         .await
-        .unwrap();
+        .expect("the store answers");
     store.close().await;
     let capped = SqliteSettings {
         max_size_bytes: Some(std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) + 8192),
@@ -376,16 +463,25 @@ async fn a_store_that_cannot_grow_fails_the_claim_and_keeps_what_it_had() {
         .expect_err("the disk is full");
     assert!(matches!(error, StoreError::Query(_)), "{error}");
     assert_eq!(
-        store.load(&big.id).await.unwrap(),
+        store.load(&big.id).await.expect("the store answers"),
         None,
         "nothing half written"
     );
     assert_eq!(
-        store.instance("acme", "inst-CS1").await.unwrap(),
+        store
+            .instance("acme", "inst-CS1")
+            .await
+            .expect("the store answers"),
         None,
         "the instance proposal rolled back with the claim"
     );
-    assert!(store.load(&op("first", "CS0").id).await.unwrap().is_some());
+    assert!(
+        store
+            .load(&op("first", "CS0").id)
+            .await
+            .expect("the store answers")
+            .is_some()
+    );
 }
 
 #[tokio::test]
