@@ -52,7 +52,7 @@ fn native_reference() -> NativeHandler {
     })
 }
 
-fn build_app() -> Arc<App> {
+async fn build_app() -> Arc<App> {
     let plugin = test_support::plugin_path("reference");
     let data = std::env::temp_dir().join("gateway-bench-served");
     let text = format!(
@@ -62,8 +62,10 @@ fn build_app() -> Arc<App> {
     );
     let config = Config::from_toml(&text, "bench.toml".as_ref(), ".".as_ref(), |_| None)
         .expect("bench configuration");
+    let _ = std::fs::remove_dir_all(&data);
+    let store = server::open_store(&config).await.expect("store");
     let runtime = Arc::new(Runtime::new(server::runtime_settings(&config)).expect("runtime"));
-    let mut app = App::new(&config, runtime).expect("app");
+    let mut app = App::new(&config, runtime, store).expect("app");
     app.insert_native_merchant("native", vec![AccessKey::new(KEY)], native_reference());
     Arc::new(app)
 }
@@ -190,7 +192,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("server runtime");
-    let app = server_runtime.block_on(async { build_app() });
+    let app = server_runtime.block_on(build_app());
     let listener = server_runtime
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind");

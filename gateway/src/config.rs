@@ -92,7 +92,81 @@ pub struct Config {
     pub signature: SignatureConfig,
     #[serde(default)]
     pub sandbox: SandboxConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
     pub merchants: Vec<MerchantConfig>,
+}
+
+/// The durable store and the idempotency rules kept in it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// The SQLite file; relative to `data_dir`.
+    pub path: PathBuf,
+    /// How long a write waits for another writer's lock, in ms.
+    pub busy_timeout_ms: u64,
+    /// Refuse to grow the store past this size (writes then fail, and
+    /// callbacks answer 000005, as on a full disk). Unset: no cap.
+    pub max_size_mib: Option<u64>,
+    /// How long a claimed operation is held before another worker may take
+    /// it over (a crashed worker's lease), in ms. At least twice every
+    /// merchant's `deadline_ms` and at least `answer_budget_ms`.
+    pub lease_ms: u64,
+    /// How long settled operation records are kept (replayed), in days.
+    /// The instance mapping is kept forever.
+    pub retention_days: u64,
+    /// Completed results kept in memory for replay.
+    pub hot_cache_entries: u64,
+    pub hot_cache_ttl_secs: u64,
+    /// How often the completer re-drives stuck operations, in seconds.
+    pub completer_interval_secs: u64,
+    /// Attempts before an operation is parked for a human.
+    pub max_attempts: u32,
+    /// How often old records and nonces are reaped, in seconds.
+    pub reaper_interval_secs: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            path: PathBuf::from("gateway.db"),
+            busy_timeout_ms: 5_000,
+            max_size_mib: None,
+            lease_ms: 30_000,
+            retention_days: 7,
+            hot_cache_entries: 100_000,
+            hot_cache_ttl_secs: 600,
+            completer_interval_secs: 30,
+            max_attempts: 5,
+            reaper_interval_secs: 3_600,
+        }
+    }
+}
+
+/// What a duplicate newInstance hears while the first is still running.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CreateInFlight {
+    /// 000004: the marketplace retries and gets the final answer. Safe: the
+    /// marketplace never believes in an instance the plugin may yet refuse.
+    #[default]
+    Processing,
+    /// 000000 with the already-assigned instanceId (the marketplace allows
+    /// asynchronous creation). The plugin's later refusal is then only
+    /// visible through queryInstance.
+    Success,
+}
+
+/// What an operation on an instance the gateway never assigned gets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnknownInstances {
+    /// 000003 without reaching the plugin.
+    #[default]
+    Reject,
+    /// Passed to the plugin; on success the instance is recorded as
+    /// imported (merchants moving to the gateway with live instances).
+    Import,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -100,10 +174,9 @@ pub struct Config {
 pub struct SignatureConfig {
     /// V2: how far `timestamp` may be from the gateway's clock, either way.
     pub window_secs: u64,
-    /// V2: how long a nonce is remembered (at least twice the window).
+    /// V2: how long a nonce is remembered in the store (at least twice the
+    /// window). Shared by every process on the store; survives restarts.
     pub nonce_memory_secs: u64,
-    /// V2: most nonces remembered at once (per process).
-    pub max_remembered_nonces: u64,
     /// V1: the same window for `timeStamp`; unset = not checked, since the
     /// V1 documentation gives none.
     pub v1_window_secs: Option<u64>,
@@ -114,7 +187,6 @@ impl Default for SignatureConfig {
         SignatureConfig {
             window_secs: 60,
             nonce_memory_secs: 300,
-            max_remembered_nonces: 1_000_000,
             v1_window_secs: None,
         }
     }
@@ -160,6 +232,12 @@ pub struct MerchantConfig {
     /// The plugin's memory limit, in MiB.
     #[serde(default = "defaults::memory_mib")]
     pub memory_mib: u64,
+    /// What a duplicate newInstance hears while the first still runs.
+    #[serde(default)]
+    pub create_in_flight: CreateInFlight,
+    /// Operations on instances the gateway never assigned.
+    #[serde(default)]
+    pub unknown_instances: UnknownInstances,
     /// Values the plugin reads through the `config` import.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
@@ -253,6 +331,9 @@ impl Config {
         if self.data_dir.is_relative() {
             self.data_dir = base.join(&self.data_dir);
         }
+        if self.store.path.is_relative() {
+            self.store.path = self.data_dir.join(&self.store.path);
+        }
         for merchant in &mut self.merchants {
             if merchant.plugin.is_relative() {
                 merchant.plugin = base.join(&merchant.plugin);
@@ -292,6 +373,7 @@ impl Config {
                 "must be between 1 and 4096",
             ));
         }
+        self.validate_store()?;
         if self.merchants.is_empty() {
             return Err(invalid("merchants", "at least one merchant is needed"));
         }
@@ -304,6 +386,45 @@ impl Config {
                     format!("`{}` is used twice", merchant.id),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    fn validate_store(&self) -> Result<(), ConfigError> {
+        let store = &self.store;
+        let longest_deadline = self.merchants.iter().map(|m| m.deadline_ms).max();
+        let lease_floor = longest_deadline
+            .unwrap_or(0)
+            .saturating_mul(2)
+            .max(self.answer_budget_ms);
+        if store.lease_ms < lease_floor {
+            return Err(invalid(
+                "store.lease_ms",
+                format!(
+                    "must be at least {lease_floor} (twice the longest deadline_ms and at least \
+                     answer_budget_ms), or a slow call could be taken over while still running"
+                ),
+            ));
+        }
+        if store.retention_days == 0 {
+            return Err(invalid(
+                "store.retention_days",
+                "must be at least 1 (the marketplace retries for hours, restarts days later)",
+            ));
+        }
+        let positive = [
+            ("store.busy_timeout_ms", store.busy_timeout_ms),
+            ("store.hot_cache_ttl_secs", store.hot_cache_ttl_secs),
+            (
+                "store.completer_interval_secs",
+                store.completer_interval_secs,
+            ),
+            ("store.reaper_interval_secs", store.reaper_interval_secs),
+            ("store.max_attempts", u64::from(store.max_attempts)),
+            ("store.max_size_mib", store.max_size_mib.unwrap_or(1)),
+        ];
+        if let Some((key, _)) = positive.iter().find(|(_, value)| *value == 0) {
+            return Err(invalid(*key, "must be at least 1"));
         }
         Ok(())
     }
@@ -400,7 +521,11 @@ mod tests {
         assert_eq!(config.listen, "127.0.0.1:8080".parse().expect("addr"));
         assert_eq!(config.data_dir, Path::new("/etc/gw/./data"));
         assert_eq!(config.answer_budget_ms, 4_000);
+        assert_eq!(config.store.path, Path::new("/etc/gw/./data/gateway.db"));
+        assert_eq!(config.store.retention_days, 7);
         let merchant = &config.merchants[0];
+        assert_eq!(merchant.create_in_flight, CreateInFlight::Processing);
+        assert_eq!(merchant.unknown_instances, UnknownInstances::Reject);
         assert_eq!(merchant.plugin, Path::new("/etc/gw/plugins/acme.wasm"));
         assert_eq!(merchant.encrypt_type, EncryptType::Aes256);
         assert!(merchant.sign_responses);
@@ -439,6 +564,26 @@ mod tests {
             (
                 format!("[signature]\nnonce_memory_secs = 60\n{MINIMAL}"),
                 "nonce_memory_secs",
+            ),
+            (
+                format!("[store]\nlease_ms = 3000\n{MINIMAL}"),
+                "store.lease_ms",
+            ),
+            (
+                format!("[store]\nretention_days = 0\n{MINIMAL}"),
+                "store.retention_days",
+            ),
+            (
+                format!("[store]\nmax_attempts = 0\n{MINIMAL}"),
+                "store.max_attempts",
+            ),
+            (
+                format!("{MINIMAL}\ncreate_in_flight = \"maybe\""),
+                "create_in_flight",
+            ),
+            (
+                format!("{MINIMAL}\nunknown_instances = \"ignore\""),
+                "unknown_instances",
             ),
         ];
         for (text, expected) in cases {

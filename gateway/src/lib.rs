@@ -13,6 +13,8 @@
 //! - [`protocol`] — the marketplace's wire protocol: signatures, fields,
 //!   credential encryption, answers. Pure functions.
 //! - [`server`] — the served gateway: router, one callback's flow, metrics.
+//! - [`operations`] — idempotency: claim, single-flight, replay, takeover,
+//!   the completer and the reaper.
 //! - [`store`] — the durable store (SQLite): instance mapping, operation
 //!   records, nonces. The only module that speaks SQL.
 //! - [`config`] — the `gateway serve` configuration.
@@ -26,6 +28,7 @@ pub mod cli;
 pub mod config;
 pub mod contract;
 pub mod ids;
+pub mod operations;
 pub mod protocol;
 pub mod request_json;
 pub mod result_code;

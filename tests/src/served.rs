@@ -91,32 +91,49 @@ pub fn config_text(global: &str, merchant_extra: &str) -> String {
 }
 
 impl TestGateway {
-    pub fn new() -> TestGateway {
-        TestGateway::with_config("", "")
+    pub async fn new() -> TestGateway {
+        TestGateway::with_config("", "").await
     }
 
-    pub fn with_config(global: &str, merchant_extra: &str) -> TestGateway {
-        TestGateway::build(global, merchant_extra, &|_| None)
+    pub async fn with_config(global: &str, merchant_extra: &str) -> TestGateway {
+        TestGateway::build(global, merchant_extra, &|_| None).await
     }
 
     /// With environment overrides (`GATEWAY_MERCHANT_REFERENCE_ACCESS_KEYS`…).
-    pub fn build(
+    pub async fn build(
         global: &str,
         merchant_extra: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> TestGateway {
         let data = tempfile::tempdir().expect("a temporary data dir");
+        TestGateway::in_dir(data, global, merchant_extra, env).await
+    }
+
+    /// A gateway on the data directory `data` (a second gateway on the same
+    /// store: another process, or a restart).
+    pub async fn in_dir(
+        data: tempfile::TempDir,
+        global: &str,
+        merchant_extra: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> TestGateway {
         let text = config_text(global, merchant_extra);
         let config = Config::from_toml(&text, Path::new("test.toml"), data.path(), env)
             .expect("the test configuration is valid");
+        let store = server::open_store(&config).await.expect("the store opens");
         let runtime =
             Arc::new(Runtime::new(server::runtime_settings(&config)).expect("the runtime starts"));
-        let app = Arc::new(App::new(&config, runtime).expect("the merchants load"));
+        let app = Arc::new(App::new(&config, runtime, store).expect("the merchants load"));
         TestGateway {
             router: server::app(app.clone()),
             app,
             _data: data,
         }
+    }
+
+    /// Gives up the gateway, keeping its data directory.
+    pub fn into_data(self) -> tempfile::TempDir {
+        self._data
     }
 
     /// Sends a raw request through the router.
@@ -190,11 +207,5 @@ impl TestGateway {
             reply.status,
             String::from_utf8_lossy(&reply.bytes).into_owned(),
         )
-    }
-}
-
-impl Default for TestGateway {
-    fn default() -> Self {
-        TestGateway::new()
     }
 }

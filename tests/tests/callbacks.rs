@@ -22,9 +22,20 @@ async fn create_v2(gw: &TestGateway, order_id: &str) -> Reply {
     gw.v2("reference", &body, KEY).await
 }
 
+/// A new instance's id (operations on instances the gateway never
+/// assigned answer 000003).
+async fn new_instance(gw: &TestGateway) -> String {
+    let reply = create_v2(gw, &order()).await;
+    assert_eq!(reply.code(), "000000", "{:?}", reply.json);
+    reply.json["instanceId"]
+        .as_str()
+        .expect("an instance id")
+        .to_string()
+}
+
 #[tokio::test]
 async fn v2_new_instance_answers_the_assigned_id_with_encrypted_credentials_and_body_sign() {
-    let gw = TestGateway::new();
+    let gw = TestGateway::new().await;
     let order_id = order();
     let reply = create_v2(&gw, &order_id).await;
     reply.assert_signed_by(KEY);
@@ -51,8 +62,9 @@ async fn v2_new_instance_answers_the_assigned_id_with_encrypted_credentials_and_
 
 #[tokio::test]
 async fn every_v2_activity_reaches_its_operation() {
-    let gw = TestGateway::new();
-    let instance = "10e758d0-31ad-4c4b-8f1b-81d03469a10e";
+    let gw = TestGateway::new().await;
+    let instance = new_instance(&gw).await;
+    let instance = instance.as_str();
     let cases = [
         json!({"activity": "queryInstance", "instanceId": format!("{instance},other-1")}),
         json!({"activity": "refreshInstance", "orderId": order(), "orderLineId": "L-1",
@@ -85,7 +97,7 @@ async fn every_v2_activity_reaches_its_operation() {
         "credentials in info are encrypted too"
     );
 
-    let license = json!({"activity": "getLicenseAsync", "instanceId": instance, "eventId": "E-1",
+    let license = json!({"activity": "getLicenseAsync", "instanceId": instance, "eventId": "E-2",
         "effectiveTime": "2023-10-27 10:30:15 z"});
     let first = gw.v2("reference", &license, KEY).await;
     let second = gw.v2("reference", &license, KEY).await;
@@ -102,7 +114,7 @@ async fn every_v2_activity_reaches_its_operation() {
 
 #[tokio::test]
 async fn every_v1_activity_reaches_its_operation() {
-    let gw = TestGateway::new();
+    let gw = TestGateway::new().await;
     let order_id = order();
     let create = [
         ("activity", "newInstance"),
@@ -175,7 +187,7 @@ async fn misbehave_create(gw: &TestGateway, order_id: &str) -> Reply {
 
 #[tokio::test]
 async fn every_result_code_reaches_the_wire_signed() {
-    let gw = TestGateway::new();
+    let gw = TestGateway::new().await;
     let mut seen = Vec::new();
     let mut record = |reply: Reply, expected: ResultCode| {
         reply.assert_signed_by(KEY);
@@ -221,7 +233,7 @@ async fn every_result_code_reaches_the_wire_signed() {
 
 #[tokio::test]
 async fn the_negative_set_answers_000001_and_never_reaches_the_plugin() {
-    let gw = TestGateway::new();
+    let gw = TestGateway::new().await;
     // Were any of these to reach the plugin, it would trap (and be counted).
     let body = br#"{"activity":"newInstance","orderId":"trap","orderLineId":"L-1"}"#.to_vec();
     let now = now_ms();
@@ -347,7 +359,7 @@ async fn the_negative_set_answers_000001_and_never_reaches_the_plugin() {
 
 #[tokio::test]
 async fn invalid_fields_answer_000002_naming_the_field() {
-    let gw = TestGateway::new();
+    let gw = TestGateway::new().await;
     let cases = [
         (
             json!({"activity": "newInstance", "orderId": "CS1"}),
@@ -430,7 +442,7 @@ async fn invalid_fields_answer_000002_naming_the_field() {
 
 #[tokio::test]
 async fn an_unknown_merchant_is_refused_exactly_like_a_wrong_key() {
-    let gw = TestGateway::new();
+    let gw = TestGateway::new().await;
     let body = json!({"activity": "newInstance", "orderId": "CS1", "orderLineId": "L"});
     let unknown = gw.v2("nobody", &body, KEY).await;
     let wrong_key = gw.v2("reference", &body, "wrong").await;
@@ -454,7 +466,7 @@ async fn an_unknown_merchant_is_refused_exactly_like_a_wrong_key() {
 
 #[tokio::test]
 async fn test_calls_reach_the_plugin_marked_as_tests() {
-    let gw = TestGateway::new();
+    let gw = TestGateway::new().await;
     for (flag, marked) in [("1", true), ("0", false)] {
         let body = json!({"activity": "newInstance", "orderId": order(), "orderLineId": "L",
             "testFlag": flag});
@@ -467,7 +479,7 @@ async fn test_calls_reach_the_plugin_marked_as_tests() {
 
 #[tokio::test]
 async fn a_plugin_past_its_deadline_gets_000005_well_within_the_budget() {
-    let gw = TestGateway::new();
+    let gw = TestGateway::new().await;
     let started = Instant::now();
     let reply = misbehave_create(&gw, "loop").await;
     let elapsed = started.elapsed();
@@ -484,7 +496,7 @@ async fn a_plugin_past_its_deadline_gets_000005_well_within_the_budget() {
 
 #[tokio::test]
 async fn merchant_options_aes128_and_unsigned_answers() {
-    let gw = TestGateway::with_config("", "encrypt_type = 2\nsign_responses = false");
+    let gw = TestGateway::with_config("", "encrypt_type = 2\nsign_responses = false").await;
     let reply = create_v2(&gw, &order()).await;
     assert_eq!(reply.code(), "000000");
     assert_eq!(reply.json["encryptType"], "2");
@@ -500,8 +512,9 @@ async fn rotated_keys_verify_and_answers_are_signed_with_the_key_used() {
     let env = |name: &str| {
         (name == "GATEWAY_MERCHANT_REFERENCE_ACCESS_KEYS").then(|| format!("new-key,{KEY}"))
     };
-    let gw = TestGateway::build("", "", &env);
-    let body = json!({"activity": "releaseInstance", "instanceId": "i-1"});
+    let gw = TestGateway::build("", "", &env).await;
+    let instance = new_instance(&gw).await;
+    let body = json!({"activity": "releaseInstance", "instanceId": instance});
     for key in ["new-key", KEY] {
         let reply = gw.v2("reference", &body, key).await;
         reply.assert_signed_by(key);
@@ -511,21 +524,25 @@ async fn rotated_keys_verify_and_answers_are_signed_with_the_key_used() {
 
 #[tokio::test]
 async fn health_readiness_and_metrics() {
-    let gw = TestGateway::new();
+    let gw = TestGateway::new().await;
     assert_eq!(gw.get("/healthz").await, (StatusCode::OK, "ok".to_string()));
     assert_eq!(gw.get("/readyz").await.0, StatusCode::OK);
-    create_v2(&gw, &order()).await;
+    let instance = new_instance(&gw).await;
     let params = [
         ("activity", "releaseInstance"),
         ("orderId", "CS1"),
-        ("instanceId", "i"),
+        ("instanceId", instance.as_str()),
     ];
+    gw.v1("reference", &params, KEY).await;
     gw.v1("reference", &params, KEY).await;
     let (status, metrics) = gw.get("/metrics").await;
     assert_eq!(status, StatusCode::OK);
     for expected in [
         "gateway_callbacks_total{merchant=\"reference\",generation=\"v2\",activity=\"newInstance\",result_code=\"000000\"} 1",
-        "gateway_callbacks_total{merchant=\"reference\",generation=\"v1\",activity=\"releaseInstance\",result_code=\"000000\"} 1",
+        "gateway_callbacks_total{merchant=\"reference\",generation=\"v1\",activity=\"releaseInstance\",result_code=\"000000\"} 2",
+        "gateway_operations_total{merchant=\"reference\",kind=\"release\",path=\"executed\"} 1",
+        "gateway_operations_total{merchant=\"reference\",kind=\"release\",path=\"replayed_cache\"} 1",
+        "gateway_operation_results_cached 2",
         "gateway_callback_duration_seconds_count{merchant=\"reference\",activity=\"newInstance\"} 1",
         "gateway_plugin_compilations",
         "gateway_sandboxes_busy 0",
@@ -541,7 +558,7 @@ async fn health_readiness_and_metrics() {
 
 #[tokio::test]
 async fn a_body_that_never_finishes_is_answered_within_the_budget() {
-    let gw = TestGateway::with_config("answer_budget_ms = 600", "deadline_ms = 500");
+    let gw = TestGateway::with_config("answer_budget_ms = 600", "deadline_ms = 500").await;
     let first_chunk = futures_util::stream::once(async { Ok::<_, std::io::Error>(b"{".to_vec()) });
     let never_ending = futures_util::StreamExt::chain(first_chunk, futures_util::stream::pending());
     let query = marketplace::v2_query(KEY, b"{}", now_ms(), &marketplace::random_nonce());

@@ -3,7 +3,7 @@
 //! for newInstance; `info[]` for queryInstance; `license` for licenses.
 //! Credentials are encrypted here, so plaintext never leaves this module.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::credentials::{self, EncryptType};
 use super::time;
@@ -16,52 +16,52 @@ use crate::result_code::{CodedResult, ResultCode};
 pub struct Answer {
     pub result_code: &'static str,
     pub result_msg: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encrypt_type: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_info: Option<WireAppInfo>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub info: Option<Vec<WireInstance>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub license: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WireAppInfo {
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub front_end_url: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_url: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memo: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WireInstance {
     pub instance_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_info: Option<WireAppInfo>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub usage_info: Vec<WireUsage>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WireUsage {
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub related_instance_id: Option<String>,
     pub usage_value: f64,
     /// `yyyyMMddHHmmss`, UTC.
     pub statistical_time: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dashboard_url: Option<String>,
 }
 
@@ -177,6 +177,62 @@ fn wire_instance(
     }
 }
 
+/// An answer as read back from the store: the same fields, owned. The code
+/// and encryptType must be ones the gateway knows, so that they become
+/// `&'static str` again.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredAnswer {
+    result_code: String,
+    result_msg: String,
+    #[serde(default)]
+    instance_id: Option<String>,
+    #[serde(default)]
+    encrypt_type: Option<String>,
+    #[serde(default)]
+    app_info: Option<WireAppInfo>,
+    #[serde(default)]
+    info: Option<Vec<WireInstance>>,
+    #[serde(default)]
+    license: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for Answer {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Answer, D::Error> {
+        let stored = StoredAnswer::deserialize(deserializer)?;
+        Answer::try_from(stored).map_err(serde::de::Error::custom)
+    }
+}
+
+impl TryFrom<StoredAnswer> for Answer {
+    type Error = String;
+
+    fn try_from(stored: StoredAnswer) -> Result<Answer, String> {
+        let result_code = ResultCode::from_code(&stored.result_code)
+            .map(ResultCode::code)
+            .ok_or_else(|| format!("unknown result code `{}`", stored.result_code))?;
+        let encrypt_type = match stored.encrypt_type {
+            None => None,
+            Some(value) => Some(
+                [EncryptType::Aes256, EncryptType::Aes128]
+                    .into_iter()
+                    .map(EncryptType::wire_value)
+                    .find(|wire| *wire == value)
+                    .ok_or_else(|| format!("unknown encryptType `{value}`"))?,
+            ),
+        };
+        Ok(Answer {
+            result_code,
+            result_msg: stored.result_msg,
+            instance_id: stored.instance_id,
+            encrypt_type,
+            app_info: stored.app_info,
+            info: stored.info,
+            license: stored.license,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,5 +277,29 @@ mod tests {
             bytes,
             br#"{"resultCode":"000001","resultMsg":"authentication failed"}"#
         );
+    }
+
+    #[test]
+    fn a_stored_answer_reads_back_identical() {
+        let created = OperationOutput::Created(Created {
+            instance_id: "i-1".into(),
+            app_info: Some(AppInfo {
+                front_end_url: Some("https://x".into()),
+                admin_url: None,
+                user_name: Some("u".into()),
+                password: Some("p".into()),
+                memo: None,
+            }),
+        });
+        let encryption = Encryption {
+            access_key: "k",
+            encrypt_type: EncryptType::Aes128,
+        };
+        let answer = Answer::success(&created, Some("i-1"), encryption);
+        let stored = serde_json::to_string(&answer).expect("serialises");
+        let read: Answer = serde_json::from_str(&stored).expect("reads back");
+        assert_eq!(read, answer);
+        let unknown = stored.replace("000000", "999999");
+        assert!(serde_json::from_str::<Answer>(&unknown).is_err());
     }
 }

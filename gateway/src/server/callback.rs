@@ -3,11 +3,14 @@
 //! 1. read the body (bounded) — too large → 000002;
 //! 2. find the merchant (or its decoy) and verify the signature over the raw
 //!    bytes — failure → 000001, and nothing else happens;
-//! 3. refuse a replayed V2 nonce → 000001;
-//! 4. validate the activity's fields → 000002 naming the field;
-//! 5. run the plugin in a spawned task (a client disconnect never aborts it
-//!    halfway), waiting at most for what is left of the answer budget →
-//!    the one result-code mapping, or 000004 if the budget ran out;
+//! 3. validate the activity's fields → 000002 naming the field;
+//! 4. refuse a replayed V2 nonce (remembered in the store) → 000001;
+//! 5. a recorded operation goes through the idempotency layer
+//!    ([`crate::operations`]: replay, single-flight, claim, plugin, fenced
+//!    completion); a read (queryInstance, changeInstanceCheck) runs the
+//!    plugin directly. Either way the plugin runs in a spawned task (a
+//!    client disconnect never aborts it halfway) and the handler waits at
+//!    most for what is left of the answer budget, then answers 000004;
 //! 6. serialise, sign the exact bytes (`Body-Sign`), count, log.
 
 use std::sync::Arc;
@@ -20,16 +23,15 @@ use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 use super::App;
-use super::merchants::{Handler, Merchant};
-use super::metrics::{self, CallbackLabels, LatencyLabels};
-use crate::config::AccessKey;
-use crate::contract::OperationRequest;
+use super::executor;
+use super::merchants::Merchant;
+use super::metrics::{self, CallbackLabels, LatencyLabels, OperationLabels};
+use crate::config::{AccessKey, UnknownInstances};
+use crate::operations::{Decision, Operation, Path as OperationPath};
 use crate::protocol::{
-    self, Activity, Answer, AuthError, Callback, Encryption, Generation, ParseContext, Rejection,
-    signing, time,
+    self, Activity, Answer, AuthError, Callback, Generation, ParseContext, Rejection, signing, time,
 };
-use crate::result_code::{self, ResultCode};
-use crate::runtime::Outcome;
+use crate::result_code::ResultCode;
 
 /// What the handler learned, for the answer, the metrics and the log.
 struct Handled {
@@ -179,16 +181,24 @@ async fn handle(app: &Arc<App>, incoming: Incoming<'_>, body: Body) -> Handled {
         Err(rejection) => return refuse(app, merchant, rejection, first_key, generation),
     };
     let signer = signs.then(|| keys[verified.key_index].clone());
-    if let Some(nonce) = &verified.nonce
-        && !app.nonces.first_sighting(merchant_id, nonce)
-    {
-        return refuse(
-            app,
-            merchant,
-            AuthError::ReplayedNonce.into(),
-            signer,
-            generation,
-        );
+    if let Some(nonce) = &verified.nonce {
+        let remembered = app
+            .store
+            .remember_nonce(merchant_id, nonce, time::now_ms(), app.nonce_memory_ms)
+            .await;
+        match remembered {
+            Ok(true) => {}
+            Ok(false) => {
+                let replayed = AuthError::ReplayedNonce.into();
+                return refuse(app, merchant, replayed, signer, generation);
+            }
+            Err(error) => {
+                tracing::error!(%error, "the nonce could not be checked; answered 000005");
+                let message = "the request could not be recorded; please retry";
+                let answer = Answer::new(ResultCode::Internal, message);
+                return Handled::refused(answer, signer, Some(generation));
+            }
+        }
     }
     // The decoy never verifies, so a verified callback has a real merchant.
     let Some(merchant) = merchant else {
@@ -197,19 +207,87 @@ async fn handle(app: &Arc<App>, incoming: Incoming<'_>, body: Body) -> Handled {
     for warning in &callback.warnings {
         tracing::warn!(activity = callback.activity.wire_name(), "{warning}");
     }
-    let answer = run_plugin(
-        app,
-        merchant,
-        &callback,
-        &keys[verified.key_index],
-        deadline,
-    )
-    .await;
+    let key = &keys[verified.key_index];
+    let answer = answer_callback(app, merchant, &callback, key, deadline).await;
     Handled {
         answer,
         signer,
         generation: Some(callback.generation),
         activity: Some(callback.activity),
+    }
+}
+
+/// A recorded operation through the idempotency layer, a read directly.
+async fn answer_callback(
+    app: &Arc<App>,
+    merchant: &Arc<Merchant>,
+    callback: &Callback,
+    key: &AccessKey,
+    deadline: tokio::time::Instant,
+) -> Answer {
+    let imports = merchant.unknown_instances == UnknownInstances::Import;
+    let Some(op) = Operation::from_callback(&merchant.id, callback, imports, Some(key.clone()))
+    else {
+        return run_read(app, merchant, callback, key, deadline).await;
+    };
+    let kind = op.kind;
+    let (decision, path) = app.operations.run(op, deadline).await;
+    app.metrics
+        .operations
+        .get_or_create(&OperationLabels {
+            merchant: merchant.id.clone(),
+            kind: kind.as_str().into(),
+            path: path.label().into(),
+        })
+        .inc();
+    match decision {
+        Decision::Answer(answer) => *answer,
+        Decision::InProgress { instance_id } => {
+            if path == OperationPath::InProgress {
+                metrics::count(&app.metrics.budget_overruns, &merchant.id, "in_progress");
+            }
+            executor::in_progress(merchant, instance_id)
+        }
+    }
+}
+
+/// A read (queryInstance, changeInstanceCheck): answered by the plugin,
+/// never recorded; still in a task of its own, within the budget.
+async fn run_read(
+    app: &Arc<App>,
+    merchant: &Arc<Merchant>,
+    callback: &Callback,
+    key: &AccessKey,
+    deadline: tokio::time::Instant,
+) -> Answer {
+    let task = {
+        let (runtime, metrics, merchant, request, key) = (
+            app.runtime.clone(),
+            app.metrics.clone(),
+            merchant.clone(),
+            callback.request.clone(),
+            key.clone(),
+        );
+        app.tasks.spawn(
+            async move { executor::run(&runtime, &metrics, &merchant, &request, &key).await }
+                // The plugin's log records carry the callback's request id.
+                .instrument(tracing::Span::current()),
+        )
+    };
+    match tokio::time::timeout_at(deadline, task).await {
+        Ok(Ok(executed)) => executed.answer,
+        Ok(Err(join_error)) => {
+            tracing::error!(error = %join_error, "the plugin task failed");
+            Answer::new(ResultCode::Internal, ResultCode::Internal.default_message())
+        }
+        Err(_) => {
+            tracing::warn!(
+                budget_ms = app.answer_budget.as_millis() as u64,
+                "answer budget exhausted; the call continues in the background"
+            );
+            metrics::count(&app.metrics.budget_overruns, &merchant.id, "budget");
+            executor::in_progress(merchant, None)
+        }
     }
 }
 
@@ -254,75 +332,6 @@ fn auth_reason(error: &AuthError) -> &'static str {
         AuthError::BadTimestamp(_) | AuthError::OutsideWindow { .. } => "timestamp",
         AuthError::BadEncoding(_) | AuthError::Mismatch => "signature",
         AuthError::ReplayedNonce => "replayed_nonce",
-    }
-}
-
-/// Runs the plugin in a task of its own and answers within the budget.
-async fn run_plugin(
-    app: &Arc<App>,
-    merchant: &Arc<Merchant>,
-    callback: &Callback,
-    key: &AccessKey,
-    deadline: tokio::time::Instant,
-) -> Answer {
-    let instance_id = match &callback.request {
-        OperationRequest::Create(create) => Some(create.instance_id.clone()),
-        _ => None,
-    };
-    let task = {
-        let (runtime, merchant, request) = (
-            app.runtime.clone(),
-            merchant.clone(),
-            callback.request.clone(),
-        );
-        app.tasks.spawn(
-            async move {
-                match &merchant.handler {
-                    Handler::Plugin(plugin) => {
-                        runtime
-                            .invoke(plugin, &merchant.context, &request)
-                            .await
-                            .outcome
-                    }
-                    Handler::Native(native) => native(&request),
-                }
-            }
-            // The plugin's log records carry the callback's request id.
-            .instrument(tracing::Span::current()),
-        )
-    };
-    let outcome = match tokio::time::timeout_at(deadline, task).await {
-        Ok(Ok(outcome)) => outcome,
-        Ok(Err(join_error)) => {
-            tracing::error!(error = %join_error, "the plugin task failed");
-            return Answer::new(ResultCode::Internal, ResultCode::Internal.default_message());
-        }
-        Err(_) => {
-            tracing::warn!(
-                budget_ms = app.answer_budget.as_millis() as u64,
-                "answer budget exhausted; the call continues in the background"
-            );
-            metrics::count(&app.metrics.budget_overruns, &merchant.id, "budget");
-            return Answer::new(
-                ResultCode::Processing,
-                "still being processed, please retry",
-            );
-        }
-    };
-    if let Outcome::Failed(error) = &outcome {
-        tracing::warn!(error = %error, "plugin call failed");
-        metrics::count(&app.metrics.plugin_failures, &merchant.id, error.kind());
-    }
-    match &outcome {
-        Outcome::Answered(output) => Answer::success(
-            output,
-            instance_id.as_deref(),
-            Encryption {
-                access_key: key.expose(),
-                encrypt_type: merchant.encrypt_type,
-            },
-        ),
-        other => Answer::coded(&result_code::for_outcome(other)),
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::config::{AccessKey, Config, MerchantConfig};
+use crate::config::{AccessKey, Config, CreateInFlight, MerchantConfig, UnknownInstances};
 use crate::contract::OperationRequest;
 use crate::protocol::EncryptType;
 use crate::runtime::{CallLimits, LoadError, LoadedPlugin, MerchantContext, Outcome, Runtime};
@@ -37,6 +37,8 @@ pub struct Merchant {
     pub context: MerchantContext,
     pub encrypt_type: EncryptType,
     pub sign_responses: bool,
+    pub create_in_flight: CreateInFlight,
+    pub unknown_instances: UnknownInstances,
 }
 
 /// Why the gateway cannot start serving a merchant.
@@ -57,6 +59,7 @@ pub enum MerchantError {
 }
 
 /// Every configured merchant, by id.
+#[derive(Clone)]
 pub struct Merchants {
     by_id: HashMap<String, Arc<Merchant>>,
     decoy_secret: [u8; 32],
@@ -87,6 +90,8 @@ impl Merchants {
             context: MerchantContext::new(id),
             encrypt_type: EncryptType::default(),
             sign_responses: true,
+            create_in_flight: CreateInFlight::default(),
+            unknown_instances: UnknownInstances::default(),
         };
         self.by_id.insert(id.to_string(), Arc::new(merchant));
     }
@@ -135,5 +140,7 @@ fn load_one(merchant: &MerchantConfig, runtime: &Runtime) -> Result<Merchant, Me
         context,
         encrypt_type: merchant.encrypt_type,
         sign_responses: merchant.sign_responses,
+        create_in_flight: merchant.create_in_flight,
+        unknown_instances: merchant.unknown_instances,
     })
 }

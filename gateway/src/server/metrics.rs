@@ -28,6 +28,14 @@ pub struct LatencyLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    pub merchant: String,
+    pub kind: String,
+    /// How the idempotency layer answered (`operations::Path::label`).
+    pub path: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub merchant: String,
     pub reason: String,
@@ -46,11 +54,12 @@ pub struct Metrics {
     pub auth_failures: Family<ReasonLabels, Counter>,
     pub plugin_failures: Family<ReasonLabels, Counter>,
     pub budget_overruns: Family<ReasonLabels, Counter>,
+    pub operations: Family<OperationLabels, Counter>,
     pub in_flight: Gauge,
     busy_sandboxes: Gauge,
     compilations: Gauge,
     artifact_hits: Gauge,
-    remembered_nonces: Gauge,
+    cached_results: Gauge,
 }
 
 impl Default for Metrics {
@@ -94,6 +103,14 @@ impl Metrics {
             "Callbacks answered 000004 because the answer budget ran out",
             budget_overruns.clone(),
         );
+        let operations = Family::<OperationLabels, Counter>::default();
+        registry.register(
+            "operations",
+            "Recorded operations by kind and how they were answered \
+             (executed, coalesced, replayed_cache, replayed_store, in_progress, \
+             fingerprint_mismatch, unknown_instance, retryable, store_failed)",
+            operations.clone(),
+        );
         let gauge = |registry: &mut Registry, name: &str, help: &str| {
             let g = Gauge::default();
             registry.register(name, help, g.clone());
@@ -115,10 +132,10 @@ impl Metrics {
             "plugin_artifact_hits",
             "Plugin components loaded from precompiled artifacts (cache hits)",
         );
-        let remembered_nonces = gauge(
+        let cached_results = gauge(
             &mut registry,
-            "nonces_remembered",
-            "V2 nonces held for replay protection",
+            "operation_results_cached",
+            "Completed operation results held in memory for replay",
         );
         Metrics {
             registry,
@@ -127,20 +144,21 @@ impl Metrics {
             auth_failures,
             plugin_failures,
             budget_overruns,
+            operations,
             in_flight,
             busy_sandboxes,
             compilations,
             artifact_hits,
-            remembered_nonces,
+            cached_results,
         }
     }
 
     /// The text exposition, with the sampled values brought up to date.
-    pub fn render(&self, runtime: RuntimeStats, nonces: u64) -> String {
+    pub fn render(&self, runtime: RuntimeStats, cached_results: u64) -> String {
         self.busy_sandboxes.set(runtime.busy_sandboxes as i64);
         self.compilations.set(runtime.compilations as i64);
         self.artifact_hits.set(runtime.artifact_hits as i64);
-        self.remembered_nonces.set(nonces as i64);
+        self.cached_results.set(cached_results as i64);
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);

@@ -1,7 +1,8 @@
 //! The served gateway: `gateway serve`.
 //!
 //! - [`App`] holds everything a callback needs: the merchants and their
-//!   loaded plugins, the runtime, replay memory, metrics, the answer budget.
+//!   loaded plugins, the runtime, the store (nonces) and the idempotency
+//!   layer, metrics, the answer budget.
 //! - [`app`] is the router (`/callbacks/{merchant_id}`, `/healthz`,
 //!   `/readyz`, `/metrics`), testable in-process without a socket.
 //! - [`serve`] binds, serves HTTP/1.1 with title-case header names (the
@@ -11,9 +12,9 @@
 //! The data flow of one callback is in [`callback`].
 
 mod callback;
+mod executor;
 mod merchants;
 mod metrics;
-mod nonces;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,19 +29,29 @@ use tokio_util::task::TaskTracker;
 
 pub use merchants::{Handler, Merchant, MerchantError, Merchants, NativeHandler};
 pub use metrics::Metrics;
-pub use nonces::NonceMemory;
 
 use crate::config::Config;
+use crate::operations::upkeep::UpkeepSettings;
+use crate::operations::{Operations, Settings as OperationSettings};
 use crate::protocol::VerifyPolicy;
 use crate::runtime::{EngineSettings, Runtime, RuntimeError, RuntimeSettings};
+use crate::store::{SqliteSettings, SqliteStore, Store, StoreError};
+use executor::HandlerExecutor;
+use tokio_util::sync::CancellationToken;
 
 /// Everything the handlers share.
 pub struct App {
-    merchants: Merchants,
+    merchants: Arc<Merchants>,
     runtime: Arc<Runtime>,
-    nonces: NonceMemory,
-    metrics: Metrics,
+    store: Arc<dyn Store>,
+    operations: Operations,
+    metrics: Arc<Metrics>,
     policy: VerifyPolicy,
+    /// How long V2 nonces are remembered in the store.
+    nonce_memory_ms: i64,
+    operation_settings: OperationSettings,
+    upkeep: UpkeepSettings,
+    stop_upkeep: CancellationToken,
     answer_budget: Duration,
     max_body_bytes: usize,
     /// Plugin calls, which may outlive their request (budget, disconnect).
@@ -55,6 +66,8 @@ pub enum StartError {
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
     Merchant(#[from] MerchantError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("creating the data directory {path}: {source}")]
     DataDir {
         path: std::path::PathBuf,
@@ -80,29 +93,95 @@ pub fn runtime_settings(config: &Config) -> RuntimeSettings {
     }
 }
 
+/// The store settings a configuration asks for.
+pub fn store_settings(config: &Config) -> SqliteSettings {
+    let store = &config.store;
+    SqliteSettings {
+        busy_timeout: Duration::from_millis(store.busy_timeout_ms),
+        max_size_bytes: store.max_size_mib.map(|mib| mib << 20),
+        ..SqliteSettings::new(&store.path)
+    }
+}
+
+/// Opens (creating and migrating) the configured store.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
+    if let Some(dir) = config.store.path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| StartError::DataDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    let store = SqliteStore::open(&store_settings(config)).await?;
+    Ok(Arc::new(store))
+}
+
 impl App {
     /// Loads every merchant's plugin into `runtime`. Blocking (it may
     /// compile): call it from a blocking context.
-    pub fn new(config: &Config, runtime: Arc<Runtime>) -> Result<App, StartError> {
-        let merchants = Merchants::load(config, &runtime)?;
+    pub fn new(
+        config: &Config,
+        runtime: Arc<Runtime>,
+        store: Arc<dyn Store>,
+    ) -> Result<App, StartError> {
+        let merchants = Arc::new(Merchants::load(config, &runtime)?);
         let window = config.signature.window_secs;
+        let settings = &config.store;
+        let operation_settings = OperationSettings {
+            lease: Duration::from_millis(settings.lease_ms),
+            hot_cache_entries: settings.hot_cache_entries,
+            hot_cache_ttl: Duration::from_secs(settings.hot_cache_ttl_secs),
+            ..OperationSettings::default()
+        };
+        let metrics = Arc::new(Metrics::new());
+        let tasks = TaskTracker::new();
+        let operations = operations(
+            &merchants,
+            &runtime,
+            &store,
+            &metrics,
+            &operation_settings,
+            &tasks,
+        );
         Ok(App {
             merchants,
             runtime,
-            nonces: NonceMemory::new(
-                Duration::from_secs(config.signature.nonce_memory_secs),
-                config.signature.max_remembered_nonces,
-            ),
-            metrics: Metrics::new(),
+            store,
+            operations,
+            metrics,
             policy: VerifyPolicy {
                 window_ms: (window * 1000) as i64,
                 v1_window_ms: config.signature.v1_window_secs.map(|s| (s * 1000) as i64),
             },
+            nonce_memory_ms: (config.signature.nonce_memory_secs * 1000) as i64,
+            operation_settings,
+            upkeep: UpkeepSettings {
+                completer_interval: Duration::from_secs(settings.completer_interval_secs),
+                max_attempts: settings.max_attempts,
+                reaper_interval: Duration::from_secs(settings.reaper_interval_secs),
+                retention: Duration::from_secs(settings.retention_days * 24 * 3600),
+                ..UpkeepSettings::default()
+            },
+            stop_upkeep: CancellationToken::new(),
             answer_budget: Duration::from_millis(config.answer_budget_ms),
             max_body_bytes: config.max_body_bytes,
-            tasks: TaskTracker::new(),
+            tasks,
             ready: AtomicBool::new(true),
         })
+    }
+
+    /// The idempotency layer (tests drive its completer and reaper).
+    pub fn operations(&self) -> &Operations {
+        &self.operations
+    }
+
+    /// Starts the completer and the reaper; they stop when draining.
+    pub fn start_upkeep(&self) {
+        let (operations, settings, stop) = (
+            self.operations.clone(),
+            self.upkeep.clone(),
+            self.stop_upkeep.clone(),
+        );
+        tokio::spawn(async move { operations.run_upkeep(settings, stop).await });
     }
 
     /// Adds a merchant answered by native code (the benchmarks' baseline).
@@ -112,7 +191,17 @@ impl App {
         keys: Vec<crate::config::AccessKey>,
         handler: NativeHandler,
     ) {
-        self.merchants.insert_native(id, keys, handler);
+        let mut merchants = (*self.merchants).clone();
+        merchants.insert_native(id, keys, handler);
+        self.merchants = Arc::new(merchants);
+        self.operations = operations(
+            &self.merchants,
+            &self.runtime,
+            &self.store,
+            &self.metrics,
+            &self.operation_settings,
+            &self.tasks,
+        );
     }
 
     pub fn merchant_ids(&self) -> Vec<String> {
@@ -125,9 +214,32 @@ impl App {
     /// plugin calls still running, at most `grace`.
     pub async fn drain(&self, grace: Duration) -> bool {
         self.ready.store(false, Ordering::SeqCst);
+        self.stop_upkeep.cancel();
         self.tasks.close();
         tokio::time::timeout(grace, self.tasks.wait()).await.is_ok()
     }
+}
+
+/// The idempotency layer over the merchants' handlers.
+fn operations(
+    merchants: &Arc<Merchants>,
+    runtime: &Arc<Runtime>,
+    store: &Arc<dyn Store>,
+    metrics: &Arc<Metrics>,
+    settings: &OperationSettings,
+    tasks: &TaskTracker,
+) -> Operations {
+    let executor = HandlerExecutor {
+        merchants: merchants.clone(),
+        runtime: runtime.clone(),
+        metrics: metrics.clone(),
+    };
+    Operations::new(
+        store.clone(),
+        Arc::new(executor),
+        settings.clone(),
+        tasks.clone(),
+    )
 }
 
 /// The router, for `serve` and for in-process tests.
@@ -152,7 +264,9 @@ async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
 }
 
 async fn metrics_text(State(app): State<Arc<App>>) -> impl IntoResponse {
-    let text = app.metrics.render(app.runtime.stats(), app.nonces.len());
+    let text = app
+        .metrics
+        .render(app.runtime.stats(), app.operations.cached_results().await);
     (
         [(
             header::CONTENT_TYPE,
@@ -168,14 +282,19 @@ pub async fn start(config: &Config) -> Result<Arc<App>, StartError> {
         path: config.data_dir.clone(),
         source,
     })?;
+    let store = open_store(config).await?;
     let config = config.clone();
     let built = tokio::task::spawn_blocking(move || -> Result<App, StartError> {
         let runtime = Arc::new(Runtime::new(runtime_settings(&config))?);
-        App::new(&config, runtime)
+        App::new(&config, runtime, store)
     })
     .await;
     match built {
-        Ok(app) => Ok(Arc::new(app?)),
+        Ok(app) => {
+            let app = app?;
+            app.start_upkeep();
+            Ok(Arc::new(app))
+        }
         Err(join) => Err(StartError::Runtime(RuntimeError::Engine(format!(
             "loading plugins panicked: {join}"
         )))),

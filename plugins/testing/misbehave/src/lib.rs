@@ -7,9 +7,14 @@
 //! `chatty` floods stdout, stderr and the log before answering normally,
 //! `other-id` reports an instance id other than the one assigned, and
 //! `error-<case>` declines with that `plugin-error` case (`error-sold-out`,
-//! `error-instance-not-found`, …). Any
-//! other order id gets a normal answer, so the same component also proves the
-//! runtime still works after each failure.
+//! `error-instance-not-found`, …), and `slow-<ms>-…` answers normally after
+//! `<ms>` milliseconds (a call that is still running when duplicates
+//! arrive). Any other order id gets a normal answer, so the same component
+//! also proves the runtime still works after each failure.
+//!
+//! Every call first logs `executing` with the operation, the order or
+//! instance, the idempotency key and the attempt: the gateway's tests count
+//! executions from its log.
 
 use koogallery_plugin_sdk::prelude::*;
 use std::io::Write;
@@ -18,6 +23,11 @@ struct Misbehave;
 
 impl Plugin for Misbehave {
     fn create(req: CreateRequest) -> PluginResult<Created> {
+        executing("create", &req.order_id, &req.call);
+        if let Some(millis) = slow_millis(&req.order_id) {
+            std::thread::sleep(std::time::Duration::from_millis(millis));
+            return Ok(created(&req, "slow".into()));
+        }
         match req.order_id.as_str() {
             "loop" => spin(),
             "bomb" => bomb(),
@@ -45,15 +55,35 @@ impl Plugin for Misbehave {
             _ => Ok(created(&req, "normal".into())),
         }
     }
-    fn renew(_req: RenewRequest) -> PluginResult<()> {
+    fn renew(req: RenewRequest) -> PluginResult<()> {
+        executing("renew", &req.instance_id, &req.call);
         Ok(())
     }
-    fn update_status(_req: StatusRequest) -> PluginResult<()> {
+    fn update_status(req: StatusRequest) -> PluginResult<()> {
+        executing("update-status", &req.instance_id, &req.call);
         Ok(())
     }
-    fn release(_req: ReleaseRequest) -> PluginResult<()> {
+    fn release(req: ReleaseRequest) -> PluginResult<()> {
+        executing("release", &req.instance_id, &req.call);
         Ok(())
     }
+}
+
+/// The record the gateway's tests count executions by.
+fn executing(operation: &str, subject: &str, call: &CallContext) {
+    log::info!(
+        "executing",
+        operation = operation,
+        subject = subject,
+        idempotency_key = call.idempotency_key,
+        attempt = call.attempt,
+    );
+}
+
+/// `slow-<ms>-anything` → `<ms>`.
+fn slow_millis(order_id: &str) -> Option<u64> {
+    let rest = order_id.strip_prefix("slow-")?;
+    rest.split('-').next()?.parse().ok()
 }
 
 /// The plugin error named `case` (its WIT name).
