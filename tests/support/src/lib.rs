@@ -6,6 +6,8 @@
 //! us. Cargo makes repeated builds no-ops, and its lock serialises concurrent
 //! test processes. Later calls in the process reuse the result.
 
+pub mod process;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
