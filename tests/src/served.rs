@@ -24,6 +24,7 @@ pub const KEY: &str = "00000000-test-key-0000-000000000000";
 pub struct TestGateway {
     pub app: Arc<App>,
     router: Router,
+    database: std::path::PathBuf,
     _data: tempfile::TempDir,
 }
 
@@ -127,8 +128,39 @@ impl TestGateway {
         TestGateway {
             router: server::app(app.clone()),
             app,
+            database: config.store.path.clone(),
             _data: data,
         }
+    }
+
+    /// The store's SQLite file.
+    pub fn database(&self) -> &Path {
+        &self.database
+    }
+
+    /// One number from the store: `sql` with `bind` as `$1`.
+    pub async fn count(&self, sql: &'static str, bind: &str) -> i64 {
+        use sqlx::ConnectOptions as _;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(self.database())
+            .read_only(true)
+            .connect()
+            .await
+            .expect("the store opens read-only");
+        sqlx::query_scalar(sql)
+            .bind(bind)
+            .fetch_one(&mut conn)
+            .await
+            .expect("the query runs")
+    }
+
+    /// The value of the metric series `series` (exactly as exposed, labels
+    /// included), 0 if absent.
+    pub async fn metric(&self, series: &str) -> u64 {
+        let (_, text) = self.get("/metrics").await;
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or(0)
     }
 
     /// Gives up the gateway, keeping its data directory.

@@ -286,7 +286,8 @@ impl Operation {
         })
     }
 
-    fn new_record(&self) -> NewOperation {
+    /// The record a claim of this operation inserts.
+    pub fn new_record(&self) -> NewOperation {
         NewOperation {
             id: self.id.clone(),
             test: self.test,
