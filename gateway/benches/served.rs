@@ -11,64 +11,14 @@
 //! `cargo bench -p gateway --bench served` — `RATE` (req/s, default 1000)
 //! and `SECONDS` (per run, default 5) override the load.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use gateway::config::{AccessKey, Config};
-use gateway::contract::{AppInfo, Created, OperationOutput, OperationRequest};
 use gateway::protocol::{marketplace, time::now_ms};
-use gateway::runtime::{Outcome, Runtime};
-use gateway::server::{self, App, NativeHandler};
-use sha2::{Digest, Sha256};
+use gateway::server;
 
-const KEY: &str = "00000000-test-key-0000-000000000000";
+mod common;
 
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// What the reference plugin's `create` does, natively.
-fn native_reference() -> NativeHandler {
-    Arc::new(|request: &OperationRequest| {
-        let OperationRequest::Create(create) = request else {
-            return Outcome::Answered(OperationOutput::Done);
-        };
-        let digest = hex::encode(Sha256::digest(format!("demo\0{}", create.instance_id)));
-        let tenant = format!("t-{}", &digest[..12]);
-        let base = format!("https://bench.example.com/{tenant}");
-        Outcome::Answered(OperationOutput::Created(Created {
-            instance_id: create.instance_id.clone(),
-            app_info: Some(AppInfo {
-                admin_url: Some(format!("{base}/admin")),
-                front_end_url: Some(base),
-                user_name: Some(format!("admin@{tenant}")),
-                password: Some(digest[12..28].to_string()),
-                memo: Some("subscription".into()),
-            }),
-        }))
-    })
-}
-
-async fn build_app() -> Arc<App> {
-    let plugin = test_support::plugin_path("reference");
-    let data = std::env::temp_dir().join("gateway-bench-served");
-    let text = format!(
-        "data_dir = {data:?}\n[[merchants]]\nid = \"plugin\"\naccess_keys = [\"{KEY}\"]\nplugin = {plugin:?}\n[merchants.config]\nbase_url = \"https://bench.example.com\"\n",
-        data = data.display().to_string(),
-        plugin = plugin.display().to_string(),
-    );
-    let config = Config::from_toml(&text, "bench.toml".as_ref(), ".".as_ref(), |_| None)
-        .expect("bench configuration");
-    let _ = std::fs::remove_dir_all(&data);
-    let store = server::open_store(&config).await.expect("store");
-    let runtime = Arc::new(Runtime::new(server::runtime_settings(&config)).expect("runtime"));
-    let mut app = App::new(&config, runtime, store).expect("app");
-    app.insert_native_merchant("native", vec![AccessKey::new(KEY)], native_reference());
-    Arc::new(app)
-}
+use common::{KEY, build_app, env_number};
 
 /// User + system CPU time of this process's threads named `gw-server*`.
 fn server_cpu() -> Duration {
@@ -114,10 +64,12 @@ async fn run(
     seconds: u64,
 ) -> RunResult {
     let total = (rate * seconds) as usize;
+    // First-time orders in every run (a repeated order would be a replay).
+    let run_id = marketplace::random_token(6);
     // Signed up front, so the client's signing is not in the measurement.
     let requests: Vec<(String, Vec<u8>)> = (0..total)
         .map(|i| {
-            let order = format!("CSBENCH{merchant}{i:08}");
+            let order = format!("CSBENCH{merchant}{run_id}{i:08}");
             let body = format!(
                 r#"{{"activity":"newInstance","orderId":"{order}","orderLineId":"{order}-000001","businessId":"b{i}"}}"#
             )
@@ -192,7 +144,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("server runtime");
-    let app = server_runtime.block_on(build_app());
+    let app = server_runtime.block_on(build_app("gateway-bench-served"));
     let listener = server_runtime
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind");
