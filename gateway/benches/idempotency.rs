@@ -81,7 +81,9 @@ async fn drive(router: &Router, requests: Vec<Signed>, concurrency: usize) -> (f
             tokio::spawn(async move {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(signed) = requests.get(i) else { return };
+                    let Some(signed) = requests.get(i) else {
+                        return;
+                    };
                     let request = Request::post(signed.uri.as_str())
                         .body(Body::from(signed.body.clone()))
                         .expect("a request");

@@ -11,7 +11,7 @@ use gateway::ids;
 use gateway::protocol::marketplace;
 use gateway::protocol::time::now_ms;
 use serde_json::{Value, json};
-use test_support::process::{GatewayProcess, executions};
+use test_support::process::{GatewayProcess, executions, store_number};
 
 const KEY: &str = "durability-test-key";
 const MERCHANT: &str = "slow";
@@ -90,21 +90,6 @@ fn code(answer: &Value) -> &str {
     answer["resultCode"].as_str().unwrap_or("<none>")
 }
 
-async fn count_rows(database: &Path, sql: &'static str, bind: &str) -> i64 {
-    use sqlx::ConnectOptions as _;
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(database)
-        .read_only(true)
-        .connect()
-        .await
-        .expect("the store opens read-only");
-    sqlx::query_scalar(sql)
-        .bind(bind)
-        .fetch_one(&mut conn)
-        .await
-        .expect("the count")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_storm_of_two_hundred_duplicates_runs_the_plugin_once() {
     let site = Site::new();
@@ -136,9 +121,9 @@ async fn a_storm_of_two_hundred_duplicates_runs_the_plugin_once() {
     assert_eq!(ran[0].attempt, 1);
     let db = site.database();
     let instances = "SELECT COUNT(*) FROM instances WHERE order_id = $1";
-    assert_eq!(count_rows(&db, instances, &order_id).await, 1);
+    assert_eq!(store_number(&db, instances, &order_id).await, 1);
     let operations = "SELECT COUNT(*) FROM operations WHERE instance_id = $1";
-    assert_eq!(count_rows(&db, operations, &expected).await, 1);
+    assert_eq!(store_number(&db, operations, &expected).await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,7 +186,7 @@ async fn a_client_hanging_up_mid_call_leaves_the_work_done_and_replayed() {
     let succeeded =
         "SELECT COUNT(*) FROM operations WHERE instance_id = $1 AND status = 'succeeded'";
     let started = Instant::now();
-    while count_rows(&site.database(), succeeded, &expected).await == 0 {
+    while store_number(&site.database(), succeeded, &expected).await == 0 {
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "never completed"

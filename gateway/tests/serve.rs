@@ -2,25 +2,19 @@
 //! socket: the "done when" path, configuration errors at start, and
 //! a graceful shutdown that still answers the callback in flight.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
+
 use std::time::{Duration, Instant};
+use test_support::process::GatewayProcess;
 
 const KEY: &str = "socket-test-key";
 
-/// A running `gateway serve`, killed on drop if still alive.
+/// A running `gateway serve` and its directory.
 struct Served {
-    child: Child,
+    process: GatewayProcess,
     url: String,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn write_config(dir: &Path, extra: &str) -> std::path::PathBuf {
@@ -53,27 +47,14 @@ fn write_config(dir: &Path, extra: &str) -> std::path::PathBuf {
 fn serve() -> Served {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = write_config(dir.path(), "");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the gateway starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut first_line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut first_line)
-        .expect("the gateway says where it listens");
-    let addr = first_line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("unexpected first line: {first_line}"))
-        .to_string();
+    let process = GatewayProcess::start(
+        Path::new(env!("CARGO_BIN_EXE_gateway")),
+        &config,
+        &dir.path().join("gateway.log"),
+    );
     Served {
-        child,
-        url: format!("http://{addr}"),
+        url: process.url.clone(),
+        process,
         _dir: dir,
     }
 }
@@ -155,9 +136,7 @@ fn sigterm_drains_the_callback_in_flight_then_exits_cleanly() {
         .expect("simulate starts");
     std::thread::sleep(Duration::from_millis(400));
     let started = Instant::now();
-    let pid = served.child.id().to_string();
-    let killed = Command::new("kill").args(["-TERM", &pid]).status();
-    assert!(killed.is_ok_and(|s| s.success()));
+    let status = served.process.sigterm();
 
     let answer = in_flight.wait_with_output().expect("simulate ends");
     let out = stdout(&answer);
@@ -166,7 +145,6 @@ fn sigterm_drains_the_callback_in_flight_then_exits_cleanly() {
         "answered, not dropped: {out}"
     );
     assert!(out.contains("Body-Sign: valid"), "{out}");
-    let status = served.child.wait().expect("the gateway exits");
     assert!(status.success(), "a clean exit after draining: {status:?}");
     assert!(started.elapsed() < Duration::from_secs(8));
 }

@@ -140,18 +140,7 @@ impl TestGateway {
 
     /// One number from the store: `sql` with `bind` as `$1`.
     pub async fn count(&self, sql: &'static str, bind: &str) -> i64 {
-        use sqlx::ConnectOptions as _;
-        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(self.database())
-            .read_only(true)
-            .connect()
-            .await
-            .expect("the store opens read-only");
-        sqlx::query_scalar(sql)
-            .bind(bind)
-            .fetch_one(&mut conn)
-            .await
-            .expect("the query runs")
+        test_support::process::store_number(&self.database, sql, bind).await
     }
 
     /// The value of the metric series `series` (exactly as exposed, labels

@@ -62,4 +62,3 @@ pub async fn build_app(name: &str) -> Arc<App> {
     app.insert_native_merchant("native", vec![AccessKey::new(KEY)], native_reference());
     Arc::new(app)
 }
-

@@ -132,3 +132,20 @@ fn plugin_field(line: &str, key: &str) -> String {
         .unwrap_or_default()
         .to_string()
 }
+
+/// One number from a gateway's SQLite store, opened read-only: `sql` with
+/// `bind` as `$1`.
+pub async fn store_number(database: &Path, sql: &'static str, bind: &str) -> i64 {
+    use sqlx::ConnectOptions as _;
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(database)
+        .read_only(true)
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("opening {} read-only: {e}", database.display()));
+    sqlx::query_scalar(sql)
+        .bind(bind)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
