@@ -41,7 +41,7 @@ use tracing::Instrument as _;
 use crate::config::AccessKey;
 use crate::contract::{Operation as ContractOperation, OperationRequest, StatusChange};
 use crate::protocol::time::now_ms;
-use crate::protocol::{Activity, Answer, Callback};
+use crate::protocol::{Answer, Callback};
 use crate::result_code::ResultCode;
 use crate::store::{
     Claim, Completion, InstanceAssignment, InstanceChange, NewOperation, OperationId,
@@ -230,14 +230,6 @@ impl Operation {
     ) -> Option<Operation> {
         let kind = Kind::of(&callback.request)?;
         let request = &callback.request;
-        let assignment = match request {
-            OperationRequest::Create(create) => Some(InstanceAssignment {
-                order_id: create.order_id.clone(),
-                order_line_key: create_line_key(callback.activity, create),
-                instance_id: create.instance_id.clone(),
-            }),
-            _ => None,
-        };
         Some(Operation {
             id: OperationId {
                 merchant_id: merchant.to_string(),
@@ -248,7 +240,7 @@ impl Operation {
             business_key: callback.business_key.replace('\0', " / "),
             fingerprint: fingerprint(request),
             instance_id: acted_on(request),
-            assignment,
+            assignment: assignment_of(request),
             request: request.clone(),
             import_unknown_instance,
             sealing_key,
@@ -260,18 +252,6 @@ impl Operation {
         let kind = Kind::parse(&record.kind)?;
         let value = serde_json::from_str(&record.request_json).ok()?;
         let request = OperationRequest::from_json(kind.operation(), value).ok()?;
-        let assignment = match &request {
-            OperationRequest::Create(create) => Some(InstanceAssignment {
-                order_id: create.order_id.clone(),
-                order_line_key: create
-                    .order_line_id
-                    .clone()
-                    .or_else(|| create.product.product_id.clone())
-                    .unwrap_or_default(),
-                instance_id: create.instance_id.clone(),
-            }),
-            _ => None,
-        };
         Some(Operation {
             id: record.id.clone(),
             kind,
@@ -279,7 +259,7 @@ impl Operation {
             business_key: record.business_key.clone(),
             fingerprint: record.fingerprint.clone(),
             instance_id: acted_on(&request),
-            assignment,
+            assignment: assignment_of(&request),
             request,
             import_unknown_instance: executor.imports_unknown_instances(&record.id.merchant_id),
             sealing_key: None,
@@ -356,14 +336,21 @@ impl Operation {
     }
 }
 
-/// V2 keys an order line on orderLineId; V1 (no lines) on productId.
-fn create_line_key(activity: Activity, create: &crate::contract::CreateRequest) -> String {
-    debug_assert_eq!(activity, Activity::NewInstance);
-    create
+/// The instance a create proposes for its order line. V2 keys the line on
+/// orderLineId; V1 (no lines) on productId.
+fn assignment_of(request: &OperationRequest) -> Option<InstanceAssignment> {
+    let OperationRequest::Create(create) = request else {
+        return None;
+    };
+    let line = create
         .order_line_id
-        .clone()
-        .or_else(|| create.product.product_id.clone())
-        .unwrap_or_default()
+        .as_ref()
+        .or(create.product.product_id.as_ref());
+    Some(InstanceAssignment {
+        order_id: create.order_id.clone(),
+        order_line_key: line.cloned().unwrap_or_default(),
+        instance_id: create.instance_id.clone(),
+    })
 }
 
 /// The instance a request acts on, if it names one.
@@ -819,5 +806,79 @@ pub fn disposition_of(code: ResultCode) -> Disposition {
         | ResultCode::NoResources
         | ResultCode::AlreadySubscribed
         | ResultCode::SoldOut => Disposition::Final,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::{CallContext, Param, ReleaseRequest, RenewRequest, RenewScene};
+
+    fn renewal(request_id: &str, attempt: u32, extra: &str, expire: i64) -> OperationRequest {
+        OperationRequest::Renew(RenewRequest {
+            call: CallContext {
+                idempotency_key: "kg-1".into(),
+                attempt,
+                test: false,
+                request_id: request_id.into(),
+            },
+            instance_id: "i-1".into(),
+            order_id: "CS1".into(),
+            order_line_id: Some("L1".into()),
+            scene: RenewScene::Renewal,
+            product_id: None,
+            expire_at: crate::contract::Instant {
+                unix_seconds: expire,
+            },
+            extensions: vec![Param {
+                name: "retryCount".into(),
+                value: extra.into(),
+            }],
+        })
+    }
+
+    #[test]
+    fn the_fingerprint_ignores_the_call_and_unknown_fields_but_not_business_fields() {
+        let first = fingerprint(&renewal("r1", 1, "0", 100));
+        assert_eq!(first, fingerprint(&renewal("r2", 3, "7", 100)));
+        assert_ne!(first, fingerprint(&renewal("r1", 1, "0", 200)));
+        assert_eq!(first.len(), 64);
+    }
+
+    #[test]
+    fn only_refusals_a_retry_cannot_change_are_final() {
+        let retryable: Vec<ResultCode> = ResultCode::ALL
+            .into_iter()
+            .filter(|code| disposition_of(*code) == Disposition::Retryable)
+            .collect();
+        assert_eq!(
+            retryable,
+            [
+                ResultCode::Processing,
+                ResultCode::Internal,
+                ResultCode::ServiceError
+            ]
+        );
+    }
+
+    #[test]
+    fn reads_are_not_recorded_and_kinds_round_trip() {
+        let release = OperationRequest::Release(ReleaseRequest {
+            call: CallContext {
+                idempotency_key: "k".into(),
+                attempt: 1,
+                test: false,
+                request_id: "r".into(),
+            },
+            instance_id: "i".into(),
+            order_id: None,
+            order_line_id: None,
+        });
+        assert_eq!(Kind::of(&release), Some(Kind::Release));
+        for kind in [Kind::Create, Kind::Freeze, Kind::Unfreeze, Kind::License] {
+            assert_eq!(Kind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(Kind::Freeze.toggles(), Some(Kind::Unfreeze));
+        assert_eq!(Kind::Create.toggles(), None);
     }
 }
