@@ -11,7 +11,7 @@
 //!
 //! Every request is signed before the clock starts. Each scenario runs twice
 //! (warm-up, then measured) with `CONCURRENCY` callbacks in flight (default
-//! 32) and `COUNT` requests (default 3000).
+//! 32) and `COUNT` requests (default 20000).
 //!
 //! `cargo bench -p gateway --bench idempotency`
 
@@ -109,7 +109,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo bench -- --list` asks harness-less benches for nothing.
     }
-    let count = env_number("COUNT", 3000) as usize;
+    let count = env_number("COUNT", 20000) as usize;
     let concurrency = env_number("CONCURRENCY", 32) as usize;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -380,21 +380,39 @@ fn expiry(request: &OperationRequest) -> Option<i64> {
 /// fields that change on every retry.
 pub fn fingerprint(request: &OperationRequest) -> String {
     let mut canonical = request.clone();
+    let blank = crate::contract::CallContext {
+        idempotency_key: String::new(),
+        attempt: 0,
+        test: false,
+        request_id: String::new(),
+    };
     match &mut canonical {
-        OperationRequest::Create(r) => r.extensions.clear(),
-        OperationRequest::Renew(r) => r.extensions.clear(),
-        OperationRequest::Upgrade(r) => r.extensions.clear(),
-        OperationRequest::IssueLicense(r) => r.extensions.clear(),
-        OperationRequest::UpdateStatus(_)
-        | OperationRequest::Release(_)
-        | OperationRequest::Query(_)
-        | OperationRequest::ChangeCheck(_) => {}
+        OperationRequest::Create(r) => (r.call, r.extensions) = (blank, Vec::new()),
+        OperationRequest::Renew(r) => (r.call, r.extensions) = (blank, Vec::new()),
+        OperationRequest::Upgrade(r) => (r.call, r.extensions) = (blank, Vec::new()),
+        OperationRequest::IssueLicense(r) => (r.call, r.extensions) = (blank, Vec::new()),
+        OperationRequest::UpdateStatus(r) => r.call = blank,
+        OperationRequest::Release(r) => r.call = blank,
+        OperationRequest::Query(r) => r.call = blank,
+        OperationRequest::ChangeCheck(r) => r.call = blank,
     }
-    let mut value = serde_json::to_value(&canonical).unwrap_or_default();
-    if let Some(object) = value.as_object_mut() {
-        object.remove("call");
+    let mut hasher = HashWriter(Sha256::new());
+    // Serialising into a hasher cannot fail (no I/O, string keys).
+    let _ = serde_json::to_writer(&mut hasher, &canonical);
+    hex::encode(hasher.0.finalize())
+}
+
+/// Feeds serialised bytes straight into the digest.
+struct HashWriter(Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
     }
-    hex::encode(Sha256::digest(value.to_string().as_bytes()))
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// How one operation ended for the caller.

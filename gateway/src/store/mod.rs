@@ -19,6 +19,7 @@
 
 mod sql;
 mod sqlite;
+mod writer;
 
 use std::path::PathBuf;
 
@@ -38,6 +39,10 @@ pub enum StoreError {
     Query(#[from] sqlx::Error),
     #[error("a stored row is corrupt: {0}")]
     Corrupt(String),
+    #[error("the store did not commit: {0}")]
+    Commit(String),
+    #[error("the store's writer has stopped")]
+    Closed,
 }
 
 /// Identifies one operation: the merchant and the plugin idempotency key

@@ -1,8 +1,9 @@
 //! The embedded default store: one SQLite file under `data_dir`, through
 //! sqlx. WAL journal, `synchronous=FULL` (an fsync per commit: these are
-//! order records), a busy timeout, and `BEGIN IMMEDIATE` for every
-//! multi-statement write so that a transaction never has to upgrade a read
-//! lock (`SQLITE_BUSY_SNAPSHOT` skips the busy handler).
+//! order records), a busy timeout. Every write goes through the group-commit
+//! writer (`store::writer`): one connection, `BEGIN IMMEDIATE` (a transaction
+//! never has to upgrade a read lock, which `SQLITE_BUSY_SNAPSHOT` would fail
+//! without waiting), one fsync per batch. Reads use a pool of their own.
 //!
 //! One host only: several processes may share the file on one machine,
 //! replicas on several machines need the PostgreSQL store.
@@ -15,9 +16,10 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row as _, Sqlite, Transaction};
+use sqlx::{ConnectOptions as _, Row as _, SqliteConnection};
 
 use super::sql;
+use super::writer::Writer;
 use super::{
     Claim, Completion, InstanceRecord, NewOperation, OperationId, OperationRecord, OperationStatus,
     Reaped, Store, StoreError,
@@ -50,7 +52,10 @@ impl SqliteSettings {
 /// The SQLite store.
 #[derive(Clone)]
 pub struct SqliteStore {
+    /// Reads (WAL: they never wait for the writer).
     pool: SqlitePool,
+    /// Every write, group-committed on one connection.
+    writer: Writer,
 }
 
 /// SQLite's page size, for turning a byte cap into `max_page_count`.
@@ -77,12 +82,15 @@ impl SqliteStore {
         }
         let pool = SqlitePoolOptions::new()
             .max_connections(settings.max_connections.max(1))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(opened)?;
-        let store = SqliteStore { pool };
-        store.migrate().await?;
-        Ok(store)
+        migrate(&pool).await?;
+        let conn = options.connect().await.map_err(opened)?;
+        Ok(SqliteStore {
+            pool,
+            writer: Writer::start(conn),
+        })
     }
 
     /// The file `data_dir` holds the store in.
@@ -90,48 +98,45 @@ impl SqliteStore {
         data_dir.join("gateway.db")
     }
 
-    async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::query(sql::CREATE_MIGRATIONS_TABLE)
-            .execute(&self.pool)
-            .await?;
-        let known = sql::MIGRATIONS.last().map_or(0, |(v, _)| *v);
-        for &(version, script) in sql::MIGRATIONS {
-            let failed = |source| StoreError::Migrate { version, source };
-            let mut tx = self.write().await.map_err(failed)?;
-            let found: i64 = sqlx::query_scalar(sql::SCHEMA_VERSION)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(failed)?;
-            if found > known {
-                return Err(StoreError::TooNew { found, known });
-            }
-            if found >= version {
-                continue;
-            }
-            sqlx::raw_sql(sqlx::AssertSqlSafe(script))
-                .execute(&mut *tx)
-                .await
-                .map_err(failed)?;
-            sqlx::query(sql::RECORD_MIGRATION)
-                .bind(version)
-                .bind(crate::protocol::time::now_ms())
-                .execute(&mut *tx)
-                .await
-                .map_err(failed)?;
-            tx.commit().await.map_err(failed)?;
-        }
-        Ok(())
-    }
-
-    /// A write transaction that holds the write lock from its first statement.
-    async fn write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await
-    }
-
     /// Closes every connection (tests reopen the same file).
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Applies the migrations this gateway knows and the store lacks, each in
+/// its own immediate transaction; refuses a store from a newer gateway.
+async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
+    sqlx::query(sql::CREATE_MIGRATIONS_TABLE)
+        .execute(pool)
+        .await?;
+    let known = sql::MIGRATIONS.last().map_or(0, |(v, _)| *v);
+    for &(version, script) in sql::MIGRATIONS {
+        let failed = |source| StoreError::Migrate { version, source };
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
+        let found: i64 = sqlx::query_scalar(sql::SCHEMA_VERSION)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(failed)?;
+        if found > known {
+            return Err(StoreError::TooNew { found, known });
+        }
+        if found >= version {
+            continue;
+        }
+        sqlx::raw_sql(sqlx::AssertSqlSafe(script))
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
+        sqlx::query(sql::RECORD_MIGRATION)
+            .bind(version)
+            .bind(crate::protocol::time::now_ms())
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
+        tx.commit().await.map_err(failed)?;
+    }
+    Ok(())
 }
 
 fn record(row: &SqliteRow) -> Result<OperationRecord, StoreError> {
@@ -168,51 +173,12 @@ impl Store for SqliteStore {
         now_ms: i64,
         lease_ms: i64,
     ) -> Result<Claim, StoreError> {
-        let mut tx = self.write().await?;
-        let mut instance_id = op.instance_id.clone();
-        if let Some(assignment) = &op.assignment {
-            sqlx::query(sql::PROPOSE_INSTANCE)
-                .bind(&op.id.merchant_id)
-                .bind(&assignment.instance_id)
-                .bind(&assignment.order_id)
-                .bind(&assignment.order_line_key)
-                .bind(now_ms)
-                .execute(&mut *tx)
-                .await?;
-            let assigned: String = sqlx::query_scalar(sql::INSTANCE_FOR_ORDER_LINE)
-                .bind(&op.id.merchant_id)
-                .bind(&assignment.order_id)
-                .bind(&assignment.order_line_key)
-                .fetch_one(&mut *tx)
-                .await?;
-            instance_id = Some(assigned);
-        }
-        let won = sqlx::query(sql::CLAIM)
-            .bind(&op.id.merchant_id)
-            .bind(&op.id.idempotency_key)
-            .bind(op.test)
-            .bind(&op.kind)
-            .bind(&op.business_key)
-            .bind(&instance_id)
-            .bind(&op.fingerprint)
-            .bind(now_ms + lease_ms)
-            .bind(&op.request_json)
-            .bind(now_ms)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
-        let claim = if won {
-            Claim::Won { instance_id }
-        } else {
-            let row = sqlx::query(sql::LOAD_OPERATION)
-                .bind(&op.id.merchant_id)
-                .bind(&op.id.idempotency_key)
-                .fetch_one(&mut *tx)
-                .await?;
-            Claim::Exists(Box::new(record(&row)?))
-        };
-        tx.commit().await?;
-        Ok(claim)
+        let op = op.clone();
+        self.writer
+            .write(Box::new(move |conn| {
+                Box::pin(async move { claim(conn, &op, now_ms, lease_ms).await })
+            }))
+            .await
     }
 
     async fn load(&self, id: &OperationId) -> Result<Option<OperationRecord>, StoreError> {
@@ -231,15 +197,22 @@ impl Store for SqliteStore {
         now_ms: i64,
         lease_ms: i64,
     ) -> Result<Option<u32>, StoreError> {
-        let attempt: Option<i64> = sqlx::query_scalar(sql::TAKE_OVER)
-            .bind(&id.merchant_id)
-            .bind(&id.idempotency_key)
-            .bind(i64::from(seen_attempt))
-            .bind(now_ms + lease_ms)
-            .bind(now_ms)
-            .fetch_optional(&self.pool)
-            .await?;
-        attempt.map(fence).transpose()
+        let id = id.clone();
+        self.writer
+            .write(Box::new(move |conn| {
+                Box::pin(async move {
+                    let attempt: Option<i64> = sqlx::query_scalar(sql::TAKE_OVER)
+                        .bind(&id.merchant_id)
+                        .bind(&id.idempotency_key)
+                        .bind(i64::from(seen_attempt))
+                        .bind(now_ms + lease_ms)
+                        .bind(now_ms)
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                    attempt.map(fence).transpose()
+                })
+            }))
+            .await
     }
 
     async fn complete(
@@ -249,47 +222,12 @@ impl Store for SqliteStore {
         completion: &Completion,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.write().await?;
-        let written = sqlx::query(sql::COMPLETE)
-            .bind(&id.merchant_id)
-            .bind(&id.idempotency_key)
-            .bind(i64::from(attempt))
-            .bind(completion.status.as_str())
-            .bind(&completion.result_json)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-            == 1;
-        if !written {
-            // Dropping the transaction rolls it back: nothing to undo.
-            return Ok(false);
-        }
-        if let Some(change) = &completion.instance {
-            let statement = if change.import {
-                sql::UPSERT_INSTANCE
-            } else {
-                sql::UPDATE_INSTANCE
-            };
-            sqlx::query(statement)
-                .bind(&id.merchant_id)
-                .bind(&change.instance_id)
-                .bind(change.status)
-                .bind(change.expires_at)
-                .bind(now_ms)
-                .execute(&mut *tx)
-                .await?;
-            for kind in &completion.supersedes {
-                sqlx::query(sql::SUPERSEDE)
-                    .bind(&id.merchant_id)
-                    .bind(&change.instance_id)
-                    .bind(kind)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
-        tx.commit().await?;
-        Ok(true)
+        let (id, completion) = (id.clone(), completion.clone());
+        self.writer
+            .write(Box::new(move |conn| {
+                Box::pin(async move { complete(conn, &id, attempt, &completion, now_ms).await })
+            }))
+            .await
     }
 
     async fn park_exhausted(
@@ -297,21 +235,27 @@ impl Store for SqliteStore {
         now_ms: i64,
         max_attempts: u32,
     ) -> Result<Vec<(String, String, u32)>, StoreError> {
-        let rows = sqlx::query(sql::PARK_EXHAUSTED)
-            .bind(now_ms)
-            .bind(i64::from(max_attempts))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                let attempt: i64 = row.try_get("attempt")?;
-                Ok((
-                    row.try_get("merchant_id")?,
-                    row.try_get("business_key")?,
-                    fence(attempt)?,
-                ))
-            })
-            .collect()
+        self.writer
+            .write(Box::new(move |conn| {
+                Box::pin(async move {
+                    let rows = sqlx::query(sql::PARK_EXHAUSTED)
+                        .bind(now_ms)
+                        .bind(i64::from(max_attempts))
+                        .fetch_all(&mut *conn)
+                        .await?;
+                    rows.iter()
+                        .map(|row| {
+                            let attempt: i64 = row.try_get("attempt")?;
+                            Ok((
+                                row.try_get("merchant_id")?,
+                                row.try_get("business_key")?,
+                                fence(attempt)?,
+                            ))
+                        })
+                        .collect()
+                })
+            }))
+            .await
     }
 
     async fn stuck(
@@ -358,39 +302,152 @@ impl Store for SqliteStore {
         now_ms: i64,
         memory_ms: i64,
     ) -> Result<bool, StoreError> {
-        let inserted = sqlx::query(sql::REMEMBER_NONCE)
-            .bind(merchant_id)
-            .bind(nonce)
-            .bind(now_ms + memory_ms)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        if inserted == 1 {
-            return Ok(true);
-        }
-        let refreshed = sqlx::query(sql::REFRESH_EXPIRED_NONCE)
-            .bind(merchant_id)
-            .bind(nonce)
-            .bind(now_ms + memory_ms)
-            .bind(now_ms)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        Ok(refreshed == 1)
+        let (merchant_id, nonce) = (merchant_id.to_string(), nonce.to_string());
+        self.writer
+            .write(Box::new(move |conn| {
+                Box::pin(async move {
+                    let inserted = sqlx::query(sql::REMEMBER_NONCE)
+                        .bind(&merchant_id)
+                        .bind(&nonce)
+                        .bind(now_ms + memory_ms)
+                        .execute(&mut *conn)
+                        .await?
+                        .rows_affected();
+                    if inserted == 1 {
+                        return Ok(true);
+                    }
+                    let refreshed = sqlx::query(sql::REFRESH_EXPIRED_NONCE)
+                        .bind(&merchant_id)
+                        .bind(&nonce)
+                        .bind(now_ms + memory_ms)
+                        .bind(now_ms)
+                        .execute(&mut *conn)
+                        .await?
+                        .rows_affected();
+                    Ok(refreshed == 1)
+                })
+            }))
+            .await
     }
 
     async fn reap(&self, operations_before_ms: i64, now_ms: i64) -> Result<Reaped, StoreError> {
-        let operations = sqlx::query(sql::REAP_OPERATIONS)
-            .bind(operations_before_ms)
-            .bind(now_ms)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        let nonces = sqlx::query(sql::REAP_NONCES)
-            .bind(now_ms)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        Ok(Reaped { operations, nonces })
+        self.writer
+            .write(Box::new(move |conn| {
+                Box::pin(async move {
+                    let operations = sqlx::query(sql::REAP_OPERATIONS)
+                        .bind(operations_before_ms)
+                        .bind(now_ms)
+                        .execute(&mut *conn)
+                        .await?
+                        .rows_affected();
+                    let nonces = sqlx::query(sql::REAP_NONCES)
+                        .bind(now_ms)
+                        .execute(&mut *conn)
+                        .await?
+                        .rows_affected();
+                    Ok(Reaped { operations, nonces })
+                })
+            }))
+            .await
     }
+}
+
+/// The claim's statements: propose the instance, insert the record, or read
+/// the existing one.
+async fn claim(
+    conn: &mut SqliteConnection,
+    op: &NewOperation,
+    now_ms: i64,
+    lease_ms: i64,
+) -> Result<Claim, StoreError> {
+    let mut instance_id = op.instance_id.clone();
+    if let Some(assignment) = &op.assignment {
+        sqlx::query(sql::PROPOSE_INSTANCE)
+            .bind(&op.id.merchant_id)
+            .bind(&assignment.instance_id)
+            .bind(&assignment.order_id)
+            .bind(&assignment.order_line_key)
+            .bind(now_ms)
+            .execute(&mut *conn)
+            .await?;
+        let assigned: String = sqlx::query_scalar(sql::INSTANCE_FOR_ORDER_LINE)
+            .bind(&op.id.merchant_id)
+            .bind(&assignment.order_id)
+            .bind(&assignment.order_line_key)
+            .fetch_one(&mut *conn)
+            .await?;
+        instance_id = Some(assigned);
+    }
+    let won = sqlx::query(sql::CLAIM)
+        .bind(&op.id.merchant_id)
+        .bind(&op.id.idempotency_key)
+        .bind(op.test)
+        .bind(&op.kind)
+        .bind(&op.business_key)
+        .bind(&instance_id)
+        .bind(&op.fingerprint)
+        .bind(now_ms + lease_ms)
+        .bind(&op.request_json)
+        .bind(now_ms)
+        .fetch_optional(&mut *conn)
+        .await?
+        .is_some();
+    if won {
+        return Ok(Claim::Won { instance_id });
+    }
+    let row = sqlx::query(sql::LOAD_OPERATION)
+        .bind(&op.id.merchant_id)
+        .bind(&op.id.idempotency_key)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(Claim::Exists(Box::new(record(&row)?)))
+}
+
+/// The fenced completion and what it teaches the instance row.
+async fn complete(
+    conn: &mut SqliteConnection,
+    id: &OperationId,
+    attempt: u32,
+    completion: &Completion,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let written = sqlx::query(sql::COMPLETE)
+        .bind(&id.merchant_id)
+        .bind(&id.idempotency_key)
+        .bind(i64::from(attempt))
+        .bind(completion.status.as_str())
+        .bind(&completion.result_json)
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected()
+        == 1;
+    if !written {
+        return Ok(false);
+    }
+    let Some(change) = &completion.instance else {
+        return Ok(true);
+    };
+    let statement = if change.import {
+        sql::UPSERT_INSTANCE
+    } else {
+        sql::UPDATE_INSTANCE
+    };
+    sqlx::query(statement)
+        .bind(&id.merchant_id)
+        .bind(&change.instance_id)
+        .bind(change.status)
+        .bind(change.expires_at)
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await?;
+    for kind in &completion.supersedes {
+        sqlx::query(sql::SUPERSEDE)
+            .bind(&id.merchant_id)
+            .bind(&change.instance_id)
+            .bind(kind)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(true)
 }
