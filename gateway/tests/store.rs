@@ -517,3 +517,54 @@ async fn a_store_from_a_newer_gateway_is_refused() {
         refused.err()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_write_does_not_take_down_the_writes_committed_with_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("gateway.db");
+    let settings = SqliteSettings::new(&path);
+    SqliteStore::open(&settings)
+        .await
+        .expect("opens")
+        .close()
+        .await;
+    let capped = SqliteSettings {
+        max_size_bytes: Some(std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) + 8192),
+        ..settings
+    };
+    let store = Arc::new(SqliteStore::open(&capped).await.expect("opens"));
+    // Queued together, so the writer commits them in one batch.
+    let big = tokio::spawn({
+        let store = store.clone();
+        async move {
+            let big = NewOperation {
+                request_json: "x".repeat(1 << 20),
+                ..op("big", "CS1")
+            };
+            store.claim(&big, 1_000, LEASE).await
+        }
+    });
+    let nonces: Vec<_> = (0..20)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .remember_nonce("acme", &format!("n{i}"), 1_000, 300_000)
+                    .await
+            })
+        })
+        .collect();
+    assert!(big.await.expect("the task").is_err(), "the disk is full");
+    for nonce in futures_join(nonces.into_iter()).await {
+        assert!(nonce.expect("committed despite the failed neighbour"));
+    }
+    store.close().await;
+    let reopened = open(&dir).await;
+    assert!(
+        !reopened
+            .remember_nonce("acme", "n7", 2_000, 300_000)
+            .await
+            .expect("the store answers"),
+        "the neighbours' writes are durable"
+    );
+}
