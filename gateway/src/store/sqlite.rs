@@ -8,7 +8,7 @@
 //! One host only: several processes may share the file on one machine,
 //! replicas on several machines need the PostgreSQL store.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr as _;
 use std::time::Duration;
 
@@ -91,11 +91,6 @@ impl SqliteStore {
             pool,
             writer: Writer::start(conn),
         })
-    }
-
-    /// The file `data_dir` holds the store in.
-    pub fn default_path(data_dir: &Path) -> PathBuf {
-        data_dir.join("gateway.db")
     }
 
     /// Closes every connection (tests reopen the same file).
