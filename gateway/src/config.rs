@@ -115,8 +115,9 @@ pub struct StoreConfig {
     /// How long settled operation records are kept (replayed), in days.
     /// The instance mapping is kept forever.
     pub retention_days: u64,
-    /// Completed results kept in memory for replay.
-    pub hot_cache_entries: u64,
+    /// Memory for completed results replayed without the store, in MiB
+    /// (estimated; at least 256 bytes an entry, so this bounds entries too).
+    pub hot_cache_mib: u64,
     pub hot_cache_ttl_secs: u64,
     /// How often the completer re-drives stuck operations, in seconds.
     pub completer_interval_secs: u64,
@@ -134,7 +135,7 @@ impl Default for StoreConfig {
             max_size_mib: None,
             lease_ms: 30_000,
             retention_days: 7,
-            hot_cache_entries: 100_000,
+            hot_cache_mib: 64,
             hot_cache_ttl_secs: 600,
             completer_interval_secs: 30,
             max_attempts: 5,
@@ -414,6 +415,7 @@ impl Config {
         }
         let positive = [
             ("store.busy_timeout_ms", store.busy_timeout_ms),
+            ("store.hot_cache_mib", store.hot_cache_mib),
             ("store.hot_cache_ttl_secs", store.hot_cache_ttl_secs),
             (
                 "store.completer_interval_secs",

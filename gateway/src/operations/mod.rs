@@ -56,8 +56,9 @@ pub struct Settings {
     pub lease: Duration,
     /// How often a duplicate waiting on another process's claim looks again.
     pub poll_interval: Duration,
-    /// Completed results kept in memory.
-    pub hot_cache_entries: u64,
+    /// Memory for completed results, in (estimated) bytes. Each entry
+    /// weighs at least [`MIN_ENTRY_WEIGHT`], which also bounds the entries.
+    pub hot_cache_bytes: u64,
     pub hot_cache_ttl: Duration,
 }
 
@@ -66,7 +67,7 @@ impl Default for Settings {
         Settings {
             lease: Duration::from_secs(30),
             poll_interval: Duration::from_millis(50),
-            hot_cache_entries: 100_000,
+            hot_cache_bytes: 64 << 20,
             hot_cache_ttl: Duration::from_secs(600),
         }
     }
@@ -465,6 +466,38 @@ struct Settled {
     executed: bool,
 }
 
+/// The least a cached result is taken to weigh (keys, bookkeeping).
+pub const MIN_ENTRY_WEIGHT: u32 = 256;
+
+impl Settled {
+    /// Roughly the bytes the entry holds.
+    fn weight(&self, id: &OperationId) -> u32 {
+        let answer = &self.answer;
+        let app_info = answer.app_info.as_ref().map_or(0, |info| {
+            [
+                &info.front_end_url,
+                &info.admin_url,
+                &info.user_name,
+                &info.password,
+                &info.memo,
+            ]
+            .iter()
+            .map(|field| field.as_ref().map_or(0, String::len))
+            .sum()
+        });
+        let text = id.merchant_id.len()
+            + id.idempotency_key.len()
+            + self.fingerprint.len()
+            + answer.result_msg.len()
+            + answer.instance_id.as_ref().map_or(0, String::len)
+            + answer.license.as_ref().map_or(0, String::len)
+            + app_info;
+        u32::try_from(text)
+            .unwrap_or(u32::MAX)
+            .saturating_add(MIN_ENTRY_WEIGHT)
+    }
+}
+
 /// Why a drive produced no final result. Never cached.
 #[derive(Debug)]
 enum Unsettled {
@@ -504,7 +537,8 @@ impl Operations {
         tasks: TaskTracker,
     ) -> Operations {
         let settled = moka::future::Cache::builder()
-            .max_capacity(settings.hot_cache_entries)
+            .max_capacity(settings.hot_cache_bytes)
+            .weigher(|id: &OperationId, settled: &Arc<Settled>| settled.weight(id))
             .time_to_live(settings.hot_cache_ttl)
             .build();
         Operations {

@@ -128,7 +128,7 @@ impl App {
         let settings = &config.store;
         let operation_settings = OperationSettings {
             lease: Duration::from_millis(settings.lease_ms),
-            hot_cache_entries: settings.hot_cache_entries,
+            hot_cache_bytes: settings.hot_cache_mib << 20,
             hot_cache_ttl: Duration::from_secs(settings.hot_cache_ttl_secs),
             ..OperationSettings::default()
         };
