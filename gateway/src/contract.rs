@@ -146,6 +146,34 @@ impl OperationRequest {
         }
     }
 
+    /// The call context, to set the attempt of a re-execution.
+    pub fn call_mut(&mut self) -> &mut CallContext {
+        match self {
+            OperationRequest::Create(r) => &mut r.call,
+            OperationRequest::Query(r) => &mut r.call,
+            OperationRequest::Renew(r) => &mut r.call,
+            OperationRequest::UpdateStatus(r) => &mut r.call,
+            OperationRequest::Release(r) => &mut r.call,
+            OperationRequest::Upgrade(r) => &mut r.call,
+            OperationRequest::ChangeCheck(r) => &mut r.call,
+            OperationRequest::IssueLicense(r) => &mut r.call,
+        }
+    }
+
+    /// The request's `extensions`, for the operations that carry them.
+    pub fn extensions_mut(&mut self) -> Option<&mut Vec<Param>> {
+        match self {
+            OperationRequest::Create(r) => Some(&mut r.extensions),
+            OperationRequest::Renew(r) => Some(&mut r.extensions),
+            OperationRequest::Upgrade(r) => Some(&mut r.extensions),
+            OperationRequest::IssueLicense(r) => Some(&mut r.extensions),
+            OperationRequest::Query(_)
+            | OperationRequest::UpdateStatus(_)
+            | OperationRequest::Release(_)
+            | OperationRequest::ChangeCheck(_) => None,
+        }
+    }
+
     /// Parses the JSON form of a request for `operation` (field names as in
     /// the generated Rust types: `order_id`, `instance_id`, …).
     pub fn from_json(

@@ -285,20 +285,9 @@ impl Operation {
     /// instance id the store assigned.
     fn request_for(&self, attempt: u32, assigned: Option<&str>) -> OperationRequest {
         let mut request = self.request.clone();
-        match &mut request {
-            OperationRequest::Create(create) => {
-                create.call.attempt = attempt;
-                if let Some(id) = assigned {
-                    create.instance_id = id.to_string();
-                }
-            }
-            OperationRequest::Renew(r) => r.call.attempt = attempt,
-            OperationRequest::UpdateStatus(r) => r.call.attempt = attempt,
-            OperationRequest::Release(r) => r.call.attempt = attempt,
-            OperationRequest::Upgrade(r) => r.call.attempt = attempt,
-            OperationRequest::IssueLicense(r) => r.call.attempt = attempt,
-            OperationRequest::Query(r) => r.call.attempt = attempt,
-            OperationRequest::ChangeCheck(r) => r.call.attempt = attempt,
+        request.call_mut().attempt = attempt;
+        if let (OperationRequest::Create(create), Some(id)) = (&mut request, assigned) {
+            create.instance_id = id.to_string();
         }
         request
     }
@@ -381,21 +370,14 @@ fn expiry(request: &OperationRequest) -> Option<i64> {
 /// fields that change on every retry.
 pub fn fingerprint(request: &OperationRequest) -> String {
     let mut canonical = request.clone();
-    let blank = crate::contract::CallContext {
+    *canonical.call_mut() = crate::contract::CallContext {
         idempotency_key: String::new(),
         attempt: 0,
         test: false,
         request_id: String::new(),
     };
-    match &mut canonical {
-        OperationRequest::Create(r) => (r.call, r.extensions) = (blank, Vec::new()),
-        OperationRequest::Renew(r) => (r.call, r.extensions) = (blank, Vec::new()),
-        OperationRequest::Upgrade(r) => (r.call, r.extensions) = (blank, Vec::new()),
-        OperationRequest::IssueLicense(r) => (r.call, r.extensions) = (blank, Vec::new()),
-        OperationRequest::UpdateStatus(r) => r.call = blank,
-        OperationRequest::Release(r) => r.call = blank,
-        OperationRequest::Query(r) => r.call = blank,
-        OperationRequest::ChangeCheck(r) => r.call = blank,
+    if let Some(extensions) = canonical.extensions_mut() {
+        extensions.clear();
     }
     let mut hasher = HashWriter(Sha256::new());
     // Serialising into a hasher cannot fail (no I/O, string keys).
@@ -512,6 +494,9 @@ enum Unsettled {
         stored: String,
     },
     Store(StoreError),
+    /// No answer from the handler: the task failed, or the merchant is no
+    /// longer configured (a completer re-driving an old record).
+    Failed(String),
 }
 
 /// The idempotency layer: the store, the hot cache, the executor.
@@ -584,9 +569,9 @@ impl Operations {
                     .spawn(drive(inner.clone(), op, deadline).in_current_span());
                 match drive.await {
                     Ok(result) => result,
-                    Err(join) => Err(Unsettled::Store(StoreError::Corrupt(format!(
+                    Err(join) => Err(Unsettled::Failed(format!(
                         "the operation task failed: {join}"
-                    )))),
+                    ))),
                 }
             }
         };
@@ -648,6 +633,7 @@ impl Operations {
             Err(Unsettled::Retryable(_)) => Path::Retryable,
             Err(Unsettled::Mismatch { .. }) => Path::FingerprintMismatch,
             Err(Unsettled::Store(_)) => Path::StoreFailed,
+            Err(Unsettled::Failed(_)) => Path::Retryable,
         })
     }
 }
@@ -698,6 +684,11 @@ fn unsettled_decision(op: &Operation, unsettled: &Unsettled) -> (Decision, Path)
         Unsettled::Retryable(answer) => (Decision::Answer(answer.clone()), Path::Retryable),
         Unsettled::Mismatch { stored } => mismatch(op, stored),
         Unsettled::Store(error) => store_failed(error),
+        Unsettled::Failed(why) => {
+            tracing::error!(why, "the operation produced no answer; answered 000005");
+            let answer = Answer::new(ResultCode::Internal, ResultCode::Internal.default_message());
+            (Decision::Answer(Box::new(answer)), Path::Retryable)
+        }
     }
 }
 
@@ -790,11 +781,8 @@ async fn execute(
         .execute(&op.id.merchant_id, request, op.sealing_key.clone())
         .await;
     let Some(mut executed) = executed else {
-        let error = StoreError::Corrupt(format!(
-            "merchant {} is no longer configured",
-            op.id.merchant_id
-        ));
-        return Err(Unsettled::Store(error));
+        let why = format!("merchant {} is no longer configured", op.id.merchant_id);
+        return Err(Unsettled::Failed(why));
     };
     if op.kind == Kind::Create && executed.answer.result_code == ResultCode::Success.code() {
         // The gateway's id is the contract, whatever the plugin said.
