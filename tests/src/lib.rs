@@ -6,22 +6,26 @@ pub mod served;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway::contract::{Operation, OperationOutput, OperationRequest, PluginError};
-use gateway::runtime::{
-    CallError, CallLimits, EngineSettings, Invocation, LoadedPlugin, MerchantContext, Outcome,
-    Runtime, RuntimeSettings,
+use gateway::config::{SandboxConfig, lower};
+use gateway_sandbox::{
+    CallError, Invocation, LoadedPlugin, MerchantContext, Outcome, Runtime, RuntimeSettings,
 };
+use koogallery_contract::{Operation, OperationOutput, OperationRequest, PluginError};
 use serde_json::Value;
 
-/// A runtime with at most `max_instances` sandboxes.
+/// A runtime configured like the served gateway's, with at most
+/// `max_instances` sandboxes.
 pub fn runtime(max_instances: u32) -> Runtime {
-    runtime_with(RuntimeSettings {
-        engine: EngineSettings {
-            max_instances,
-            ..EngineSettings::default()
-        },
-        ..RuntimeSettings::default()
-    })
+    runtime_with(settings(SandboxConfig {
+        max_instances,
+        ..SandboxConfig::default()
+    }))
+}
+
+/// The runtime settings the served gateway would use for `sandbox`
+/// (artifacts in memory only).
+pub fn settings(sandbox: SandboxConfig) -> RuntimeSettings {
+    lower::runtime(&sandbox, None)
 }
 
 pub fn runtime_with(settings: RuntimeSettings) -> Runtime {
@@ -45,9 +49,9 @@ pub fn merchant(config: &[(&str, &str)], deadline: Duration) -> MerchantContext 
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         ),
-        limits: CallLimits {
+        limits: gateway_sandbox::CallLimits {
             deadline,
-            ..CallLimits::default()
+            ..lower::default_call_limits()
         },
     }
 }

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use gateway::config::Config;
-use gateway::protocol::{marketplace, signing};
-use gateway::runtime::Runtime;
+use gateway::config::{Config, lower};
 use gateway::server::{self, App};
+use gateway_sandbox::Runtime;
+use koogallery_protocol::{marketplace, signing};
 use serde_json::Value;
 use tower::ServiceExt as _;
 
@@ -63,7 +63,7 @@ impl Reply {
     }
 }
 
-pub use gateway::protocol::time::now_ms;
+pub use koogallery_protocol::time::now_ms;
 
 /// The configuration text of the test gateway.
 pub fn config_text(global: &str, merchant_extra: &str) -> String {
@@ -123,7 +123,7 @@ impl TestGateway {
             .expect("the test configuration is valid");
         let store = server::open_store(&config).await.expect("the store opens");
         let runtime =
-            Arc::new(Runtime::new(server::runtime_settings(&config)).expect("the runtime starts"));
+            Arc::new(Runtime::new(lower::served_runtime(&config)).expect("the runtime starts"));
         let app = Arc::new(App::new(&config, runtime, store).expect("the merchants load"));
         TestGateway {
             router: server::app(app.clone()),
@@ -144,12 +144,12 @@ impl TestGateway {
     }
 
     /// The value of the metric series `series` (exactly as exposed, labels
-    /// included), 0 if absent.
-    pub async fn metric(&self, series: &str) -> u64 {
+    /// included), or `None` if the gateway exposes no such series: a typo or
+    /// a label in another order is `None`, never a silent zero.
+    pub async fn metric(&self, series: &str) -> Option<u64> {
         let (_, text) = self.get("/metrics").await;
         text.lines()
-            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-            .unwrap_or(0)
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
     }
 
     /// Gives up the gateway, keeping its data directory.

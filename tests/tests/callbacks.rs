@@ -6,10 +6,10 @@ use std::time::Instant;
 
 use axum::http::{Method, StatusCode};
 use e2e::served::{KEY, Reply, TestGateway, now_ms};
-use gateway::ids;
-use gateway::protocol::credentials::{self, EncryptType};
-use gateway::protocol::marketplace;
-use gateway::result_code::ResultCode;
+use koogallery_protocol::ResultCode;
+use koogallery_protocol::credentials::{self, EncryptType};
+use koogallery_protocol::ids;
+use koogallery_protocol::marketplace;
 use serde_json::json;
 
 fn order() -> String {

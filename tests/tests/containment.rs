@@ -6,9 +6,10 @@
 use std::time::{Duration, Instant};
 
 use e2e::{answered, failed, load, merchant, request, runtime};
-use gateway::contract::{Operation, OperationOutput};
-use gateway::result_code::{self, ResultCode};
-use gateway::runtime::{CallError, CallLimits, Invocation, MerchantContext, Runtime};
+use gateway::executor::coded_outcome;
+use gateway_sandbox::{CallError, Invocation, MerchantContext, Runtime};
+use koogallery_contract::{Operation, OperationOutput};
+use koogallery_protocol::ResultCode;
 use serde_json::json;
 
 const DEADLINE: Duration = Duration::from_millis(400);
@@ -62,7 +63,7 @@ async fn runaway_plugins_stop_at_their_deadline_and_the_runtime_keeps_serving() 
             "{order_id} overran: {elapsed:?}"
         );
         assert_eq!(
-            result_code::for_outcome(&invocation.outcome).code,
+            coded_outcome(&invocation.outcome).code,
             ResultCode::Internal
         );
         assert_still_serving(&rt, &who).await;
@@ -134,7 +135,7 @@ async fn an_oversized_answer_is_refused() {
     let CallError::OutputTooLarge { bytes, limit } = failed(&invocation) else {
         panic!("{:?}", invocation.outcome)
     };
-    assert_eq!(*limit, CallLimits::default().max_output_bytes);
+    assert_eq!(*limit, gateway_sandbox::limits::MAX_OUTPUT_BYTES);
     assert!(*bytes > 1 << 20);
     assert_still_serving(&rt, &who).await;
 }
@@ -145,7 +146,7 @@ async fn chatty_output_is_bounded_and_does_not_fail_the_call() {
     let who = merchant(&[], Duration::from_secs(5));
     let (invocation, _) = create(&rt, &who, "chatty").await;
     answered(&invocation);
-    let budget = CallLimits::default().max_log_bytes;
+    let budget = gateway_sandbox::limits::MAX_LOG_BYTES;
     assert_eq!(invocation.stdout.text.len(), budget);
     assert!(invocation.stdout.dropped_bytes > 0);
     assert_eq!(invocation.stderr.text.len(), budget);
@@ -190,6 +191,19 @@ async fn a_full_pool_makes_callers_wait_and_then_fail_cleanly() {
 async fn many_concurrent_calls_queue_for_a_small_pool_and_all_succeed() {
     let rt = std::sync::Arc::new(runtime(4));
     let who = merchant(&[], Duration::from_secs(20));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Samples how many sandboxes are busy while the calls run.
+    let sampler = std::thread::spawn({
+        let (rt, done) = (rt.clone(), done.clone());
+        move || {
+            let mut most = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                most = most.max(rt.stats().busy_sandboxes);
+                std::thread::sleep(Duration::from_micros(50));
+            }
+            most
+        }
+    });
     let calls: Vec<_> = (0..200)
         .map(|i| {
             let (rt, who) = (rt.clone(), who.clone());
@@ -199,6 +213,10 @@ async fn many_concurrent_calls_queue_for_a_small_pool_and_all_succeed() {
     for call in calls {
         answered(&call.await.expect("task"));
     }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let most = sampler.join().expect("the sampler");
+    assert!(most <= 4, "{most} sandboxes ran at once in a pool of 4");
+    assert!(most >= 2, "the calls never overlapped (at most {most})");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -242,14 +260,10 @@ async fn a_plugin_cannot_change_the_assigned_instance_id() {
 
 #[tokio::test]
 async fn a_merchant_limit_above_the_pool_slot_is_capped_to_the_slot() {
-    let settings = gateway::runtime::RuntimeSettings {
-        engine: gateway::runtime::EngineSettings {
-            max_memory_bytes: 24 << 20,
-            ..Default::default()
-        },
+    let rt = e2e::runtime_with(e2e::settings(gateway::config::SandboxConfig {
+        max_memory_mib: 24,
         ..Default::default()
-    };
-    let rt = e2e::runtime_with(settings);
+    }));
     let mut who = merchant(&[], Duration::from_secs(5));
     who.limits.memory_bytes = 1 << 30;
     let (invocation, _) = create(&rt, &who, "bomb").await;

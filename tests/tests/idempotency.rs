@@ -7,12 +7,14 @@
 use std::time::Duration;
 
 use e2e::served::{KEY, Reply, TestGateway};
-use gateway::operations::Operation;
+use gateway::config::{StoreConfig, lower};
+use gateway::operations::RecordedOperation;
 use gateway::operations::upkeep::UpkeepSettings;
-use gateway::protocol::{
-    self, EncryptType, Generation, ParseContext, VerifyPolicy, marketplace, time::now_ms,
+use gateway_store::Claim;
+use koogallery_protocol::{
+    self as protocol, EncryptType, Generation, ParseContext, VerifyPolicy, marketplace,
+    time::now_ms,
 };
-use gateway::store::Claim;
 use serde_json::{Value, json};
 
 fn order() -> String {
@@ -62,12 +64,12 @@ async fn the_same_order_with_other_business_fields_is_refused_and_logged() {
     assert_eq!(again.json, first.json, "the very same business answer");
     assert_eq!(
         gw.metric(&series("reference", "create", "executed")).await,
-        1
+        Some(1)
     );
     assert_eq!(
         gw.metric(&series("reference", "create", "fingerprint_mismatch"))
             .await,
-        1
+        Some(1)
     );
 }
 
@@ -82,18 +84,18 @@ async fn a_duplicate_renewal_answers_success_without_extending_twice() {
     }
     assert_eq!(
         gw.metric(&series("reference", "renew", "executed")).await,
-        1
+        Some(1)
     );
     assert_eq!(
         gw.metric(&series("reference", "renew", "replayed_cache"))
             .await,
-        2
+        Some(2)
     );
     let next_year = gw.v2("reference", &renew(&instance, &order()), KEY).await;
     assert_eq!(next_year.code(), "000000");
     assert_eq!(
         gw.metric(&series("reference", "renew", "executed")).await,
-        2,
+        Some(2),
         "another renewal order is another operation"
     );
     let expiry = "SELECT expires_at FROM instances WHERE instance_id = $1";
@@ -113,13 +115,13 @@ async fn freeze_unfreeze_freeze_runs_every_change() {
     let freeze = "status:freeze";
     assert_eq!(
         gw.metric(&series("reference", freeze, "executed")).await,
-        2,
+        Some(2),
         "the freeze after the unfreeze ran again"
     );
     assert_eq!(
         gw.metric(&series("reference", freeze, "replayed_store"))
             .await,
-        1,
+        Some(1),
         "the immediate duplicate replayed (toggles are never replayed from memory)"
     );
 }
@@ -134,11 +136,12 @@ async fn an_instance_the_gateway_never_assigned_gets_000003_unless_a_test_or_imp
     assert_eq!(
         gw.metric(&series("reference", "renew", "unknown_instance"))
             .await,
-        1
+        Some(1)
     );
     assert_eq!(
         gw.metric(&series("reference", "renew", "executed")).await,
-        0
+        None,
+        "the plugin never ran (the unknown_instance series above proves the labels)"
     );
 
     let mut probe = renew(stranger, &order());
@@ -178,7 +181,7 @@ async fn claim_as_a_dead_worker(gw: &TestGateway, merchant: &str, body: &Value, 
     let (_, callback) =
         protocol::read_callback(Generation::V2, &query, &bytes, &[KEY], now, &policy, &ctx)
             .expect("a valid callback");
-    let op = Operation::from_callback(merchant, &callback, false, None).expect("recorded");
+    let op = RecordedOperation::from_callback(merchant, &callback, false, None).expect("recorded");
     let store = gw.app.operations().store();
     let claim = store
         .claim(&op.new_record(), now, lease_ms)
@@ -203,8 +206,11 @@ async fn a_claim_held_elsewhere_answers_in_progress_then_is_taken_over() {
 
     tokio::time::sleep(Duration::from_millis(500)).await;
     let taken = gw.v2("reference", &body, KEY).await;
-    let expected =
-        gateway::ids::instance_id("reference", &order_id, Some(&format!("{order_id}-1")));
+    let expected = koogallery_protocol::ids::instance_id(
+        "reference",
+        &order_id,
+        Some(&format!("{order_id}-1")),
+    );
     assert_eq!(instance_of(&taken), expected);
     let attempt = "SELECT attempt FROM operations WHERE instance_id = $1";
     assert_eq!(
@@ -225,8 +231,11 @@ async fn a_merchant_may_answer_a_create_in_flight_with_its_assigned_id() {
     let body = create(&order_id, "s");
     claim_as_a_dead_worker(&gw, "reference", &body, 1_000).await;
     let early = gw.v2("reference", &body, KEY).await;
-    let expected =
-        gateway::ids::instance_id("reference", &order_id, Some(&format!("{order_id}-1")));
+    let expected = koogallery_protocol::ids::instance_id(
+        "reference",
+        &order_id,
+        Some(&format!("{order_id}-1")),
+    );
     assert_eq!(instance_of(&early), expected);
     assert!(
         early.json.get("appInfo").is_none(),
@@ -256,10 +265,10 @@ async fn transient_failures_are_retried_and_business_refusals_replayed() {
     }
     assert_eq!(
         gw.metric(&series("misbehave", "create", "retryable")).await,
-        2
+        Some(2)
     );
     let line = failing["orderLineId"].as_str().unwrap_or_default();
-    let instance = gateway::ids::instance_id("misbehave", "error-internal", Some(line));
+    let instance = koogallery_protocol::ids::instance_id("misbehave", "error-internal", Some(line));
     let attempts = "SELECT attempt FROM operations WHERE instance_id = $1";
     assert_eq!(
         gw.count(attempts, &instance).await,
@@ -275,12 +284,12 @@ async fn transient_failures_are_retried_and_business_refusals_replayed() {
     }
     assert_eq!(
         gw.metric(&series("misbehave", "create", "executed")).await,
-        1
+        Some(1)
     );
     assert_eq!(
         gw.metric(&series("misbehave", "create", "replayed_cache"))
             .await,
-        1
+        Some(1)
     );
 }
 
@@ -291,10 +300,10 @@ async fn the_completer_redrives_then_parks_and_the_reaper_keeps_instances() {
         "orderLineId": order()});
     assert_eq!(gw.v2("misbehave", &failing, KEY).await.code(), "000005");
     let line = failing["orderLineId"].as_str().unwrap_or_default();
-    let instance = gateway::ids::instance_id("misbehave", "error-internal", Some(line));
+    let instance = koogallery_protocol::ids::instance_id("misbehave", "error-internal", Some(line));
     let settings = UpkeepSettings {
         max_attempts: 3,
-        ..UpkeepSettings::default()
+        ..lower::upkeep(&StoreConfig::default())
     };
     let operations = gw.app.operations();
     for expected_attempt in [2, 3] {
@@ -323,6 +332,74 @@ async fn the_completer_redrives_then_parks_and_the_reaper_keeps_instances() {
         1,
         "instances are kept for good"
     );
+}
+
+#[tokio::test]
+async fn unreadable_and_corrupt_records_are_parked_alone_and_never_starve_the_completer() {
+    let gw = TestGateway::with_config(
+        "answer_budget_ms = 600\n[store]\nlease_ms = 1000",
+        "deadline_ms = 500",
+    )
+    .await;
+    // A good operation whose worker died: the completer should finish it.
+    let order_id = order();
+    claim_as_a_dead_worker(&gw, "reference", &create(&order_id, "s"), 1).await;
+    // Older than it, 20 records this gateway cannot read (a kind from another
+    // version) and one with a column out of range.
+    {
+        use sqlx::ConnectOptions as _;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(gw.database())
+            .connect()
+            .await
+            .expect("a second connection");
+        for i in 0..21 {
+            let (kind, attempt) = if i < 20 {
+                ("status:suspend", 1)
+            } else {
+                ("renew", -1)
+            };
+            sqlx::query(
+                "INSERT INTO operations (merchant_id, idempotency_key, test, kind, business_key, \
+                 instance_id, fingerprint, status, attempt, locked_until, request_json, \
+                 result_json, created_at, updated_at) VALUES ('reference', $1, FALSE, $2, \
+                 'other', 'i', 'f', 'failed_retryable', $3, NULL, '{}', NULL, 1, 1)",
+            )
+            .bind(format!("kg-unreadable-{i}"))
+            .bind(kind)
+            .bind(attempt)
+            .execute(&mut conn)
+            .await
+            .expect("an unreadable row");
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let settings = lower::upkeep(&StoreConfig::default());
+    let pass = gw
+        .app
+        .operations()
+        .complete_stuck(&settings)
+        .await
+        .expect("one corrupt row fails no pass");
+    assert_eq!(pass.unreadable, 21, "{pass:?}");
+    assert_eq!(pass.completed, 1, "the good one was completed: {pass:?}");
+    let instance = koogallery_protocol::ids::instance_id(
+        "reference",
+        &order_id,
+        Some(&format!("{order_id}-1")),
+    );
+    let done = "SELECT COUNT(*) FROM operations WHERE instance_id = $1 AND status = 'succeeded'";
+    assert_eq!(gw.count(done, &instance).await, 1);
+    let parked = "SELECT COUNT(*) FROM operations WHERE status = 'parked' \
+                  AND park_reason LIKE 'unreadable: %' AND business_key = $1";
+    assert_eq!(gw.count(parked, "other").await, 21);
+    let next = gw
+        .app
+        .operations()
+        .complete_stuck(&settings)
+        .await
+        .expect("a pass");
+    assert_eq!(next, Default::default(), "parked rows do not come back");
 }
 
 /// Another connection holding the store's write lock (a stuck writer, a
@@ -363,12 +440,11 @@ async fn a_store_that_cannot_write_never_yields_a_success() {
     refused.assert_signed_by(KEY);
     assert_eq!(refused.code(), "000005", "{:?}", refused.json);
     lock.release().await;
-    assert_eq!(
-        gw.metric(&series("reference", "create", "executed")).await,
-        0
-    );
+    let executed = series("reference", "create", "executed");
+    assert_eq!(gw.metric(&executed).await, None, "nothing ran");
     let retried = gw.v2("reference", &create(&order_id, "b"), KEY).await;
     assert_eq!(retried.code(), "000000", "{:?}", retried.json);
+    assert_eq!(gw.metric(&executed).await, Some(1), "only the retry ran");
 
     // After the plugin ran: its success could not be written, so it is not
     // answered; the retry after the lease takes over and succeeds.

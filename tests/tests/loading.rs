@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use e2e::{answered, merchant, request, runtime, runtime_with};
-use gateway::contract::Operation;
-use gateway::runtime::{LoadError, RuntimeSettings};
+use gateway_sandbox::{LoadError, RuntimeSettings};
+use koogallery_contract::Operation;
 use serde_json::json;
 
 #[test]
@@ -43,7 +43,7 @@ fn bytes_that_are_no_component_are_refused_with_a_reason() {
     );
     let small = runtime_with(RuntimeSettings {
         max_component_bytes: 1024,
-        ..RuntimeSettings::default()
+        ..e2e::settings(Default::default())
     });
     assert!(matches!(
         small.load(&reference).err(),
@@ -72,11 +72,11 @@ fn the_same_bytes_compile_once() {
 fn settings_with_artifacts(dir: &std::path::Path) -> RuntimeSettings {
     RuntimeSettings {
         artifact_dir: Some(dir.to_path_buf()),
-        ..RuntimeSettings::default()
+        ..e2e::settings(Default::default())
     }
 }
 
-async fn create_works(rt: &gateway::runtime::Runtime, wasm: &[u8]) {
+async fn create_works(rt: &gateway_sandbox::Runtime, wasm: &[u8]) {
     let plugin = rt.load(wasm).expect("loads");
     let fields =
         json!({"instance_id": "i-1", "order_id": "CS1", "kind": "Purchase", "product": {}});

@@ -4,15 +4,16 @@
 use std::time::Duration;
 
 use e2e::{answered, declined, load, merchant, request, runtime};
-use gateway::contract::{Operation, OperationOutput, PluginError};
-use gateway::result_code::{self, ResultCode};
-use gateway::runtime::Invocation;
+use gateway::executor::coded_outcome;
+use gateway_sandbox::Invocation;
+use koogallery_contract::{Operation, OperationOutput, PluginError};
+use koogallery_protocol::ResultCode;
 use serde_json::json;
 
 const INSTANCE: &str = "c968a516-7124-5800-b3f7-7490575410b0";
 
 fn code(invocation: &Invocation) -> ResultCode {
-    result_code::for_outcome(&invocation.outcome).code
+    coded_outcome(&invocation.outcome).code
 }
 
 fn create_fields() -> serde_json::Value {

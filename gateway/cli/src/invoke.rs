@@ -1,0 +1,134 @@
+//! `gateway plugin invoke`: one operation of a plugin, under the same limits
+//! as production, reported as JSON on stdout.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Args;
+use serde_json::{Value, json};
+
+use gateway::config::{defaults, lower};
+use gateway::executor::coded_outcome;
+use gateway::request_json;
+use gateway_sandbox::{Invocation, MerchantContext, Outcome};
+use koogallery_contract::Operation;
+use koogallery_protocol::ResultCode;
+
+use crate::cli::{SandboxArgs, read_file};
+
+#[derive(Debug, Args)]
+pub(crate) struct InvokeArgs {
+    /// The plugin component (.wasm).
+    file: PathBuf,
+    /// The operation: create, query, renew, update-status, release, upgrade,
+    /// change-check or issue-license.
+    operation: Operation,
+    /// The request as JSON: a file, or `-` for stdin. Fields you leave out
+    /// get defaults (call context, extensions, and for create the instance id
+    /// the gateway would assign).
+    #[arg(long)]
+    request: String,
+    /// The merchant the call is for (labels logs; part of the instance id).
+    #[arg(long, default_value = "local")]
+    merchant: String,
+    /// A merchant configuration value for the plugin, `KEY=VALUE`; repeatable.
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    config: Vec<(String, String)>,
+    /// Call deadline in milliseconds (production default).
+    #[arg(long, default_value_t = defaults::deadline_ms())]
+    deadline_ms: u64,
+    /// Memory limit in MiB (production default).
+    #[arg(long, default_value_t = defaults::memory_mib())]
+    memory_mib: u64,
+    /// Mark the call as real (testFlag=0). By default calls are marked as
+    /// tests, so plugins avoid real side effects.
+    #[arg(long)]
+    live: bool,
+    #[command(flatten)]
+    sandbox: SandboxArgs,
+}
+
+pub(crate) fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got `{s}`")),
+    }
+}
+
+pub(crate) fn run(args: &InvokeArgs) -> anyhow::Result<ExitCode> {
+    let json = read_request(&args.request)?;
+    let request = request_json::build(args.operation, &args.merchant, json, !args.live)?;
+    let wasm = read_file(&args.file)?;
+    let runtime = args.sandbox.runtime()?;
+    let plugin = runtime
+        .load(&wasm)
+        .map_err(|e| anyhow::anyhow!("{} is not a valid plugin: {e}", args.file.display()))?;
+    let merchant = MerchantContext {
+        label: args.merchant.as_str().into(),
+        config: Arc::new(args.config.iter().cloned().collect()),
+        limits: lower::limits(args.deadline_ms, args.memory_mib),
+    };
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let invocation = tokio.block_on(runtime.invoke(&plugin, &merchant, &request));
+    let report = report(args.operation, &invocation);
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    let code = coded_outcome(&invocation.outcome).code;
+    Ok(if code == ResultCode::Success {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}
+
+fn read_request(source: &str) -> anyhow::Result<Value> {
+    let text = if source == "-" {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text)?;
+        text
+    } else {
+        std::fs::read_to_string(source).map_err(|e| anyhow::anyhow!("cannot read {source}: {e}"))?
+    };
+    serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("the request in {source} is not valid JSON: {e}"))
+}
+
+/// The JSON printed for an invocation.
+fn report(operation: Operation, invocation: &Invocation) -> Value {
+    let coded = coded_outcome(&invocation.outcome);
+    let mut report = json!({
+        "operation": operation,
+        "result_code": coded.code.code(),
+        "result_msg": coded.message,
+        "duration_ms": invocation.duration.as_secs_f64() * 1000.0,
+        "peak_memory_bytes": invocation.peak_memory_bytes,
+        "logs": invocation.logs,
+    });
+    let (key, value) = match &invocation.outcome {
+        Outcome::Answered(output) => ("result", json!(output)),
+        Outcome::Declined(error) => ("error", json!(error)),
+        Outcome::Failed(error) => (
+            "failure",
+            json!({"error": error, "message": error.to_string()}),
+        ),
+    };
+    report[key] = value;
+    report["outcome"] = json!(match &invocation.outcome {
+        Outcome::Answered(_) => "answered",
+        Outcome::Declined(_) => "declined",
+        Outcome::Failed(_) => "failed",
+    });
+    for (name, captured) in [
+        ("stdout", &invocation.stdout),
+        ("stderr", &invocation.stderr),
+    ] {
+        if !captured.text.is_empty() || captured.dropped_bytes > 0 {
+            report[name] = json!({"text": captured.text, "dropped_bytes": captured.dropped_bytes});
+        }
+    }
+    report
+}

@@ -1,0 +1,199 @@
+//! The one place where each layer's settings are built from the
+//! configuration. The layers' settings types have no defaults of their own:
+//! `serve`, `plugin invoke`, the tests and the benches all get theirs from
+//! here, so they cannot drift apart.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use gateway_sandbox::{CallLimits, EngineSettings, RuntimeSettings};
+use gateway_store::SqliteSettings;
+use koogallery_protocol::VerifyPolicy;
+
+use super::{Config, MerchantConfig, SandboxConfig, SignatureConfig, StoreConfig, defaults};
+use crate::operations::Settings as OperationSettings;
+use crate::operations::upkeep::UpkeepSettings;
+
+const MIB: u64 = 1 << 20;
+
+/// The sandbox runtime for `sandbox`, keeping precompiled artifacts in
+/// `artifact_dir` (none: in memory only).
+pub fn runtime(sandbox: &SandboxConfig, artifact_dir: Option<PathBuf>) -> RuntimeSettings {
+    RuntimeSettings {
+        engine: EngineSettings {
+            max_instances: sandbox.max_instances,
+            max_memory_bytes: bytes(sandbox.max_memory_mib),
+            pooling: sandbox.pooling,
+        },
+        artifact_dir,
+        max_component_bytes: bytes(sandbox.max_component_mib),
+        max_cached_plugins: sandbox.max_cached_plugins,
+    }
+}
+
+/// The served gateway's runtime: artifacts under `data_dir`.
+pub fn served_runtime(config: &Config) -> RuntimeSettings {
+    runtime(&config.sandbox, Some(config.data_dir.join("artifacts")))
+}
+
+/// A merchant's call limits.
+pub fn call_limits(merchant: &MerchantConfig) -> CallLimits {
+    limits(merchant.deadline_ms, merchant.memory_mib)
+}
+
+/// Call limits from a deadline and a memory size.
+pub fn limits(deadline_ms: u64, memory_mib: u64) -> CallLimits {
+    CallLimits::new(Duration::from_millis(deadline_ms), bytes(memory_mib))
+}
+
+/// The limits a merchant gets when its configuration says nothing.
+pub fn default_call_limits() -> CallLimits {
+    limits(defaults::deadline_ms(), defaults::memory_mib())
+}
+
+/// The SQLite store.
+pub fn sqlite(store: &StoreConfig) -> SqliteSettings {
+    SqliteSettings {
+        path: store.path.clone(),
+        busy_timeout: Duration::from_millis(store.busy_timeout_ms),
+        max_size_bytes: store.max_size_mib.map(|mib| mib.saturating_mul(MIB)),
+    }
+}
+
+/// The idempotency layer.
+pub fn operations(store: &StoreConfig) -> OperationSettings {
+    OperationSettings {
+        lease: Duration::from_millis(store.lease_ms),
+        hot_cache_bytes: store.hot_cache_mib.saturating_mul(MIB),
+        hot_cache_ttl: Duration::from_secs(store.hot_cache_ttl_secs),
+    }
+}
+
+/// The completer and the reaper.
+pub fn upkeep(store: &StoreConfig) -> UpkeepSettings {
+    UpkeepSettings {
+        completer_interval: Duration::from_secs(store.completer_interval_secs),
+        max_attempts: store.max_attempts,
+        reaper_interval: Duration::from_secs(store.reaper_interval_secs),
+        retention: Duration::from_secs(store.retention_days.saturating_mul(24 * 3600)),
+    }
+}
+
+/// How requests are authenticated.
+pub fn verify_policy(signature: &SignatureConfig) -> VerifyPolicy {
+    VerifyPolicy {
+        window_ms: millis(signature.window_secs),
+        v1_window_ms: signature.v1_window_secs.map(millis),
+    }
+}
+
+/// How long V2 nonces are remembered, in milliseconds.
+pub fn nonce_memory_ms(signature: &SignatureConfig) -> i64 {
+    millis(signature.nonce_memory_secs)
+}
+
+fn bytes(mib: u64) -> usize {
+    usize::try_from(mib.saturating_mul(MIB)).unwrap_or(usize::MAX)
+}
+
+fn millis(secs: u64) -> i64 {
+    i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    /// The documented defaults (README's configuration block), lowered.
+    #[test]
+    fn the_default_configuration_lowers_to_the_documented_numbers() {
+        let text = r#"
+            [[merchants]]
+            id = "m"
+            access_keys = ["k"]
+            plugin = "m.wasm"
+        "#;
+        let config = Config::from_toml(text, Path::new("t.toml"), Path::new("/srv"), |_| None)
+            .expect("valid");
+
+        let runtime = served_runtime(&config);
+        assert_eq!(runtime.engine.max_instances, 256);
+        assert_eq!(runtime.engine.max_memory_bytes, 128 << 20);
+        assert!(runtime.engine.pooling);
+        assert_eq!(runtime.max_component_bytes, 10 << 20);
+        assert_eq!(runtime.max_cached_plugins, 1024);
+        assert_eq!(
+            runtime.artifact_dir.as_deref(),
+            Some(Path::new("/srv/./data/artifacts"))
+        );
+
+        let limits = call_limits(&config.merchants[0]);
+        assert_eq!(limits.deadline, Duration::from_millis(2000));
+        assert_eq!(limits.memory_bytes, 64 << 20);
+        assert_eq!(limits, default_call_limits());
+
+        let sqlite = sqlite(&config.store);
+        assert_eq!(sqlite.path, Path::new("/srv/./data/gateway.db"));
+        assert_eq!(sqlite.busy_timeout, Duration::from_millis(5000));
+        assert_eq!(sqlite.max_size_bytes, None);
+
+        let operations = operations(&config.store);
+        assert_eq!(operations.lease, Duration::from_secs(30));
+        assert_eq!(operations.hot_cache_bytes, 64 << 20);
+        assert_eq!(operations.hot_cache_ttl, Duration::from_secs(600));
+
+        let upkeep = upkeep(&config.store);
+        assert_eq!(upkeep.completer_interval, Duration::from_secs(30));
+        assert_eq!(upkeep.max_attempts, 5);
+        assert_eq!(upkeep.reaper_interval, Duration::from_secs(3600));
+        assert_eq!(upkeep.retention, Duration::from_secs(7 * 24 * 3600));
+
+        let policy = verify_policy(&config.signature);
+        assert_eq!(policy.window_ms, 60_000);
+        assert_eq!(policy.v1_window_ms, None);
+        assert_eq!(nonce_memory_ms(&config.signature), 300_000);
+
+        assert_eq!(config.answer_budget_ms, 4000);
+        assert_eq!(config.max_body_bytes, 65536);
+        assert_eq!(config.shutdown_grace_secs, 30);
+    }
+
+    /// README's configuration block is the third copy of the defaults: it
+    /// must parse, and say what the code says.
+    #[test]
+    fn the_readme_configuration_block_matches_the_defaults() {
+        let readme = include_str!("../../../../README.md");
+        let block = readme
+            .split("```toml\n")
+            .find(|block| block.contains("[[merchants]]") && block.contains("[store]"))
+            .and_then(|rest| rest.split("```").next())
+            .expect("README has the annotated configuration block");
+        let documented =
+            Config::from_toml(block, Path::new("README.md"), Path::new("/srv"), |_| None)
+                .expect("README's configuration block is valid");
+        let minimal = "[[merchants]]\nid = \"acme\"\naccess_keys = [\"k\"]\nplugin = \"p.wasm\"\n";
+        let defaults = Config::from_toml(minimal, Path::new("t.toml"), Path::new("/srv"), |_| None)
+            .expect("valid");
+        assert_eq!(
+            format!("{:?}", (&documented.signature, &documented.sandbox)),
+            format!("{:?}", (&defaults.signature, &defaults.sandbox)),
+        );
+        assert_eq!(
+            format!("{:?}", documented.store),
+            format!("{:?}", defaults.store),
+        );
+        assert_eq!(documented.answer_budget_ms, defaults.answer_budget_ms);
+        assert_eq!(documented.max_body_bytes, defaults.max_body_bytes);
+        assert_eq!(documented.shutdown_grace_secs, defaults.shutdown_grace_secs);
+        assert_eq!(documented.listen, defaults.listen);
+        let (ours, theirs) = (&documented.merchants[0], &defaults.merchants[0]);
+        assert_eq!(ours.deadline_ms, theirs.deadline_ms);
+        assert_eq!(ours.memory_mib, theirs.memory_mib);
+        assert_eq!(ours.encrypt_type, theirs.encrypt_type);
+        assert_eq!(ours.sign_responses, theirs.sign_responses);
+        assert_eq!(ours.create_in_flight, theirs.create_in_flight);
+        assert_eq!(ours.unknown_instances, theirs.unknown_instances);
+    }
+}

@@ -1,0 +1,619 @@
+//! The `gateway serve` configuration: a TOML file with defaults for
+//! everything but the merchants, environment overrides, and validation that
+//! names the offending key. Nothing else reads configuration, and every
+//! default lives here once ([`defaults`] and the sections' `Default`);
+//! [`lower`] builds each layer's settings from it.
+//!
+//! Relative paths (`data_dir`, each merchant's `plugin`) are resolved
+//! against the directory of the configuration file, so a configuration
+//! works the same from any working directory.
+//!
+//! Environment overrides: `GATEWAY_LISTEN`, `GATEWAY_DATA_DIR`,
+//! `GATEWAY_ANSWER_BUDGET_MS`, and `GATEWAY_MERCHANT_<ID>_ACCESS_KEYS`
+//! (comma-separated; `<ID>` upper-cased with non-alphanumerics as `_`), so
+//! keys need not be written into the file.
+
+pub mod lower;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use koogallery_protocol::EncryptType;
+use serde::Deserialize;
+
+pub use koogallery_protocol::AccessKey;
+
+/// The marketplace gives up after 5 s; the gateway must answer before.
+pub const MARKETPLACE_TIMEOUT_MS: u64 = 5_000;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("invalid `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    #[serde(default = "defaults::listen")]
+    pub listen: SocketAddr,
+    /// The embedded store and precompiled plugin artifacts live here.
+    #[serde(default = "defaults::data_dir")]
+    pub data_dir: PathBuf,
+    /// Every callback is answered within this many milliseconds, whatever
+    /// the plugin does. Must stay below the marketplace's 5 s.
+    #[serde(default = "defaults::answer_budget_ms")]
+    pub answer_budget_ms: u64,
+    /// Largest request body accepted, in bytes.
+    #[serde(default = "defaults::max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// How long shutdown waits for in-flight callbacks, in seconds.
+    #[serde(default = "defaults::shutdown_grace_secs")]
+    pub shutdown_grace_secs: u64,
+    #[serde(default)]
+    pub signature: SignatureConfig,
+    #[serde(default)]
+    pub sandbox: SandboxConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+    pub merchants: Vec<MerchantConfig>,
+}
+
+/// The durable store and the idempotency rules kept in it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// The SQLite file; relative to `data_dir`.
+    pub path: PathBuf,
+    /// How long a write waits for another writer's lock, in ms.
+    pub busy_timeout_ms: u64,
+    /// Refuse to grow the store past this size (writes then fail, and
+    /// callbacks answer 000005, as on a full disk). Unset: no cap.
+    pub max_size_mib: Option<u64>,
+    /// How long a claimed operation is held before another worker may take
+    /// it over (a crashed worker's lease), in ms. At least twice every
+    /// merchant's `deadline_ms` and at least `answer_budget_ms`.
+    pub lease_ms: u64,
+    /// How long settled operation records are kept (replayed), in days.
+    /// The instance mapping is kept forever.
+    pub retention_days: u64,
+    /// Memory for completed results replayed without the store, in MiB
+    /// (estimated; at least 256 bytes an entry, so this bounds entries too).
+    pub hot_cache_mib: u64,
+    pub hot_cache_ttl_secs: u64,
+    /// How often the completer re-drives stuck operations, in seconds.
+    pub completer_interval_secs: u64,
+    /// Attempts before an operation is parked for a human.
+    pub max_attempts: u32,
+    /// How often old records and nonces are reaped, in seconds.
+    pub reaper_interval_secs: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            path: PathBuf::from("gateway.db"),
+            busy_timeout_ms: 5_000,
+            max_size_mib: None,
+            lease_ms: 30_000,
+            retention_days: 7,
+            hot_cache_mib: 64,
+            hot_cache_ttl_secs: 600,
+            completer_interval_secs: 30,
+            max_attempts: 5,
+            reaper_interval_secs: 3_600,
+        }
+    }
+}
+
+/// What a duplicate newInstance hears while the first is still running.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CreateInFlight {
+    /// 000004: the marketplace retries and gets the final answer. Safe: the
+    /// marketplace never believes in an instance the plugin may yet refuse.
+    #[default]
+    Processing,
+    /// 000000 with the already-assigned instanceId (the marketplace allows
+    /// asynchronous creation). The plugin's later refusal is then only
+    /// visible through queryInstance.
+    Success,
+}
+
+/// What an operation on an instance the gateway never assigned gets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnknownInstances {
+    /// 000003 without reaching the plugin.
+    #[default]
+    Reject,
+    /// Passed to the plugin; on success the instance is recorded as
+    /// imported (merchants moving to the gateway with live instances).
+    Import,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignatureConfig {
+    /// V2: how far `timestamp` may be from the gateway's clock, either way.
+    pub window_secs: u64,
+    /// V2: how long a nonce is remembered in the store (at least twice the
+    /// window). Shared by every process on the store; survives restarts.
+    pub nonce_memory_secs: u64,
+    /// V1: the same window for `timeStamp`; unset = not checked, since the
+    /// V1 documentation gives none.
+    pub v1_window_secs: Option<u64>,
+}
+
+impl Default for SignatureConfig {
+    fn default() -> Self {
+        SignatureConfig {
+            window_secs: 60,
+            nonce_memory_secs: 300,
+            v1_window_secs: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxConfig {
+    /// Plugin calls running at once (pool slots).
+    pub max_instances: u32,
+    /// Linear memory of one pool slot, in MiB: the most any merchant gets.
+    pub max_memory_mib: u64,
+    /// The largest plugin component accepted, in MiB.
+    pub max_component_mib: u64,
+    /// Compiled plugins kept in memory.
+    pub max_cached_plugins: u64,
+    /// The pooling allocator (about 3× cheaper per call); turn it off only
+    /// where address space is scarce.
+    pub pooling: bool,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            max_instances: 256,
+            max_memory_mib: 128,
+            max_component_mib: 10,
+            max_cached_plugins: 1024,
+            pooling: true,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MerchantConfig {
+    /// The `{merchant_id}` of `/callbacks/{merchant_id}`.
+    pub id: String,
+    /// Several keys = rotation: any one verifies; answers are signed with
+    /// the one that verified the request (the first one otherwise).
+    pub access_keys: Vec<AccessKey>,
+    /// The merchant's plugin component (.wasm).
+    pub plugin: PathBuf,
+    /// 1 = AES-256 (default), 2 = AES-128, for appInfo credentials.
+    #[serde(default)]
+    pub encrypt_type: EncryptType,
+    /// Add `Body-Sign` to every answer.
+    #[serde(default = "defaults::yes")]
+    pub sign_responses: bool,
+    /// The plugin call's deadline, in milliseconds.
+    #[serde(default = "defaults::deadline_ms")]
+    pub deadline_ms: u64,
+    /// The plugin's memory limit, in MiB.
+    #[serde(default = "defaults::memory_mib")]
+    pub memory_mib: u64,
+    /// What a duplicate newInstance hears while the first still runs.
+    #[serde(default)]
+    pub create_in_flight: CreateInFlight,
+    /// Operations on instances the gateway never assigned.
+    #[serde(default)]
+    pub unknown_instances: UnknownInstances,
+    /// Values the plugin reads through the `config` import.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+/// The defaults of top-level and per-merchant keys (the sections' defaults
+/// are their `Default` impls).
+pub mod defaults {
+    use super::*;
+    pub fn listen() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    }
+    pub fn data_dir() -> PathBuf {
+        PathBuf::from("./data")
+    }
+    pub fn answer_budget_ms() -> u64 {
+        4_000
+    }
+    pub fn max_body_bytes() -> usize {
+        64 << 10
+    }
+    pub fn shutdown_grace_secs() -> u64 {
+        30
+    }
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn deadline_ms() -> u64 {
+        2_000
+    }
+    pub fn memory_mib() -> u64 {
+        64
+    }
+}
+
+impl Config {
+    /// Reads, overrides from the process environment, resolves and validates.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::from_toml(&text, path, base, |name| std::env::var(name).ok())
+    }
+
+    /// Parses `text` (named `origin` in messages), applies overrides from
+    /// `env`, resolves relative paths against `base` and validates.
+    pub fn from_toml(
+        text: &str,
+        origin: &Path,
+        base: &Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: origin.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        config.apply_env(env)?;
+        config.resolve_paths(base);
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(listen) = env("GATEWAY_LISTEN") {
+            self.listen = listen
+                .parse()
+                .map_err(|e| invalid("GATEWAY_LISTEN", format!("{e}")))?;
+        }
+        if let Some(dir) = env("GATEWAY_DATA_DIR") {
+            self.data_dir = PathBuf::from(dir);
+        }
+        if let Some(budget) = env("GATEWAY_ANSWER_BUDGET_MS") {
+            self.answer_budget_ms = budget
+                .parse()
+                .map_err(|e| invalid("GATEWAY_ANSWER_BUDGET_MS", format!("{e}")))?;
+        }
+        for merchant in &mut self.merchants {
+            if let Some(keys) = env(&merchant_env_name(&merchant.id, "ACCESS_KEYS")) {
+                merchant.access_keys = keys
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .map(AccessKey::new)
+                    .collect();
+            }
+        }
+        Ok(())
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        if self.data_dir.is_relative() {
+            self.data_dir = base.join(&self.data_dir);
+        }
+        if self.store.path.is_relative() {
+            self.store.path = self.data_dir.join(&self.store.path);
+        }
+        for merchant in &mut self.merchants {
+            if merchant.plugin.is_relative() {
+                merchant.plugin = base.join(&merchant.plugin);
+            }
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.answer_budget_ms == 0 || self.answer_budget_ms >= MARKETPLACE_TIMEOUT_MS {
+            return Err(invalid(
+                "answer_budget_ms",
+                format!(
+                    "must be between 1 and {} (the marketplace waits 5 s)",
+                    MARKETPLACE_TIMEOUT_MS - 1
+                ),
+            ));
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(invalid("max_body_bytes", "must be at least 1024"));
+        }
+        let signature = &self.signature;
+        if signature.window_secs == 0 {
+            return Err(invalid("signature.window_secs", "must be at least 1"));
+        }
+        if signature.nonce_memory_secs < 2 * signature.window_secs {
+            return Err(invalid(
+                "signature.nonce_memory_secs",
+                "must be at least twice signature.window_secs, or a replay could outlive the memory",
+            ));
+        }
+        if self.sandbox.max_instances == 0 {
+            return Err(invalid("sandbox.max_instances", "must be at least 1"));
+        }
+        if self.sandbox.max_memory_mib == 0 || self.sandbox.max_memory_mib > 4095 {
+            return Err(invalid(
+                "sandbox.max_memory_mib",
+                "must be between 1 and 4095 (plugins have 32-bit memories)",
+            ));
+        }
+        if self.sandbox.max_component_mib == 0 || self.sandbox.max_component_mib > 1024 {
+            return Err(invalid(
+                "sandbox.max_component_mib",
+                "must be between 1 and 1024",
+            ));
+        }
+        if self.sandbox.max_cached_plugins == 0 {
+            return Err(invalid("sandbox.max_cached_plugins", "must be at least 1"));
+        }
+        self.validate_store()?;
+        if self.merchants.is_empty() {
+            return Err(invalid("merchants", "at least one merchant is needed"));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, merchant) in self.merchants.iter().enumerate() {
+            self.validate_merchant(&format!("merchants[{i}]"), merchant)?;
+            if !seen.insert(merchant.id.as_str()) {
+                return Err(invalid(
+                    format!("merchants[{i}].id"),
+                    format!("`{}` is used twice", merchant.id),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_store(&self) -> Result<(), ConfigError> {
+        let store = &self.store;
+        let longest_deadline = self.merchants.iter().map(|m| m.deadline_ms).max();
+        let lease_floor = longest_deadline
+            .unwrap_or(0)
+            .saturating_mul(2)
+            .max(self.answer_budget_ms);
+        if store.lease_ms < lease_floor {
+            return Err(invalid(
+                "store.lease_ms",
+                format!(
+                    "must be at least {lease_floor} (twice the longest deadline_ms and at least \
+                     answer_budget_ms), or a slow call could be taken over while still running"
+                ),
+            ));
+        }
+        if store.retention_days == 0 {
+            return Err(invalid(
+                "store.retention_days",
+                "must be at least 1 (the marketplace retries for hours, restarts days later)",
+            ));
+        }
+        let positive = [
+            ("store.busy_timeout_ms", store.busy_timeout_ms),
+            ("store.hot_cache_mib", store.hot_cache_mib),
+            ("store.hot_cache_ttl_secs", store.hot_cache_ttl_secs),
+            (
+                "store.completer_interval_secs",
+                store.completer_interval_secs,
+            ),
+            ("store.reaper_interval_secs", store.reaper_interval_secs),
+            ("store.max_attempts", u64::from(store.max_attempts)),
+            ("store.max_size_mib", store.max_size_mib.unwrap_or(1)),
+        ];
+        if let Some((key, _)) = positive.iter().find(|(_, value)| *value == 0) {
+            return Err(invalid(*key, "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    fn validate_merchant(&self, at: &str, merchant: &MerchantConfig) -> Result<(), ConfigError> {
+        let id_ok = !merchant.id.is_empty()
+            && merchant.id.len() <= 64
+            && merchant
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !id_ok {
+            return Err(invalid(
+                format!("{at}.id"),
+                "must be 1-64 characters of A-Z, a-z, 0-9, - and _",
+            ));
+        }
+        if merchant.access_keys.is_empty() {
+            return Err(invalid(
+                format!("{at}.access_keys"),
+                "at least one key is needed",
+            ));
+        }
+        if merchant
+            .access_keys
+            .iter()
+            .any(|k| k.expose().trim().is_empty())
+        {
+            return Err(invalid(
+                format!("{at}.access_keys"),
+                "keys must not be blank",
+            ));
+        }
+        if merchant.deadline_ms == 0 || merchant.deadline_ms >= self.answer_budget_ms {
+            return Err(invalid(
+                format!("{at}.deadline_ms"),
+                format!(
+                    "must be between 1 and answer_budget_ms ({}) - 1",
+                    self.answer_budget_ms
+                ),
+            ));
+        }
+        if merchant.memory_mib == 0 || merchant.memory_mib > self.sandbox.max_memory_mib {
+            return Err(invalid(
+                format!("{at}.memory_mib"),
+                format!(
+                    "must be between 1 and sandbox.max_memory_mib ({})",
+                    self.sandbox.max_memory_mib
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `GATEWAY_MERCHANT_<ID>_<SUFFIX>` for a merchant id.
+pub fn merchant_env_name(id: &str, suffix: &str) -> String {
+    let id: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("GATEWAY_MERCHANT_{id}_{suffix}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [[merchants]]
+        id = "acme"
+        access_keys = ["k1"]
+        plugin = "plugins/acme.wasm"
+    "#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(
+            text,
+            Path::new("gateway.toml"),
+            Path::new("/etc/gw"),
+            |_| None,
+        )
+    }
+
+    #[test]
+    fn defaults_fill_everything_but_the_merchants() {
+        let config = parse(MINIMAL).expect("valid");
+        assert_eq!(config.listen, "127.0.0.1:8080".parse().expect("addr"));
+        assert_eq!(config.data_dir, Path::new("/etc/gw/./data"));
+        assert_eq!(config.answer_budget_ms, 4_000);
+        assert_eq!(config.store.path, Path::new("/etc/gw/./data/gateway.db"));
+        assert_eq!(config.store.retention_days, 7);
+        let merchant = &config.merchants[0];
+        assert_eq!(merchant.create_in_flight, CreateInFlight::Processing);
+        assert_eq!(merchant.unknown_instances, UnknownInstances::Reject);
+        assert_eq!(merchant.plugin, Path::new("/etc/gw/plugins/acme.wasm"));
+        assert_eq!(merchant.encrypt_type, EncryptType::Aes256);
+        assert!(merchant.sign_responses);
+        assert!(!format!("{merchant:?}").contains("k1"), "keys are redacted");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused_by_name() {
+        let cases = [
+            (format!("{MINIMAL}\nlisten_port = 1"), "listen_port"),
+            (
+                format!("answer_budget_ms = 5000\n{MINIMAL}"),
+                "answer_budget_ms",
+            ),
+            (
+                format!("{MINIMAL}\nencrypt_type = 3"),
+                "encrypt_type must be 1",
+            ),
+            (
+                format!("{MINIMAL}\ndeadline_ms = 4000"),
+                "merchants[0].deadline_ms",
+            ),
+            (
+                format!("{MINIMAL}\nmemory_mib = 500"),
+                "merchants[0].memory_mib",
+            ),
+            (format!("{MINIMAL}\nsurprise = true"), "surprise"),
+            (MINIMAL.replace("\"acme\"", "\"a/b\""), "merchants[0].id"),
+            (
+                MINIMAL.replace("[\"k1\"]", "[]"),
+                "merchants[0].access_keys",
+            ),
+            (format!("{MINIMAL}{MINIMAL}"), "is used twice"),
+            ("listen = \"nowhere\"\nmerchants = []".into(), "listen"),
+            ("merchants = []".into(), "at least one merchant"),
+            (
+                format!("[signature]\nnonce_memory_secs = 60\n{MINIMAL}"),
+                "nonce_memory_secs",
+            ),
+            (
+                format!("[store]\nlease_ms = 3000\n{MINIMAL}"),
+                "store.lease_ms",
+            ),
+            (
+                format!("[store]\nretention_days = 0\n{MINIMAL}"),
+                "store.retention_days",
+            ),
+            (
+                format!("[store]\nmax_attempts = 0\n{MINIMAL}"),
+                "store.max_attempts",
+            ),
+            (
+                format!("{MINIMAL}\ncreate_in_flight = \"maybe\""),
+                "create_in_flight",
+            ),
+            (
+                format!("{MINIMAL}\nunknown_instances = \"ignore\""),
+                "unknown_instances",
+            ),
+        ];
+        for (text, expected) in cases {
+            let error = parse(&text).expect_err(expected).to_string();
+            assert!(error.contains(expected), "{expected}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_environment_overrides_the_file() {
+        let env = |name: &str| match name {
+            "GATEWAY_LISTEN" => Some("0.0.0.0:9000".to_string()),
+            "GATEWAY_MERCHANT_ACME_ACCESS_KEYS" => Some("new, old".to_string()),
+            _ => None,
+        };
+        let config =
+            Config::from_toml(MINIMAL, Path::new("g.toml"), Path::new("."), env).expect("valid");
+        assert_eq!(config.listen.port(), 9000);
+        let keys: Vec<&str> = config.merchants[0]
+            .access_keys
+            .iter()
+            .map(AccessKey::expose)
+            .collect();
+        assert_eq!(keys, ["new", "old"]);
+        let bad = |name: &str| (name == "GATEWAY_ANSWER_BUDGET_MS").then(|| "soon".to_string());
+        let error = Config::from_toml(MINIMAL, Path::new("g.toml"), Path::new("."), bad)
+            .expect_err("not a number")
+            .to_string();
+        assert!(error.contains("GATEWAY_ANSWER_BUDGET_MS"), "{error}");
+    }
+}

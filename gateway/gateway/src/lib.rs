@@ -1,0 +1,30 @@
+//! The KooGallery merchant adapter gateway: everything that turns the pure
+//! protocol, the sandbox and the store into a served endpoint.
+//!
+//! - [`config`] — the `gateway serve` configuration: TOML, defaults (their
+//!   one home), environment overrides, validation, and [`config::lower`],
+//!   the one place each layer's settings are built from it.
+//! - [`merchants`] — the merchants served: keys, loaded plugin, limits,
+//!   answer options, and the decoy for unknown ids.
+//! - [`executor`] — runs a merchant's plugin and turns the outcome into an
+//!   unsigned answer (the one outcome → result code mapping).
+//! - [`operations`] — idempotency: the recorded operation, the hot cache,
+//!   single-flight, claim → plugin → fenced completion, and upkeep.
+//! - [`server`] — the HTTP side: the router, one callback's flow, serving
+//!   and draining.
+//! - [`metrics`] — the Prometheus registry.
+//! - [`request_json`] — typed requests from partial JSON, with defaults
+//!   (`plugin invoke`, tests, benches).
+//!
+//! Below it: `koogallery_protocol` (wire protocol, pure), `gateway_sandbox`
+//! (the only crate with wasmtime), `gateway_store` (the only crate with
+//! sqlx), `koogallery_contract` (the plugin contract's data). ARCHITECTURE.md
+//! at the repository root describes how these fit together.
+
+pub mod config;
+pub mod executor;
+pub mod merchants;
+pub mod metrics;
+pub mod operations;
+pub mod request_json;
+pub mod server;

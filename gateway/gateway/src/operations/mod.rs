@@ -1,0 +1,386 @@
+//! Idempotency: the same business operation always gets the same answer,
+//! and the plugin runs it once — across concurrent duplicates, marketplace
+//! retries, client disconnects, crashes and restarts.
+//!
+//! [`Operations::run`] takes one [`RecordedOperation`] (made from a
+//! verified callback) through:
+//!
+//! 1. **hot cache** (`cache`) — a completed result in this process is
+//!    replayed without touching the store or the plugin;
+//! 2. **unknown instance** — an operation on an instance the gateway never
+//!    assigned answers 000003 without the plugin (unless the merchant
+//!    imports legacy instances; test callbacks always pass);
+//! 3. **single-flight** — concurrent duplicates in this process share one
+//!    spawned *drive* (moka `try_get_with`); across processes the store's
+//!    claim decides. Callers wait at most until their answer deadline, then
+//!    hear 000004 (the drive goes on);
+//! 4. **drive** (`drive`, a spawned task): claim → plugin with the assigned
+//!    instance id, the idempotency key and the attempt → fenced completion;
+//!    or replay, wait for, or take over an existing record.
+//!
+//! Final results (success, or a deterministic business refusal) are stored
+//! and replayed, re-signed by the caller; transient ones are never final
+//! (`koogallery_protocol::ResultCode::disposition`). A result that could not
+//! be written durably is never answered as a success.
+//!
+//! The other files: `kind` (what is recorded, and its names), `recorded`
+//! (one operation and what it writes), `envelope` (the versioned stored
+//! form), [`upkeep`] (the completer and the reaper).
+
+mod cache;
+mod drive;
+pub mod envelope;
+pub mod kind;
+mod recorded;
+pub mod upkeep;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use gateway_store::{OperationId, OperationRecord, Store, StoreError};
+use koogallery_contract::OperationRequest;
+use koogallery_protocol::{AccessKey, Answer, Disposition, ResultCode};
+use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
+
+pub use cache::MIN_ENTRY_WEIGHT;
+use cache::Settled;
+use drive::{Unsettled, drive, drive_record};
+pub use envelope::Unreadable;
+pub use kind::Kind;
+pub use recorded::RecordedOperation;
+
+/// How operations are kept (built by `config::lower::operations`).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// How long a claim is held before another worker may take it over.
+    /// Must be well above every plugin deadline.
+    pub lease: Duration,
+    /// Memory for completed results, in (estimated) bytes. Each entry
+    /// weighs at least [`MIN_ENTRY_WEIGHT`], which also bounds the entries.
+    pub hot_cache_bytes: u64,
+    pub hot_cache_ttl: Duration,
+}
+
+impl Settings {
+    /// How often a duplicate waiting on another process's claim looks again.
+    fn poll_interval(&self) -> Duration {
+        Duration::from_millis(50)
+    }
+}
+
+/// What running the plugin produced, ready to store.
+#[derive(Clone, Debug)]
+pub struct Executed {
+    /// The answer, unsigned (credentials already encrypted).
+    pub answer: Answer,
+    pub disposition: Disposition,
+}
+
+/// Runs an operation's plugin call. The gateway implements it over the
+/// merchants' plugins (`crate::executor`); the completer re-drives with it.
+#[async_trait::async_trait]
+pub trait Executor: Send + Sync + 'static {
+    /// Runs `request` for `merchant`, encrypting credentials with
+    /// `sealing_key` (or the merchant's first key). `None` if the merchant
+    /// is not served any more.
+    async fn execute(
+        &self,
+        merchant: &str,
+        request: OperationRequest,
+        sealing_key: Option<AccessKey>,
+    ) -> Option<Executed>;
+
+    /// Whether `merchant` accepts operations on instances the gateway never
+    /// assigned (legacy import).
+    fn imports_unknown_instances(&self, merchant: &str) -> bool;
+}
+
+/// How one operation ended for its caller.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decision {
+    /// Answer this (a replay, a fresh result, or a refusal).
+    Answer(Box<Answer>),
+    /// Still running (here or elsewhere): 000004, or for a create possibly
+    /// success with the already-assigned instance id.
+    InProgress { instance_id: Option<String> },
+}
+
+/// How the caller was answered, counted in the metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnswerPath {
+    Executed,
+    /// Waited for a concurrent duplicate's execution in this process.
+    Coalesced,
+    ReplayedFromCache,
+    ReplayedFromStore,
+    InProgress,
+    FingerprintMismatch,
+    UnknownInstance,
+    Retryable,
+    StoreFailed,
+}
+
+impl AnswerPath {
+    /// The `path` label of the operation metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            AnswerPath::Executed => "executed",
+            AnswerPath::Coalesced => "coalesced",
+            AnswerPath::ReplayedFromCache => "replayed_cache",
+            AnswerPath::ReplayedFromStore => "replayed_store",
+            AnswerPath::InProgress => "in_progress",
+            AnswerPath::FingerprintMismatch => "fingerprint_mismatch",
+            AnswerPath::UnknownInstance => "unknown_instance",
+            AnswerPath::Retryable => "retryable",
+            AnswerPath::StoreFailed => "store_failed",
+        }
+    }
+}
+
+/// How a completer's re-drive of one record ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Redriven {
+    /// The plugin ran and its final result was written.
+    Completed,
+    /// Another worker had finished it meanwhile (nothing ran here).
+    AlreadySettled,
+    /// Another worker holds it.
+    InProgress,
+    /// The plugin ran and failed transiently again.
+    Retryable,
+    /// No answer at all (the merchant is not served, the task failed).
+    NoAnswer,
+    /// The record's fingerprint does not match its own request.
+    FingerprintMismatch,
+    StoreFailed,
+}
+
+impl Redriven {
+    pub fn label(self) -> &'static str {
+        match self {
+            Redriven::Completed => "completed",
+            Redriven::AlreadySettled => "already_settled",
+            Redriven::InProgress => "in_progress",
+            Redriven::Retryable => "retryable",
+            Redriven::NoAnswer => "no_answer",
+            Redriven::FingerprintMismatch => "fingerprint_mismatch",
+            Redriven::StoreFailed => "store_failed",
+        }
+    }
+}
+
+/// The idempotency layer: the store, the hot cache, the executor.
+#[derive(Clone)]
+pub struct Operations {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    executor: Arc<dyn Executor>,
+    settled: moka::future::Cache<OperationId, Arc<Settled>>,
+    settings: Settings,
+    tasks: TaskTracker,
+}
+
+impl Inner {
+    fn lease_ms(&self) -> i64 {
+        i64::try_from(self.settings.lease.as_millis()).unwrap_or(i64::MAX / 2)
+    }
+}
+
+impl Operations {
+    /// `tasks` tracks the drives, so that shutdown waits for them.
+    pub fn new(
+        store: Arc<dyn Store>,
+        executor: Arc<dyn Executor>,
+        settings: Settings,
+        tasks: TaskTracker,
+    ) -> Operations {
+        let settled = moka::future::Cache::builder()
+            .max_capacity(settings.hot_cache_bytes)
+            .weigher(|id: &OperationId, settled: &Arc<Settled>| settled.weight(id))
+            .time_to_live(settings.hot_cache_ttl)
+            .build();
+        Operations {
+            inner: Arc::new(Inner {
+                store,
+                executor,
+                settled,
+                settings,
+                tasks,
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// Completed results held in memory.
+    pub async fn cached_results(&self) -> u64 {
+        self.inner.settled.run_pending_tasks().await;
+        self.inner.settled.entry_count()
+    }
+
+    /// Runs `op` once across every duplicate and answers it, waiting at most
+    /// until `deadline`.
+    pub async fn run(
+        &self,
+        op: RecordedOperation,
+        deadline: tokio::time::Instant,
+    ) -> (Decision, AnswerPath) {
+        let inner = &self.inner;
+        if let Some(settled) = inner.settled.get(&op.id).await {
+            return replay(&op, &settled, AnswerPath::ReplayedFromCache);
+        }
+        if let Some(refusal) = self.refuse_unknown_instance(&op).await {
+            return refusal;
+        }
+        let initiated = Arc::new(AtomicBool::new(false));
+        let init = {
+            let (inner, op, initiated) = (inner.clone(), op.clone(), initiated.clone());
+            async move {
+                initiated.store(true, Ordering::Relaxed);
+                let drive = inner
+                    .tasks
+                    .spawn(drive(inner.clone(), op, deadline).in_current_span());
+                drive.await.unwrap_or_else(|join| {
+                    Err(Unsettled::Failed(format!(
+                        "the operation task failed: {join}"
+                    )))
+                })
+            }
+        };
+        let waited =
+            tokio::time::timeout_at(deadline, inner.settled.try_get_with(op.id.clone(), init))
+                .await;
+        if op.kind.toggles().is_some() {
+            // Toggles are never replayed from memory (see Kind::toggles).
+            inner.settled.invalidate(&op.id).await;
+        }
+        match waited {
+            Ok(Ok(settled)) => {
+                let path = match (initiated.load(Ordering::Relaxed), settled.executed) {
+                    (false, _) => AnswerPath::Coalesced,
+                    (true, true) => AnswerPath::Executed,
+                    (true, false) => AnswerPath::ReplayedFromStore,
+                };
+                replay(&op, &settled, path)
+            }
+            Ok(Err(unsettled)) => unsettled_decision(&op, &unsettled),
+            Err(_elapsed) => in_progress(&op, None),
+        }
+    }
+
+    async fn refuse_unknown_instance(
+        &self,
+        op: &RecordedOperation,
+    ) -> Option<(Decision, AnswerPath)> {
+        let instance_id = op.instance_id.as_deref()?;
+        if op.test || op.import_unknown_instance {
+            return None;
+        }
+        match self
+            .inner
+            .store
+            .instance(&op.id.merchant_id, instance_id)
+            .await
+        {
+            Ok(Some(_)) => None,
+            Ok(None) => {
+                tracing::warn!(
+                    instance_id,
+                    kind = op.kind.label(),
+                    "an operation on an instance this gateway never assigned; answered 000003"
+                );
+                let message = format!("instance {instance_id} does not exist");
+                Some((
+                    answer(ResultCode::InstanceNotFound, &message),
+                    AnswerPath::UnknownInstance,
+                ))
+            }
+            Err(error) => Some(store_failed(&error)),
+        }
+    }
+
+    /// Re-drives one stuck record (the completer). A record that cannot be
+    /// read back into an operation is `Unreadable`: the caller parks it.
+    pub async fn redrive(&self, record: &OperationRecord) -> Result<Redriven, Unreadable> {
+        let imports = self
+            .inner
+            .executor
+            .imports_unknown_instances(&record.id.merchant_id);
+        let op = RecordedOperation::from_record(record, imports)?;
+        let far = tokio::time::Instant::now() + self.inner.settings.lease;
+        let result = drive_record(self.inner.clone(), op, record.clone(), far).await;
+        Ok(match result {
+            Ok(settled) if settled.executed => Redriven::Completed,
+            Ok(_) => Redriven::AlreadySettled,
+            Err(Unsettled::InProgress { .. }) => Redriven::InProgress,
+            Err(Unsettled::Retryable(_)) => Redriven::Retryable,
+            Err(Unsettled::Mismatch { .. }) => Redriven::FingerprintMismatch,
+            Err(Unsettled::Store(_)) => Redriven::StoreFailed,
+            Err(Unsettled::Failed(_)) => Redriven::NoAnswer,
+        })
+    }
+}
+
+fn answer(code: ResultCode, message: &str) -> Decision {
+    Decision::Answer(Box::new(Answer::new(code, message)))
+}
+
+fn replay(op: &RecordedOperation, settled: &Settled, path: AnswerPath) -> (Decision, AnswerPath) {
+    if settled.fingerprint != op.fingerprint {
+        return mismatch(op, &settled.fingerprint);
+    }
+    (Decision::Answer(Box::new(settled.answer.clone())), path)
+}
+
+fn mismatch(op: &RecordedOperation, stored: &str) -> (Decision, AnswerPath) {
+    tracing::error!(
+        business_key = %op.business_key,
+        kind = op.kind.label(),
+        stored_fingerprint = stored,
+        fingerprint = %op.fingerprint,
+        "the same business key arrived with different business fields; refused with 000002"
+    );
+    let message = "this order was already received with different business fields";
+    (
+        answer(ResultCode::InvalidParams, message),
+        AnswerPath::FingerprintMismatch,
+    )
+}
+
+/// Still running. Only a create names its (already-assigned) instance.
+fn in_progress(op: &RecordedOperation, assigned: Option<String>) -> (Decision, AnswerPath) {
+    let instance_id = op
+        .assignment
+        .as_ref()
+        .map(|proposed| assigned.unwrap_or_else(|| proposed.instance_id.clone()));
+    (Decision::InProgress { instance_id }, AnswerPath::InProgress)
+}
+
+fn store_failed(error: &StoreError) -> (Decision, AnswerPath) {
+    tracing::error!(%error, "the store failed; answered 000005 so that the marketplace retries");
+    let message = "the order could not be recorded; please retry";
+    (
+        answer(ResultCode::Internal, message),
+        AnswerPath::StoreFailed,
+    )
+}
+
+fn unsettled_decision(op: &RecordedOperation, unsettled: &Unsettled) -> (Decision, AnswerPath) {
+    match unsettled {
+        Unsettled::InProgress { instance_id } => in_progress(op, instance_id.clone()),
+        Unsettled::Retryable(answer) => (Decision::Answer(answer.clone()), AnswerPath::Retryable),
+        Unsettled::Mismatch { stored } => mismatch(op, stored),
+        Unsettled::Store(error) => store_failed(error),
+        Unsettled::Failed(why) => {
+            tracing::error!(why, "the operation produced no answer; answered 000005");
+            (answer(ResultCode::Internal, ""), AnswerPath::Retryable)
+        }
+    }
+}

@@ -1,0 +1,357 @@
+//! One callback, from raw request to signed answer:
+//!
+//! 1. read the body (bounded) — too large → 000002;
+//! 2. find the merchant (or its decoy) and verify the signature over the raw
+//!    bytes — failure → 000001, and nothing else happens;
+//! 3. validate the activity's fields → 000002 naming the field;
+//! 4. refuse a replayed V2 nonce (remembered in the store) → 000001;
+//! 5. a recorded operation goes through the idempotency layer
+//!    ([`crate::operations`]: replay, single-flight, claim, plugin, fenced
+//!    completion); a read (queryInstance, changeInstanceCheck) runs the
+//!    plugin directly. Either way the plugin runs in a spawned task (a
+//!    client disconnect never aborts it halfway) and the handler waits at
+//!    most for what is left of the answer budget, then answers 000004;
+//! 6. serialise, sign the exact bytes (`Body-Sign`), count, log.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, Method, Uri, header};
+use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
+
+use koogallery_protocol::{
+    self as protocol, AccessKey, Activity, Answer, AuthError, Callback, Generation, ParseContext,
+    Rejection, ResultCode, signing, time,
+};
+
+use super::App;
+use crate::config::UnknownInstances;
+use crate::executor;
+use crate::merchants::Merchant;
+use crate::metrics::{self, CallbackLabels, LatencyLabels, OperationLabels};
+use crate::operations::{AnswerPath, Decision, RecordedOperation};
+
+/// What the handler learned, for the answer, the metrics and the log.
+struct Handled {
+    answer: Answer,
+    /// The key that signs the answer.
+    signer: Option<AccessKey>,
+    generation: Option<Generation>,
+    activity: Option<Activity>,
+}
+
+impl Handled {
+    fn refused(answer: Answer, signer: Option<AccessKey>, generation: Option<Generation>) -> Self {
+        Handled {
+            answer,
+            signer,
+            generation,
+            activity: None,
+        }
+    }
+}
+
+/// `GET|POST /callbacks/{merchant_id}`.
+pub(super) async fn callback(
+    State(app): State<Arc<App>>,
+    Path(merchant_id): Path<String>,
+    method: Method,
+    uri: Uri,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let request_id = new_request_id();
+    let merchant = app.merchants.get(&merchant_id).cloned();
+    let merchant_label = merchant
+        .as_ref()
+        .map_or("unknown", |m| m.id.as_str())
+        .to_string();
+    let span =
+        tracing::info_span!("callback", request_id = %request_id, merchant = %merchant_label);
+    let in_flight = app.metrics.in_flight_guard();
+    let deadline = tokio::time::Instant::from_std(started) + app.answer_budget;
+    let incoming = Incoming {
+        merchant_id: &merchant_id,
+        merchant: merchant.as_ref(),
+        method: &method,
+        uri: &uri,
+        request_id: &request_id,
+        deadline,
+    };
+    let handled = handle(&app, incoming, body).instrument(span.clone()).await;
+    drop(in_flight);
+
+    let bytes = handled.answer.to_bytes();
+    let activity = handled.activity.map_or("unknown", Activity::wire_name);
+    let generation = handled.generation.map_or("unknown", Generation::label);
+    let elapsed = started.elapsed();
+    app.metrics
+        .callbacks
+        .get_or_create(&CallbackLabels {
+            merchant: merchant_label.clone(),
+            generation: generation.into(),
+            activity: activity.into(),
+            result_code: handled.answer.result_code.code().into(),
+        })
+        .inc();
+    app.metrics
+        .latency
+        .get_or_create(&LatencyLabels {
+            merchant: merchant_label,
+            activity: activity.into(),
+        })
+        .observe(elapsed.as_secs_f64());
+    span.in_scope(|| {
+        tracing::info!(
+            generation,
+            activity,
+            result_code = handled.answer.result_code.code(),
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            "callback answered"
+        );
+    });
+    respond(bytes, handled.signer.as_ref(), &request_id)
+}
+
+/// The request line and who it is for.
+struct Incoming<'a> {
+    merchant_id: &'a str,
+    merchant: Option<&'a Arc<Merchant>>,
+    method: &'a Method,
+    uri: &'a Uri,
+    request_id: &'a str,
+    /// When the answer budget runs out.
+    deadline: tokio::time::Instant,
+}
+
+async fn handle(app: &Arc<App>, incoming: Incoming<'_>, body: Body) -> Handled {
+    let Incoming {
+        merchant_id,
+        merchant,
+        method,
+        uri,
+        request_id,
+        deadline,
+    } = incoming;
+    let decoy;
+    let keys: &[AccessKey] = match merchant {
+        Some(m) => &m.keys,
+        None => {
+            decoy = [app.merchants.decoy_key(merchant_id)];
+            &decoy
+        }
+    };
+    let signs = merchant.is_none_or(|m| m.sign_responses);
+    let first_key = keys.first().filter(|_| signs).cloned();
+    let read = tokio::time::timeout_at(deadline, axum::body::to_bytes(body, app.max_body_bytes));
+    let body = match read.await {
+        Ok(Ok(body)) => body,
+        Ok(Err(_)) => {
+            let message = format!("request body larger than {} bytes", app.max_body_bytes);
+            return refuse_early(message, first_key);
+        }
+        Err(_) => {
+            let message = "request body not received within the answer budget".to_string();
+            return refuse_early(message, first_key);
+        }
+    };
+    let raw_query = uri.query().unwrap_or("");
+    let is_get = method == Method::GET;
+    let encrypt_type = merchant.map(|m| m.encrypt_type).unwrap_or_default();
+    let ctx = ParseContext {
+        merchant: merchant_id,
+        request_id,
+        access_key: "",
+        encrypt_type,
+    };
+    let generation = protocol::detect_generation(is_get, raw_query);
+    let read = protocol::read_callback(
+        generation,
+        raw_query,
+        &body,
+        keys,
+        time::now_ms(),
+        &app.policy,
+        &ctx,
+    );
+    let (verified, callback) = match read {
+        Ok(read) => read,
+        Err(rejection) => return refuse(app, merchant, rejection, first_key, generation),
+    };
+    let signer = signs.then(|| keys[verified.key_index].clone());
+    if let Some(nonce) = &verified.nonce {
+        let remembered = app
+            .store
+            .remember_nonce(merchant_id, nonce, time::now_ms(), app.nonce_memory_ms)
+            .await;
+        match remembered {
+            Ok(true) => {}
+            Ok(false) => {
+                let replayed = AuthError::ReplayedNonce.into();
+                return refuse(app, merchant, replayed, signer, generation);
+            }
+            Err(error) => {
+                tracing::error!(%error, "the nonce could not be checked; answered 000005");
+                let message = "the request could not be recorded; please retry";
+                let answer = Answer::new(ResultCode::Internal, message);
+                return Handled::refused(answer, signer, Some(generation));
+            }
+        }
+    }
+    // The decoy never verifies, so a verified callback has a real merchant.
+    let Some(merchant) = merchant else {
+        return refuse(app, None, AuthError::Mismatch.into(), signer, generation);
+    };
+    for warning in &callback.warnings {
+        tracing::warn!(activity = callback.activity.wire_name(), "{warning}");
+    }
+    let key = &keys[verified.key_index];
+    let answer = answer_callback(app, merchant, &callback, key, deadline).await;
+    Handled {
+        answer,
+        signer,
+        generation: Some(callback.generation),
+        activity: Some(callback.activity),
+    }
+}
+
+/// A recorded operation through the idempotency layer, a read directly.
+async fn answer_callback(
+    app: &Arc<App>,
+    merchant: &Arc<Merchant>,
+    callback: &Callback,
+    key: &AccessKey,
+    deadline: tokio::time::Instant,
+) -> Answer {
+    let imports = merchant.unknown_instances == UnknownInstances::Import;
+    let Some(op) =
+        RecordedOperation::from_callback(&merchant.id, callback, imports, Some(key.clone()))
+    else {
+        return run_read(app, merchant, callback, key, deadline).await;
+    };
+    let kind = op.kind;
+    let (decision, path) = app.operations.run(op, deadline).await;
+    app.metrics
+        .operations
+        .get_or_create(&OperationLabels {
+            merchant: merchant.id.clone(),
+            kind: kind.label().into(),
+            path: path.label().into(),
+        })
+        .inc();
+    match decision {
+        Decision::Answer(answer) => *answer,
+        Decision::InProgress { instance_id } => {
+            if path == AnswerPath::InProgress {
+                metrics::count(&app.metrics.budget_overruns, &merchant.id, "in_progress");
+            }
+            executor::in_progress(merchant, instance_id)
+        }
+    }
+}
+
+/// A read (queryInstance, changeInstanceCheck): answered by the plugin,
+/// never recorded; still in a task of its own, within the budget.
+async fn run_read(
+    app: &Arc<App>,
+    merchant: &Arc<Merchant>,
+    callback: &Callback,
+    key: &AccessKey,
+    deadline: tokio::time::Instant,
+) -> Answer {
+    let task = {
+        let (runtime, metrics, merchant, request, key) = (
+            app.runtime.clone(),
+            app.metrics.clone(),
+            merchant.clone(),
+            callback.request.clone(),
+            key.clone(),
+        );
+        app.tasks.spawn(
+            async move { executor::run(&runtime, &metrics, &merchant, &request, &key).await }
+                // The plugin's log records carry the callback's request id.
+                .instrument(tracing::Span::current()),
+        )
+    };
+    match tokio::time::timeout_at(deadline, task).await {
+        Ok(Ok(executed)) => executed.answer,
+        Ok(Err(join_error)) => {
+            tracing::error!(error = %join_error, "the plugin task failed");
+            Answer::new(ResultCode::Internal, "")
+        }
+        Err(_) => {
+            tracing::warn!(
+                budget_ms = app.answer_budget.as_millis() as u64,
+                "answer budget exhausted; the call continues in the background"
+            );
+            metrics::count(&app.metrics.budget_overruns, &merchant.id, "budget");
+            executor::in_progress(merchant, None)
+        }
+    }
+}
+
+/// 000002 before the request could even be read.
+fn refuse_early(message: String, signer: Option<AccessKey>) -> Handled {
+    tracing::warn!("{message}");
+    Handled::refused(
+        Answer::new(ResultCode::InvalidParams, &message),
+        signer,
+        None,
+    )
+}
+
+fn refuse(
+    app: &App,
+    merchant: Option<&Arc<Merchant>>,
+    rejection: Rejection,
+    signer: Option<AccessKey>,
+    generation: Generation,
+) -> Handled {
+    let label = merchant.map_or("unknown", |m| m.id.as_str());
+    let answer = match &rejection {
+        Rejection::Auth(error) => {
+            tracing::warn!(reason = %error, "authentication failed");
+            metrics::count(&app.metrics.auth_failures, label, auth_reason(error));
+            Answer::new(ResultCode::AuthFailed, "")
+        }
+        Rejection::Invalid(error) => {
+            tracing::warn!(reason = %error, "invalid callback");
+            Answer::new(ResultCode::InvalidParams, &error.to_string())
+        }
+    };
+    Handled::refused(answer, signer, Some(generation))
+}
+
+fn auth_reason(error: &AuthError) -> &'static str {
+    match error {
+        AuthError::Missing(_) | AuthError::Duplicate(_) => "missing_or_duplicate_parameter",
+        AuthError::BadTimestamp(_) | AuthError::OutsideWindow { .. } => "timestamp",
+        AuthError::BadEncoding(_) | AuthError::Mismatch => "signature",
+        AuthError::ReplayedNonce => "replayed_nonce",
+    }
+}
+
+/// HTTP 200 with the exact bytes and, when signing, their `Body-Sign`.
+fn respond(bytes: Vec<u8>, signer: Option<&AccessKey>, request_id: &str) -> Response {
+    let sign = signer.map(|key| signing::body_sign(key.expose(), &bytes));
+    let mut response = (
+        [(header::CONTENT_TYPE, "application/json;charset=UTF-8")],
+        bytes,
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    if let Some(sign) = sign.and_then(|s| HeaderValue::from_str(&s).ok()) {
+        headers.insert(signing::BODY_SIGN_HEADER, sign);
+    }
+    if let Ok(id) = HeaderValue::from_str(request_id) {
+        headers.insert("x-request-id", id);
+    }
+    response
+}
+
+fn new_request_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}

@@ -1,0 +1,289 @@
+//! The served gateway: `gateway serve`.
+//!
+//! - [`App`] holds everything a callback needs: the merchants and their
+//!   loaded plugins, the runtime, the store (nonces) and the idempotency
+//!   layer, metrics, the answer budget.
+//! - [`app`] is the router (`/callbacks/{merchant_id}`, `/healthz`,
+//!   `/readyz`, `/metrics`), testable in-process without a socket.
+//! - [`serve`] binds, serves HTTP/1.1 with title-case header names (the
+//!   marketplace's debugger looks for `Body-Sign` exactly), and shuts down
+//!   gracefully: stop accepting, finish in-flight callbacks and plugin calls.
+//!
+//! The data flow of one callback is in [`callback`].
+
+mod callback;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio_util::task::TaskTracker;
+
+use gateway_sandbox::{Runtime, RuntimeError};
+use gateway_store::{SqliteStore, Store, StoreError};
+use koogallery_protocol::VerifyPolicy;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, lower};
+use crate::executor::HandlerExecutor;
+use crate::merchants::{MerchantError, Merchants};
+use crate::metrics::Metrics;
+use crate::operations::Operations;
+use crate::operations::upkeep::UpkeepSettings;
+
+/// Everything the handlers share.
+pub struct App {
+    merchants: Arc<Merchants>,
+    runtime: Arc<Runtime>,
+    store: Arc<dyn Store>,
+    operations: Operations,
+    metrics: Arc<Metrics>,
+    policy: VerifyPolicy,
+    /// How long V2 nonces are remembered in the store.
+    nonce_memory_ms: i64,
+    upkeep: UpkeepSettings,
+    stop_upkeep: CancellationToken,
+    answer_budget: Duration,
+    max_body_bytes: usize,
+    /// Plugin calls, which may outlive their request (budget, disconnect).
+    tasks: TaskTracker,
+    ready: AtomicBool,
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Merchant(#[from] MerchantError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("creating the data directory {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("loading the merchants' plugins panicked: {0}")]
+    Panicked(String),
+    #[error("listening on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Opens (creating and migrating) the configured store.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
+    if let Some(dir) = config.store.path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| StartError::DataDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    let store = SqliteStore::open(&lower::sqlite(&config.store)).await?;
+    Ok(Arc::new(store))
+}
+
+impl App {
+    /// Loads every merchant's plugin into `runtime`. Blocking (it may
+    /// compile): call it from a blocking context.
+    pub fn new(
+        config: &Config,
+        runtime: Arc<Runtime>,
+        store: Arc<dyn Store>,
+    ) -> Result<App, StartError> {
+        let merchants = Merchants::load(config, &runtime)?;
+        Ok(App::with_merchants(config, runtime, store, merchants))
+    }
+
+    /// The app for merchants already loaded.
+    pub fn with_merchants(
+        config: &Config,
+        runtime: Arc<Runtime>,
+        store: Arc<dyn Store>,
+        merchants: Merchants,
+    ) -> App {
+        let merchants = Arc::new(merchants);
+        let metrics = Arc::new(Metrics::new());
+        let tasks = TaskTracker::new();
+        let executor = HandlerExecutor {
+            merchants: merchants.clone(),
+            runtime: runtime.clone(),
+            metrics: metrics.clone(),
+        };
+        let operations = Operations::new(
+            store.clone(),
+            Arc::new(executor),
+            lower::operations(&config.store),
+            tasks.clone(),
+        );
+        App {
+            merchants,
+            runtime,
+            store,
+            operations,
+            metrics,
+            policy: lower::verify_policy(&config.signature),
+            nonce_memory_ms: lower::nonce_memory_ms(&config.signature),
+            upkeep: lower::upkeep(&config.store),
+            stop_upkeep: CancellationToken::new(),
+            answer_budget: Duration::from_millis(config.answer_budget_ms),
+            max_body_bytes: config.max_body_bytes,
+            tasks,
+            ready: AtomicBool::new(true),
+        }
+    }
+
+    /// The idempotency layer (tests drive its completer and reaper).
+    pub fn operations(&self) -> &Operations {
+        &self.operations
+    }
+
+    /// Starts the completer and the reaper; they stop when draining.
+    pub fn start_upkeep(&self) {
+        let (operations, settings, stop) = (
+            self.operations.clone(),
+            self.upkeep.clone(),
+            self.stop_upkeep.clone(),
+        );
+        tokio::spawn(async move { operations.run_upkeep(settings, stop).await });
+    }
+
+    pub fn merchant_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.merchants.ids().map(str::to_string).collect();
+        ids.sort();
+        ids
+    }
+
+    /// Stops reporting ready (the load balancer drains us) and waits for
+    /// plugin calls still running, at most `grace`.
+    pub async fn drain(&self, grace: Duration) -> bool {
+        self.ready.store(false, Ordering::SeqCst);
+        self.stop_upkeep.cancel();
+        self.tasks.close();
+        tokio::time::timeout(grace, self.tasks.wait()).await.is_ok()
+    }
+}
+
+/// The router, for `serve` and for in-process tests.
+pub fn app(state: Arc<App>) -> Router {
+    Router::new()
+        .route(
+            "/callbacks/{merchant_id}",
+            get(callback::callback).post(callback::callback),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .with_state(state)
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
+    if app.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining")
+    }
+}
+
+async fn metrics_text(State(app): State<Arc<App>>) -> impl IntoResponse {
+    let text = app
+        .metrics
+        .render(app.runtime.stats(), app.operations.cached_results().await);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+}
+
+/// Builds the runtime and the app for `config`, off the async threads.
+pub async fn start(config: &Config) -> Result<Arc<App>, StartError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    let store = open_store(config).await?;
+    let config = config.clone();
+    let built = tokio::task::spawn_blocking(move || -> Result<App, StartError> {
+        let runtime = Arc::new(Runtime::new(lower::served_runtime(&config))?);
+        App::new(&config, runtime, store)
+    })
+    .await;
+    match built {
+        Ok(app) => {
+            let app = app?;
+            app.start_upkeep();
+            Ok(Arc::new(app))
+        }
+        Err(join) => Err(StartError::Panicked(join.to_string())),
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then drains.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app_state: Arc<App>,
+    shutdown: impl std::future::Future<Output = ()>,
+    grace: Duration,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+    use tower::ServiceExt as _;
+
+    let router = app(app_state.clone());
+    let connections = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service =
+            router
+                .clone()
+                .map_request(|request: axum::http::Request<hyper::body::Incoming>| {
+                    request.map(axum::body::Body::new)
+                });
+        let connection = hyper::server::conn::http1::Builder::new()
+            .title_case_headers(true)
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(10))
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let connection = connections.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        });
+    }
+    tracing::info!("shutting down: draining in-flight callbacks");
+    app_state.ready.store(false, Ordering::SeqCst);
+    if tokio::time::timeout(grace, connections.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the grace period");
+    }
+    if !app_state.drain(grace).await {
+        tracing::warn!("plugin calls still running after the grace period");
+    }
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! The one wasmtime `Engine` of the process: its configuration (pooling
+//! allocator sized for a server, epoch interruption, no component-model-async)
+//! and the ticker thread that drives epochs.
+
+use std::time::Duration;
+
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::error::RuntimeError;
+
+/// How the engine is sized (from the gateway's configuration; see
+/// ARCHITECTURE.md for the arithmetic).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineSettings {
+    /// Sandboxes that may exist at once (pool slots, and permits of the
+    /// semaphore in front of the pool).
+    pub max_instances: u32,
+    /// The largest linear memory any merchant may be given. This is also the
+    /// per-slot virtual-memory reservation, so the process reserves about
+    /// `2 × max_instances × (max_memory_bytes + 32 MiB guard)` of address space.
+    pub max_memory_bytes: usize,
+    /// Use the pooling allocator (about 3× cheaper per call). Turn off only
+    /// where address space is scarce.
+    pub pooling: bool,
+}
+
+/// The epoch tick: the granularity of deadlines and of yielding to other
+/// tasks while wasm runs.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Memory a reused pool slot keeps resident instead of returning it to the
+/// kernel: at least the guests' usual footprint, or calls on several threads
+/// contend in `madvise`.
+const KEEP_RESIDENT_BYTES: usize = 2 << 20;
+
+/// Core instances, memories and tables one component may have. A Rust
+/// `wasm32-wasip2` plugin has about 18 core instances (most are tiny
+/// adapter shims), one memory and a handful of tables.
+pub(crate) const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 32;
+pub(crate) const MAX_MEMORIES_PER_COMPONENT: u32 = 2;
+pub(crate) const MAX_TABLES_PER_COMPONENT: u32 = 16;
+/// Guard region after each linear memory.
+const MEMORY_GUARD_BYTES: u64 = 32 << 20;
+
+impl EngineSettings {
+    fn validate(&self) -> Result<(), RuntimeError> {
+        let fail = |m: &str| Err(RuntimeError::Settings(m.to_string()));
+        if self.max_instances == 0 {
+            return fail("max_instances must be at least 1");
+        }
+        if self.max_memory_bytes < (1 << 20) {
+            return fail("max_memory_bytes must be at least 1 MiB");
+        }
+        if u32::try_from(self.max_memory_bytes).is_err() {
+            return fail("max_memory_bytes must be below 4 GiB (plugins use 32-bit memories)");
+        }
+        Ok(())
+    }
+}
+
+/// Builds the engine. Call once per process.
+pub(crate) fn build_engine(settings: &EngineSettings) -> Result<Engine, RuntimeError> {
+    settings.validate()?;
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    // On by default in wasmtime 48 and 50% slower per call; plugins do not
+    // use component-model async.
+    config.concurrency_support(false);
+    // Bounded address space per memory (the default is 4 GiB + guard per
+    // slot, about 1 TiB for 256 slots); wasmtime adds explicit bounds checks.
+    config.memory_reservation(settings.max_memory_bytes as u64);
+    config.memory_guard_size(MEMORY_GUARD_BYTES);
+    config.memory_reservation_for_growth(0);
+    if settings.pooling {
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool_config(settings)));
+    }
+    Engine::new(&config).map_err(|e| RuntimeError::Engine(format!("{e:#}")))
+}
+
+fn pool_config(settings: &EngineSettings) -> PoolingAllocationConfig {
+    let n = settings.max_instances;
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(n)
+        .total_core_instances(n.saturating_mul(MAX_CORE_INSTANCES_PER_COMPONENT))
+        .total_memories(n.saturating_mul(MAX_MEMORIES_PER_COMPONENT))
+        .total_tables(n.saturating_mul(MAX_TABLES_PER_COMPONENT))
+        // Async calls run on fiber stacks, which come from the pool too.
+        .total_stacks(n)
+        .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
+        .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)
+        .max_tables_per_component(MAX_TABLES_PER_COMPONENT)
+        .max_memory_size(settings.max_memory_bytes)
+        .max_unused_warm_slots(n.min(100))
+        .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
+        .table_keep_resident(KEEP_RESIDENT_BYTES);
+    pool
+}
+
+/// Increments the engine's epoch every `tick` on a dedicated OS thread (not a
+/// tokio task: if every worker is busy running guests, a task would starve
+/// and deadlines would never fire). The thread ends with the engine.
+pub(crate) fn spawn_epoch_ticker(engine: &Engine, tick: Duration) -> std::io::Result<()> {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("wasm-epoch-ticker".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(tick);
+                match weak.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => break,
+                }
+            }
+        })?;
+    Ok(())
+}

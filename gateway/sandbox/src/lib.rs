@@ -1,0 +1,470 @@
+//! The sandbox: loads merchants' plugin components once, then runs each
+//! operation in a fresh, limited instance. The only crate that depends on
+//! wasmtime; it speaks the contract in `koogallery_contract`'s plain types
+//! and converts to its generated bindings privately (`bindings`).
+//!
+//! - One [`Runtime`] per process owns the wasmtime `Engine` (pooling
+//!   allocator, epoch interruption), the `Linker` (WASI without ambient
+//!   authority + the contract's host imports), a semaphore in front of the
+//!   pool, and the cache of loaded plugins (in memory by content hash; on disk
+//!   as precompiled artifacts).
+//! - [`Runtime::load`] validates and compiles a component once; it is the only
+//!   place that compiles. Loading the same bytes again is a cache hit.
+//! - [`Runtime::invoke`] runs one operation: wait for a sandbox slot, fresh
+//!   `Store` with the merchant's limits, instantiate from the cached
+//!   `InstancePre`, call, drop. It never fails as a Rust error: every way a
+//!   call can go wrong is an [`Outcome::Failed`] with a typed [`CallError`].
+
+mod artifacts;
+mod bindings;
+mod engine;
+mod error;
+mod host;
+pub mod limits;
+mod output;
+mod validate;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Engine, PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
+
+pub use engine::EngineSettings;
+pub use error::{CallError, LoadError, RuntimeError};
+pub use host::{PluginConfig, PluginLogRecord};
+pub use limits::CallLimits;
+pub use output::Captured;
+pub use validate::ComponentReport;
+
+use artifacts::ArtifactStore;
+use bindings::{PluginBindings, PluginPre};
+use host::HostState;
+use koogallery_contract::{OperationOutput, OperationRequest, PluginError};
+
+/// How the runtime is set up (built from the gateway's configuration; the
+/// defaults live there).
+#[derive(Clone, Debug)]
+pub struct RuntimeSettings {
+    pub engine: EngineSettings,
+    /// Where precompiled artifacts are kept across restarts; `None` keeps
+    /// them in memory only.
+    pub artifact_dir: Option<std::path::PathBuf>,
+    /// The largest component accepted, in bytes.
+    pub max_component_bytes: usize,
+    /// Loaded plugins kept in memory (each holds its compiled code).
+    pub max_cached_plugins: u64,
+}
+
+/// A validated, compiled plugin, ready to be instantiated many times.
+pub struct LoadedPlugin {
+    pre: PluginPre<HostState>,
+    report: ComponentReport,
+}
+
+impl LoadedPlugin {
+    pub fn report(&self) -> &ComponentReport {
+        &self.report
+    }
+}
+
+/// Who a call is for: the merchant's label (in logs), configuration values
+/// (visible to the plugin) and limits.
+#[derive(Clone, Debug)]
+pub struct MerchantContext {
+    pub label: Arc<str>,
+    pub config: Arc<PluginConfig>,
+    pub limits: CallLimits,
+}
+
+/// How a call ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// The plugin answered with success.
+    Answered(OperationOutput),
+    /// The plugin declined with one of the contract's errors.
+    Declined(PluginError),
+    /// The call produced no answer from the plugin.
+    Failed(CallError),
+}
+
+/// Everything known about one call.
+#[derive(Clone, Debug)]
+pub struct Invocation {
+    pub outcome: Outcome,
+    pub duration: Duration,
+    /// The most linear memory the sandbox held at once.
+    pub peak_memory_bytes: usize,
+    pub logs: Vec<PluginLogRecord>,
+    pub dropped_log_records: usize,
+    pub stdout: Captured,
+    pub stderr: Captured,
+}
+
+/// Counters for metrics and tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuntimeStats {
+    /// Components compiled by this process (artifact and memory misses).
+    pub compilations: u64,
+    /// Components loaded from a precompiled artifact on disk.
+    pub artifact_hits: u64,
+    /// Sandboxes in use right now.
+    pub busy_sandboxes: usize,
+}
+
+/// The plugin runtime. Share it behind an `Arc`.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    permits: Arc<Semaphore>,
+    max_permits: usize,
+    plugins: moka::sync::Cache<String, Arc<LoadedPlugin>>,
+    artifacts: ArtifactStore,
+    settings: RuntimeSettings,
+    compilations: AtomicU64,
+    artifact_hits: AtomicU64,
+}
+
+impl Runtime {
+    pub fn new(settings: RuntimeSettings) -> Result<Self, RuntimeError> {
+        let engine = engine::build_engine(&settings.engine)?;
+        engine::spawn_epoch_ticker(&engine, engine::EPOCH_TICK)
+            .map_err(|e| RuntimeError::Engine(format!("starting the epoch ticker: {e}")))?;
+        let linker = build_linker(&engine)?;
+        let artifacts = ArtifactStore::new(settings.artifact_dir.clone(), &engine)?;
+        let max_permits = settings.engine.max_instances as usize;
+        Ok(Runtime {
+            engine,
+            linker,
+            permits: Arc::new(Semaphore::new(max_permits)),
+            max_permits,
+            plugins: moka::sync::Cache::new(settings.max_cached_plugins),
+            artifacts,
+            settings,
+            compilations: AtomicU64::new(0),
+            artifact_hits: AtomicU64::new(0),
+        })
+    }
+
+    pub fn stats(&self) -> RuntimeStats {
+        RuntimeStats {
+            compilations: self.compilations.load(Ordering::Relaxed),
+            artifact_hits: self.artifact_hits.load(Ordering::Relaxed),
+            busy_sandboxes: self.max_permits - self.permits.available_permits(),
+        }
+    }
+
+    /// Validates and loads a component. Compiles only on the first load of
+    /// these bytes (per process, and per artifact directory); this blocks for
+    /// tens of milliseconds then, so async callers use `spawn_blocking`.
+    pub fn load(&self, wasm: &[u8]) -> Result<Arc<LoadedPlugin>, LoadError> {
+        validate::check_bytes(wasm, self.settings.max_component_bytes)?;
+        let hash = hex::encode(Sha256::digest(wasm));
+        self.plugins
+            .try_get_with(hash.clone(), || self.load_uncached(&hash, wasm))
+            .map_err(|e| (*e).clone())
+    }
+
+    fn load_uncached(&self, hash: &str, wasm: &[u8]) -> Result<Arc<LoadedPlugin>, LoadError> {
+        let (component, fresh_artifact) = match self.artifacts.load(&self.engine, hash) {
+            Some(component) => {
+                self.artifact_hits.fetch_add(1, Ordering::Relaxed);
+                (component, None)
+            }
+            None => {
+                let cwasm = self.compile(wasm)?;
+                // SAFETY: `cwasm` was produced just now by this very engine.
+                let component = unsafe { Component::deserialize(&self.engine, &cwasm) }
+                    .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+                (component, Some(cwasm))
+            }
+        };
+        let report = validate::inspect(&self.engine, &component, hash, wasm.len())?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .and_then(PluginPre::new)
+            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        // Build the copy-on-write memory image now rather than on the first call.
+        component
+            .initialize_copy_on_write_image()
+            .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        if let Some(cwasm) = fresh_artifact {
+            self.artifacts.save(hash, &cwasm);
+        }
+        Ok(Arc::new(LoadedPlugin { pre, report }))
+    }
+
+    fn compile(&self, wasm: &[u8]) -> Result<Vec<u8>, LoadError> {
+        self.compilations.fetch_add(1, Ordering::Relaxed);
+        self.engine
+            .precompile_component(wasm)
+            .map_err(|e| LoadError::Invalid(format!("{e:#}")))
+    }
+
+    /// Runs one operation of `plugin` for `merchant` in a fresh sandbox.
+    pub async fn invoke(
+        &self,
+        plugin: &LoadedPlugin,
+        merchant: &MerchantContext,
+        request: &OperationRequest,
+    ) -> Invocation {
+        let started = Instant::now();
+        let limits = &merchant.limits;
+        let deadline_at = started + limits.deadline;
+        let Ok(Ok(permit)) =
+            tokio::time::timeout_at(deadline_at.into(), self.permits.clone().acquire_owned()).await
+        else {
+            let waited_ms = started.elapsed().as_millis() as u64;
+            return Invocation::failed(CallError::Overloaded { waited_ms }, started);
+        };
+
+        // A merchant cannot be given more memory than a pool slot holds; past
+        // it, growth would fail inside wasmtime instead of in our limiter.
+        let limits = &CallLimits {
+            memory_bytes: limits
+                .memory_bytes
+                .min(self.settings.engine.max_memory_bytes),
+            ..*limits
+        };
+        let mut store = Store::new(
+            &self.engine,
+            HostState::new(merchant.label.clone(), merchant.config.clone(), limits),
+        );
+        store.limiter(|state| &mut state.limiter);
+        // Checked on every epoch tick while wasm runs: yield to other tasks,
+        // and stop the guest once the deadline has passed.
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline_at {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::task::yield_now()),
+                ))
+            }
+        });
+        store.set_epoch_deadline(1);
+
+        // Epochs only see running wasm; this wall-clock guard also covers a
+        // guest blocked in a host call. Dropping the future abandons the
+        // instance, which is never reused.
+        let grace = engine::EPOCH_TICK * 2;
+        let ran = tokio::time::timeout_at(
+            (deadline_at + grace).into(),
+            run(&plugin.pre, &mut store, request),
+        )
+        .await;
+        let collected = Collected::drain(&mut store);
+        let deadline_ms = limits.deadline.as_millis() as u64;
+        let outcome = match ran {
+            Err(_elapsed) => Outcome::Failed(CallError::Deadline {
+                deadline_ms,
+                blocked_in_host: true,
+            }),
+            Ok(Ok(Ok(output))) => {
+                let output = keep_assigned_instance_id(&merchant.label, request, output);
+                check_output_size(output, limits.max_output_bytes)
+            }
+            Ok(Ok(Err(declined))) => Outcome::Declined(declined),
+            Ok(Err(error)) => Outcome::Failed(classify(
+                &error,
+                store.data(),
+                deadline_ms,
+                &collected.stderr.text,
+            )),
+        };
+        // Dropping the store resets its pool slot; only then may another call
+        // have the permit.
+        drop(store);
+        drop(permit);
+        collected.into_invocation(&merchant.label, outcome, started)
+    }
+}
+
+fn build_linker(engine: &Engine) -> Result<Linker<HostState>, RuntimeError> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+        .and_then(|()| {
+            PluginBindings::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+        })
+        .map_err(|e| RuntimeError::Engine(format!("linking host functions: {e:#}")))?;
+    Ok(linker)
+}
+
+async fn run(
+    pre: &PluginPre<HostState>,
+    store: &mut Store<HostState>,
+    request: &OperationRequest,
+) -> wasmtime::Result<Result<OperationOutput, PluginError>> {
+    let plugin = pre.instantiate_async(&mut *store).await?;
+    bindings::dispatch(&plugin, store, request).await
+}
+
+/// The instance id is the gateway's to assign (the marketplace's contract
+/// depends on it): a plugin that reports another one is overruled, loudly.
+/// The one place this rule is enforced: every caller (the served gateway,
+/// `plugin invoke`) gets outputs through here.
+fn keep_assigned_instance_id(
+    merchant: &str,
+    request: &OperationRequest,
+    output: OperationOutput,
+) -> OperationOutput {
+    match (request, output) {
+        (OperationRequest::Create(req), OperationOutput::Created(mut created))
+            if created.instance_id != req.instance_id =>
+        {
+            tracing::error!(
+                merchant,
+                assigned = %req.instance_id,
+                reported = %created.instance_id,
+                "plugin reported a different instance id; keeping the assigned one"
+            );
+            created.instance_id = req.instance_id.clone();
+            OperationOutput::Created(created)
+        }
+        (_, output) => output,
+    }
+}
+
+/// Refuses answers larger than an answer may be (measured as JSON, the form
+/// they leave the gateway in, without building the JSON).
+fn check_output_size(output: OperationOutput, limit: usize) -> Outcome {
+    let mut counter = ByteCounter(0);
+    let bytes = match serde_json::to_writer(&mut counter, &output) {
+        Ok(()) => counter.0,
+        Err(_) => usize::MAX,
+    };
+    if bytes > limit {
+        return Outcome::Failed(CallError::OutputTooLarge { bytes, limit });
+    }
+    Outcome::Answered(output)
+}
+
+/// Counts the bytes written to it.
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Names what went wrong in a failed call. A trap keeps the gist of what the
+/// guest wrote to stderr (a panic's location and message).
+fn classify(
+    error: &wasmtime::Error,
+    state: &HostState,
+    deadline_ms: u64,
+    stderr: &str,
+) -> CallError {
+    if let Some(requested_bytes) = state.limiter.refused() {
+        return CallError::MemoryLimit {
+            limit_bytes: state.limiter.limit(),
+            requested_bytes,
+        };
+    }
+    if error.downcast_ref::<PoolConcurrencyLimitError>().is_some() {
+        return CallError::Overloaded { waited_ms: 0 };
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => CallError::Deadline {
+            deadline_ms,
+            blocked_in_host: false,
+        },
+        Some(trap) => CallError::Trap {
+            trap: trap.to_string(),
+            detail: last_lines(stderr),
+        },
+        None => CallError::Host(format!("{error:#}")),
+    }
+}
+
+/// What a sandbox produced besides its result, taken out of the store
+/// before the store is dropped.
+struct Collected {
+    peak_memory_bytes: usize,
+    logs: Vec<PluginLogRecord>,
+    dropped_log_records: usize,
+    stdout: Captured,
+    stderr: Captured,
+}
+
+impl Collected {
+    fn drain(store: &mut Store<HostState>) -> Collected {
+        let state = store.data_mut();
+        let (logs, dropped_log_records) = state.take_logs();
+        Collected {
+            peak_memory_bytes: state.limiter.peak(),
+            logs,
+            dropped_log_records,
+            stdout: state.stdout.take(),
+            stderr: state.stderr.take(),
+        }
+    }
+
+    /// Sends the captured output to the log and completes the invocation.
+    fn into_invocation(self, merchant: &str, outcome: Outcome, started: Instant) -> Invocation {
+        log_captured(merchant, "stdout", &self.stdout);
+        log_captured(merchant, "stderr", &self.stderr);
+        // The one warning per failed call; callers count, they do not log.
+        if let Outcome::Failed(error) = &outcome {
+            tracing::warn!(merchant, error = %error, "plugin call failed");
+        }
+        Invocation {
+            outcome,
+            duration: started.elapsed(),
+            peak_memory_bytes: self.peak_memory_bytes,
+            logs: self.logs,
+            dropped_log_records: self.dropped_log_records,
+            stdout: self.stdout,
+            stderr: self.stderr,
+        }
+    }
+}
+impl Invocation {
+    fn failed(error: CallError, started: Instant) -> Invocation {
+        Invocation {
+            outcome: Outcome::Failed(error),
+            duration: started.elapsed(),
+            peak_memory_bytes: 0,
+            logs: Vec::new(),
+            dropped_log_records: 0,
+            stdout: Captured::default(),
+            stderr: Captured::default(),
+        }
+    }
+}
+
+fn log_captured(merchant: &str, stream: &'static str, captured: &Captured) {
+    for line in captured.text.lines().filter(|l| !l.trim().is_empty()) {
+        tracing::info!(target: "plugin", merchant, stream, "{line}");
+    }
+    if captured.dropped_bytes > 0 {
+        tracing::warn!(
+            merchant,
+            stream,
+            dropped_bytes = captured.dropped_bytes,
+            "plugin output over budget was dropped"
+        );
+    }
+}
+
+/// The last two meaningful lines of `text` (a panic's location and message),
+/// at most 300 characters.
+fn last_lines(text: &str) -> Option<String> {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+        .collect();
+    let tail = lines[lines.len().saturating_sub(2)..].join(" ");
+    (!tail.is_empty()).then(|| tail.chars().take(300).collect())
+}

@@ -1,0 +1,295 @@
+//! The gateway's durable state: the only crate that speaks SQL (and the
+//! only one that depends on sqlx).
+//!
+//! It owns three things (schema in `migrations/`):
+//! - **instances**: which instance id the gateway assigned to which order
+//!   line. Written in the same transaction as the create's claim, before the
+//!   plugin runs; never reaped.
+//! - **operations**: one record per business operation, the arbiter of
+//!   single-flight (an atomic `INSERT … ON CONFLICT DO NOTHING` claim), of
+//!   replay (the stored business result) and of crash recovery (a lease and
+//!   a fencing attempt number). Reaped after the retention window.
+//! - **seen nonces**: V2 replay protection shared by every process on the
+//!   store and surviving restarts.
+//!
+//! [`Store`] is the abstraction; [`SqliteStore`] the embedded default. The
+//! SQL text lives in `sql` and is written to be portable to PostgreSQL
+//! (`$n` parameters, `ON CONFLICT`, `RETURNING`, `BIGINT`). What the rows
+//! *mean* (when to claim, take over, replay) is decided by the gateway's
+//! idempotency layer, not here; this crate stores text it does not parse.
+
+mod sql;
+mod sqlite;
+mod writer;
+
+use std::path::PathBuf;
+
+pub use sqlite::{SqliteSettings, SqliteStore};
+
+/// Why the store could not do what was asked. Every one of these is
+/// transient from the marketplace's point of view (000005, retried).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("opening the store at {path}: {source}")]
+    Open { path: PathBuf, source: sqlx::Error },
+    #[error("migrating the store to version {version}: {source}")]
+    Migrate { version: i64, source: sqlx::Error },
+    #[error("the store has schema version {found}, newer than this gateway knows ({known})")]
+    TooNew { found: i64, known: i64 },
+    #[error("store query failed: {0}")]
+    Query(#[from] sqlx::Error),
+    #[error("a stored row is corrupt: {0}")]
+    Corrupt(String),
+    #[error("the store did not commit: {0}")]
+    Commit(String),
+    #[error("the store's writer has stopped")]
+    Closed,
+}
+
+/// Identifies one operation: the merchant and the plugin idempotency key
+/// (derived from merchant, test flag and business key).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct OperationId {
+    pub merchant_id: String,
+    pub idempotency_key: String,
+}
+
+/// The life of an operation record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OperationStatus {
+    /// Claimed; a worker holds the lease.
+    InFlight,
+    /// Done; the result is replayed.
+    Succeeded,
+    /// The plugin declined for a business reason; the result is replayed.
+    FailedFinal,
+    /// The attempt failed transiently; the next retry re-executes.
+    FailedRetryable,
+    /// The completer gave up after its attempts; a marketplace retry still
+    /// re-executes it.
+    Parked,
+}
+
+impl OperationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationStatus::InFlight => "in_flight",
+            OperationStatus::Succeeded => "succeeded",
+            OperationStatus::FailedFinal => "failed_final",
+            OperationStatus::FailedRetryable => "failed_retryable",
+            OperationStatus::Parked => "parked",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self, StoreError> {
+        Ok(match text {
+            "in_flight" => OperationStatus::InFlight,
+            "succeeded" => OperationStatus::Succeeded,
+            "failed_final" => OperationStatus::FailedFinal,
+            "failed_retryable" => OperationStatus::FailedRetryable,
+            "parked" => OperationStatus::Parked,
+            other => return Err(StoreError::Corrupt(format!("operation status `{other}`"))),
+        })
+    }
+
+    /// Whether the stored result is the final answer.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            OperationStatus::Succeeded | OperationStatus::FailedFinal
+        )
+    }
+}
+
+/// The instance a create claims: persisted with the claim.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceAssignment {
+    pub order_id: String,
+    /// orderLineId, or productId for V1 pay-per-use orders.
+    pub order_line_key: String,
+    /// The id the gateway proposes; an existing mapping wins.
+    pub instance_id: String,
+}
+
+/// A new operation, as claimed.
+#[derive(Clone, Debug)]
+pub struct NewOperation {
+    pub id: OperationId,
+    pub test: bool,
+    pub kind: String,
+    pub business_key: String,
+    /// The instance the operation acts on (absent for a create, which gets
+    /// its id from `assignment`).
+    pub instance_id: Option<String>,
+    pub assignment: Option<InstanceAssignment>,
+    pub fingerprint: String,
+    pub request_json: String,
+}
+
+/// An operation record as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OperationRecord {
+    pub id: OperationId,
+    pub test: bool,
+    pub kind: String,
+    pub business_key: String,
+    pub instance_id: Option<String>,
+    pub fingerprint: String,
+    pub status: OperationStatus,
+    pub attempt: u32,
+    pub locked_until: Option<i64>,
+    pub request_json: String,
+    pub result_json: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// What a claim found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// This caller inserted the record (attempt 1) and holds the lease. For
+    /// a create, `instance_id` is the assigned id.
+    Won { instance_id: Option<String> },
+    /// The record already existed.
+    Exists(Box<OperationRecord>),
+}
+
+/// How an attempt ended, written only if the attempt still holds the fence.
+#[derive(Clone, Debug)]
+pub struct Completion {
+    pub status: OperationStatus,
+    pub result_json: String,
+    /// What the instance mapping learns from a success.
+    pub instance: Option<InstanceChange>,
+    /// Completed records of these kinds on the same instance stop being
+    /// replayed (a freeze after an unfreeze must run again).
+    pub supersedes: Vec<String>,
+}
+
+/// A change to an instance row after a successful operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceChange {
+    pub instance_id: String,
+    /// New status, if the operation sets one.
+    pub status: Option<&'static str>,
+    /// New expiry (Unix seconds), if the operation tells one.
+    pub expires_at: Option<i64>,
+    /// Records an instance the gateway never assigned (legacy import).
+    pub import: bool,
+}
+
+/// An instance row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceRecord {
+    pub merchant_id: String,
+    pub instance_id: String,
+    pub order_id: Option<String>,
+    pub order_line_key: Option<String>,
+    pub origin: String,
+    pub status: String,
+    pub expires_at: Option<i64>,
+}
+
+/// A record the completer should look at, or why it cannot be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StuckRow {
+    Record(OperationRecord),
+    /// A column holds what no gateway writes (an attempt out of range, an
+    /// unknown status…): the row is skipped, not the batch.
+    Unreadable {
+        id: OperationId,
+        why: String,
+    },
+}
+
+/// What one reaper pass removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reaped {
+    pub operations: u64,
+    pub nonces: u64,
+}
+
+/// The durable state of the gateway. Every method is one transaction.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Claims `op` atomically: exactly one caller across every process wins.
+    /// The winner's record is `in_flight`, attempt 1, leased until
+    /// `now_ms + lease_ms`; a create's instance is assigned in the same
+    /// transaction.
+    async fn claim(
+        &self,
+        op: &NewOperation,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Claim, StoreError>;
+
+    /// The record of `id`, if any.
+    async fn load(&self, id: &OperationId) -> Result<Option<OperationRecord>, StoreError>;
+
+    /// Takes over a record whose attempt `seen_attempt` failed transiently,
+    /// was parked, or whose lease expired. Returns the new attempt (the new
+    /// fence), or `None` if someone else moved first.
+    async fn take_over(
+        &self,
+        id: &OperationId,
+        seen_attempt: u32,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Option<u32>, StoreError>;
+
+    /// Writes how `attempt` ended, only if it still holds the fence (the
+    /// record is `in_flight` at that attempt). Returns whether it was written.
+    async fn complete(
+        &self,
+        id: &OperationId,
+        attempt: u32,
+        completion: &Completion,
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Parks every record that used `max_attempts` attempts and is still
+    /// not done; returns them (merchant, business key, attempt) for the log.
+    async fn park_exhausted(
+        &self,
+        now_ms: i64,
+        max_attempts: u32,
+    ) -> Result<Vec<(String, String, u32)>, StoreError>;
+
+    /// Records that the completer should re-drive: failed transiently or
+    /// with an expired lease, fewer than `max_attempts` attempts, oldest
+    /// first. A row that cannot be decoded is returned as unreadable, on its
+    /// own.
+    async fn stuck(
+        &self,
+        now_ms: i64,
+        max_attempts: u32,
+        limit: u32,
+    ) -> Result<Vec<StuckRow>, StoreError>;
+
+    /// Parks one record with the reason a human should read (whatever its
+    /// state: used for records that cannot be read). Returns whether a row
+    /// was parked.
+    async fn park(&self, id: &OperationId, reason: &str, now_ms: i64) -> Result<bool, StoreError>;
+
+    /// The instance `instance_id` of `merchant_id`, if the gateway knows it.
+    async fn instance(
+        &self,
+        merchant_id: &str,
+        instance_id: &str,
+    ) -> Result<Option<InstanceRecord>, StoreError>;
+
+    /// Remembers a nonce until `now_ms + memory_ms`; `false` if it is
+    /// already remembered (a replay).
+    async fn remember_nonce(
+        &self,
+        merchant_id: &str,
+        nonce: &str,
+        now_ms: i64,
+        memory_ms: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Deletes settled operation records last updated before
+    /// `operations_before_ms` and nonces expired before `now_ms`. In-flight
+    /// records and instances are never reaped.
+    async fn reap(&self, operations_before_ms: i64, now_ms: i64) -> Result<Reaped, StoreError>;
+}

@@ -1,0 +1,111 @@
+//! The SQL text of the store, portable between SQLite (≥ 3.35) and
+//! PostgreSQL: `$n` parameters, `ON CONFLICT … DO NOTHING`, `RETURNING`,
+//! `BIGINT` numbers and `BOOLEAN` flags. Only the connection set-up (pragmas,
+//! how a write transaction begins) differs per engine.
+
+/// Versioned migrations, applied in order, each in its own transaction.
+pub const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_operations.sql")),
+    (2, include_str!("migrations/0002_park_reason.sql")),
+];
+
+pub const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (\
+     version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
+pub const SCHEMA_VERSION: &str = "SELECT COALESCE(MAX(version), 0) FROM schema_migrations";
+pub const RECORD_MIGRATION: &str =
+    "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)";
+
+/// Proposes an instance for an order line; an existing mapping wins.
+pub const PROPOSE_INSTANCE: &str = "INSERT INTO instances \
+     (merchant_id, instance_id, order_id, order_line_key, origin, status, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, 'assigned', 'provisioning', $5, $5) \
+     ON CONFLICT DO NOTHING";
+pub const INSTANCE_FOR_ORDER_LINE: &str = "SELECT instance_id FROM instances \
+     WHERE merchant_id = $1 AND order_id = $2 AND order_line_key = $3";
+
+macro_rules! operation_columns {
+    () => {
+        "merchant_id, idempotency_key, test, kind, business_key, instance_id, fingerprint, \
+         status, attempt, locked_until, request_json, result_json, created_at, updated_at"
+    };
+}
+
+/// The claim: exactly one inserter gets a row back.
+pub const CLAIM: &str = "INSERT INTO operations \
+     (merchant_id, idempotency_key, test, kind, business_key, instance_id, fingerprint, \
+      status, attempt, locked_until, request_json, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, 'in_flight', 1, $8, $9, $10, $10) \
+     ON CONFLICT (merchant_id, idempotency_key) DO NOTHING \
+     RETURNING attempt";
+
+pub const LOAD_OPERATION: &str = concat!(
+    "SELECT ",
+    operation_columns!(),
+    " FROM operations WHERE merchant_id = $1 AND idempotency_key = $2"
+);
+
+/// Fenced takeover: only from the attempt the caller saw, and only if that
+/// attempt failed transiently, was parked, or its lease passed.
+pub const TAKE_OVER: &str = "UPDATE operations \
+     SET attempt = attempt + 1, status = 'in_flight', locked_until = $4, updated_at = $5, \
+         park_reason = NULL \
+     WHERE merchant_id = $1 AND idempotency_key = $2 AND attempt = $3 \
+       AND (status IN ('failed_retryable', 'parked') \
+            OR (status = 'in_flight' AND locked_until < $5)) \
+     RETURNING attempt";
+
+/// Fenced completion: a stale worker's write matches no row.
+pub const COMPLETE: &str = "UPDATE operations \
+     SET status = $4, result_json = $5, locked_until = NULL, updated_at = $6 \
+     WHERE merchant_id = $1 AND idempotency_key = $2 AND attempt = $3 AND status = 'in_flight'";
+
+pub const STUCK_OPERATIONS: &str = concat!(
+    "SELECT ",
+    operation_columns!(),
+    " FROM operations \
+     WHERE (status = 'failed_retryable' OR (status = 'in_flight' AND locked_until < $1)) \
+       AND attempt < $2 \
+     ORDER BY updated_at LIMIT $3"
+);
+
+/// Parks what used all its attempts and is still not done.
+pub const PARK_EXHAUSTED: &str = "UPDATE operations SET status = 'parked', locked_until = NULL, \
+     updated_at = $1, park_reason = 'attempts exhausted' \
+     WHERE (status = 'failed_retryable' OR (status = 'in_flight' AND locked_until < $1)) \
+       AND attempt >= $2 \
+     RETURNING merchant_id, business_key, attempt";
+
+/// Parks one record, whatever its state, with a reason.
+pub const PARK: &str = "UPDATE operations SET status = 'parked', locked_until = NULL, \
+     updated_at = $3, park_reason = $4 \
+     WHERE merchant_id = $1 AND idempotency_key = $2";
+
+/// A success teaches the instance row; an import inserts it.
+pub const UPSERT_INSTANCE: &str = "INSERT INTO instances \
+     (merchant_id, instance_id, order_id, order_line_key, origin, status, expires_at, created_at, updated_at) \
+     VALUES ($1, $2, NULL, NULL, 'imported', COALESCE($3, 'active'), $4, $5, $5) \
+     ON CONFLICT (merchant_id, instance_id) DO UPDATE \
+     SET status = COALESCE($3, instances.status), \
+         expires_at = COALESCE($4, instances.expires_at), updated_at = $5";
+pub const UPDATE_INSTANCE: &str = "UPDATE instances \
+     SET status = COALESCE($3, status), expires_at = COALESCE($4, expires_at), updated_at = $5 \
+     WHERE merchant_id = $1 AND instance_id = $2";
+
+/// Settled records of another kind on the same instance stop replaying.
+pub const SUPERSEDE: &str = "DELETE FROM operations \
+     WHERE merchant_id = $1 AND instance_id = $2 AND kind = $3 \
+       AND status IN ('succeeded', 'failed_final')";
+
+pub const LOAD_INSTANCE: &str = "SELECT merchant_id, instance_id, order_id, order_line_key, origin, \
+     status, expires_at FROM instances WHERE merchant_id = $1 AND instance_id = $2";
+
+pub const REMEMBER_NONCE: &str = "INSERT INTO seen_nonces (merchant_id, nonce, expires_at) \
+     VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+/// A nonce whose memory expired may be seen again (it is outside the
+/// timestamp window by then, so the signature check refuses it anyway).
+pub const REFRESH_EXPIRED_NONCE: &str = "UPDATE seen_nonces SET expires_at = $3 \
+     WHERE merchant_id = $1 AND nonce = $2 AND expires_at < $4";
+
+pub const REAP_OPERATIONS: &str = "DELETE FROM operations WHERE updated_at < $1 \
+     AND NOT (status = 'in_flight' AND locked_until >= $2)";
+pub const REAP_NONCES: &str = "DELETE FROM seen_nonces WHERE expires_at < $1";

@@ -1,0 +1,304 @@
+//! Group commit: every write of the store goes through one task that owns
+//! one connection, and commits whatever writes are waiting together — one
+//! transaction, one fsync for the whole batch.
+//!
+//! Why: SQLite has one writer at a time and `synchronous=FULL` makes every
+//! commit an fsync. Separate connections writing at once take turns through
+//! the busy handler (which sleeps), and pay an fsync each; a single writer
+//! batching N writes pays one fsync and never waits on a lock of its own.
+//!
+//! Each write runs inside a savepoint, so one write failing (a constraint)
+//! rolls back only itself. Some failures (a full disk, an I/O error) make
+//! SQLite roll back the whole transaction instead: then the batch starts
+//! again without the failing write, re-running its neighbours (writes are
+//! re-runnable closures for this), so that one oversized write never fails
+//! the callbacks that happened to share its batch. Every caller hears its
+//! result only after the `COMMIT` of the batch its write is in: nobody is
+//! ever told "done" about a write that is not durable.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures_util::future::BoxFuture;
+use sqlx::{Connection as _, Executor as _, SqliteConnection};
+use tokio::sync::{mpsc, oneshot};
+
+use super::StoreError;
+
+/// The most writes committed together.
+const MAX_BATCH: usize = 64;
+
+/// One write: runs its statements on the writer's connection, inside the
+/// batch's transaction. It may run more than once (see the module docs), so
+/// it clones what it needs on each run.
+pub type WriteFn<T> = Box<
+    dyn for<'c> Fn(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send + Sync,
+>;
+
+/// A queued write, its result type erased.
+trait Job: Send {
+    /// Runs the write and keeps its result; says whether it succeeded.
+    fn run<'c>(&'c mut self, conn: &'c mut SqliteConnection) -> BoxFuture<'c, bool>;
+    /// Delivers the kept result if the batch committed, else `failed`.
+    fn deliver(self: Box<Self>, committed: Result<(), String>);
+}
+
+struct Typed<T> {
+    write: WriteFn<T>,
+    result: Option<Result<T, StoreError>>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T: Send + 'static> Job for Typed<T> {
+    fn run<'c>(&'c mut self, conn: &'c mut SqliteConnection) -> BoxFuture<'c, bool> {
+        Box::pin(async move {
+            let result = (self.write)(conn).await;
+            let succeeded = result.is_ok();
+            self.result = Some(result);
+            succeeded
+        })
+    }
+
+    fn deliver(self: Box<Self>, committed: Result<(), String>) {
+        let result = match (committed, self.result) {
+            // A write that failed on its own reports its own error.
+            (_, Some(Err(error))) => Err(error),
+            (Ok(()), Some(Ok(value))) => Ok(value),
+            (Err(why), _) => Err(StoreError::Commit(why)),
+            (Ok(()), None) => Err(StoreError::Commit("the write never ran".into())),
+        };
+        let _ = self.reply.send(result);
+    }
+}
+
+/// The handle callers write through.
+#[derive(Clone)]
+pub struct Writer {
+    jobs: mpsc::UnboundedSender<Box<dyn Job>>,
+    /// Batches finished, for the tests that prove what shared a batch.
+    #[cfg_attr(not(test), allow(dead_code))]
+    batches: Arc<AtomicU64>,
+}
+
+impl Writer {
+    /// Starts the writer task on `conn`.
+    pub fn start(conn: SqliteConnection) -> Writer {
+        let (jobs, queue) = mpsc::unbounded_channel();
+        let batches = Arc::new(AtomicU64::new(0));
+        tokio::spawn(run(conn, queue, batches.clone()));
+        Writer { jobs, batches }
+    }
+
+    /// Batches the writer has finished (committed or not).
+    #[cfg(test)]
+    fn batches(&self) -> u64 {
+        self.batches.load(Ordering::Relaxed)
+    }
+
+    /// Runs `write` in the next batch; resolves once the batch committed.
+    pub async fn write<T: Send + 'static>(&self, write: WriteFn<T>) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let job: Box<dyn Job> = Box::new(Typed {
+            write,
+            result: None,
+            reply,
+        });
+        self.jobs.send(job).map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+async fn run(
+    mut conn: SqliteConnection,
+    mut queue: mpsc::UnboundedReceiver<Box<dyn Job>>,
+    batches: Arc<AtomicU64>,
+) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_batch(&mut conn, batch).await;
+        batches.fetch_add(1, Ordering::Relaxed);
+    }
+    let _ = conn.close().await;
+}
+
+/// Commits `batch`: every write in its own savepoint, one `COMMIT`.
+async fn commit_batch(conn: &mut SqliteConnection, mut batch: Vec<Box<dyn Job>>) {
+    // Each round either commits or drops one write that took the whole
+    // transaction down with it, so this ends after at most `batch.len()`.
+    loop {
+        if let Err(error) = conn.execute("BEGIN IMMEDIATE").await {
+            return fail_all(batch, &error.to_string());
+        }
+        match run_all(conn, &mut batch).await {
+            Round::Ran => break,
+            Round::TransactionLost { culprit } => {
+                let _ = conn.execute("ROLLBACK").await;
+                batch.remove(culprit).deliver(Ok(()));
+                if batch.is_empty() {
+                    return;
+                }
+            }
+            Round::Unknown(why) => {
+                let _ = conn.execute("ROLLBACK").await;
+                return fail_all(batch, &why);
+            }
+        }
+    }
+    let committed = match conn.execute("COMMIT").await {
+        Ok(_) => Ok(()),
+        Err(error) => {
+            let _ = conn.execute("ROLLBACK").await;
+            Err(error.to_string())
+        }
+    };
+    for job in batch {
+        job.deliver(committed.clone());
+    }
+}
+
+/// How one round of a batch went.
+enum Round {
+    /// Every write ran (each succeeded or was rolled back to its savepoint).
+    Ran,
+    /// The write at `culprit` failed and SQLite rolled the whole transaction
+    /// back with it.
+    TransactionLost { culprit: usize },
+    /// The transaction is in a state the writer cannot tell.
+    Unknown(String),
+}
+
+async fn run_all(conn: &mut SqliteConnection, batch: &mut [Box<dyn Job>]) -> Round {
+    for (index, job) in batch.iter_mut().enumerate() {
+        if let Err(error) = conn.execute("SAVEPOINT write").await {
+            return Round::Unknown(error.to_string());
+        }
+        if job.run(conn).await {
+            if let Err(error) = conn.execute("RELEASE write").await {
+                return Round::Unknown(error.to_string());
+            }
+            continue;
+        }
+        if conn.execute("ROLLBACK TO write").await.is_err() {
+            // The savepoint is gone: the failure rolled back the transaction.
+            return Round::TransactionLost { culprit: index };
+        }
+        if let Err(error) = conn.execute("RELEASE write").await {
+            return Round::Unknown(error.to_string());
+        }
+    }
+    Round::Ran
+}
+
+fn fail_all(batch: Vec<Box<dyn Job>>, why: &str) {
+    for job in batch {
+        job.deliver(Err(why.to_string()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::ConnectOptions as _;
+    use std::time::Duration;
+
+    /// A connection to a fresh file that cannot grow past a few pages.
+    async fn capped_connection(dir: &tempfile::TempDir) -> SqliteConnection {
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.path().join("w.db"))
+            .create_if_missing(true)
+            .connect()
+            .await
+            .expect("opens");
+        conn.execute("CREATE TABLE t (x TEXT NOT NULL)")
+            .await
+            .expect("a table");
+        conn.execute("PRAGMA max_page_count = 16")
+            .await
+            .expect("a cap");
+        conn
+    }
+
+    fn insert(text: String) -> WriteFn<()> {
+        Box::new(move |conn| {
+            let text = text.clone();
+            Box::pin(async move {
+                sqlx::query("INSERT INTO t (x) VALUES ($1)")
+                    .bind(text)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            })
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_write_rolls_back_alone_and_its_batch_neighbours_commit() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let writer = Writer::start(capped_connection(&dir).await);
+        // Hold the writer inside a batch of its own, so that everything
+        // queued meanwhile is committed together in the next one.
+        let (started, release) = (
+            Arc::new(tokio::sync::Notify::new()),
+            Arc::new(tokio::sync::Notify::new()),
+        );
+        let holder = tokio::spawn({
+            let (writer, started, release) = (writer.clone(), started.clone(), release.clone());
+            async move {
+                writer
+                    .write::<()>(Box::new(move |_| {
+                        let (started, release) = (started.clone(), release.clone());
+                        Box::pin(async move {
+                            started.notify_one();
+                            release.notified().await;
+                            Ok(())
+                        })
+                    }))
+                    .await
+            }
+        });
+        started.notified().await;
+        let big = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.write(insert("x".repeat(1 << 20))).await }
+        });
+        let small: Vec<_> = (0..20)
+            .map(|i| {
+                let writer = writer.clone();
+                tokio::spawn(async move { writer.write(insert(format!("n{i}"))).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(writer.batches(), 0, "the first batch is still held");
+        release.notify_one();
+        holder.await.expect("task").expect("the holder commits");
+        let full = big.await.expect("task").expect_err("the file is full");
+        assert!(full.to_string().contains("full"), "{full}");
+        for write in small {
+            write
+                .await
+                .expect("task")
+                .expect("committed despite its neighbour");
+        }
+        assert_eq!(
+            writer.batches(),
+            2,
+            "the failing write and its 20 neighbours shared one batch"
+        );
+        let mut check = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.path().join("w.db"))
+            .connect()
+            .await
+            .expect("a second connection");
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+            .fetch_one(&mut check)
+            .await
+            .expect("counted");
+        assert_eq!(rows, 20, "durable, and nothing of the big write");
+    }
+}

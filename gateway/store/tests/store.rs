@@ -1,0 +1,584 @@
+//! The SQLite store on real files: the atomic claim under 200 concurrent
+//! claimers, instance assignment surviving the operation record, fenced
+//! takeover and completion, nonces across a reopen, the reaper, the
+//! migration guard, and a store that cannot grow.
+
+use std::sync::Arc;
+
+use gateway_store::{
+    Claim, Completion, InstanceAssignment, InstanceChange, NewOperation, OperationId,
+    OperationStatus, SqliteSettings, SqliteStore, Store, StoreError, StuckRow,
+};
+
+const LEASE: i64 = 30_000;
+
+fn op(key: &str, order: &str) -> NewOperation {
+    NewOperation {
+        id: OperationId {
+            merchant_id: "acme".into(),
+            idempotency_key: key.into(),
+        },
+        test: false,
+        kind: "create".into(),
+        business_key: format!("create / {order} / line-1"),
+        instance_id: None,
+        assignment: Some(InstanceAssignment {
+            order_id: order.into(),
+            order_line_key: "line-1".into(),
+            instance_id: format!("inst-{order}"),
+        }),
+        fingerprint: "f1".into(),
+        request_json: "{}".into(),
+    }
+}
+
+fn done(status: OperationStatus, result: &str) -> Completion {
+    Completion {
+        status,
+        result_json: result.into(),
+        instance: None,
+        supersedes: Vec::new(),
+    }
+}
+
+/// Test settings: a short busy timeout, no size cap.
+fn settings(path: &std::path::Path) -> SqliteSettings {
+    SqliteSettings {
+        path: path.to_path_buf(),
+        busy_timeout: std::time::Duration::from_secs(2),
+        max_size_bytes: None,
+    }
+}
+
+async fn open(dir: &tempfile::TempDir) -> SqliteStore {
+    SqliteStore::open(&settings(&dir.path().join("gateway.db")))
+        .await
+        .expect("the store opens")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_concurrent_claims_have_exactly_one_winner() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Arc::new(open(&dir).await);
+    let claims = (0..200).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { store.claim(&op("k1", "CS1"), 1_000, LEASE).await })
+    });
+    let mut winners = 0;
+    let mut instance_ids = std::collections::BTreeSet::new();
+    for claim in futures_join(claims).await {
+        match claim.expect("no store error under contention") {
+            Claim::Won { instance_id } => {
+                winners += 1;
+                instance_ids.extend(instance_id);
+            }
+            Claim::Exists(record) => {
+                assert_eq!(record.status, OperationStatus::InFlight);
+                assert_eq!(record.attempt, 1);
+                instance_ids.extend(record.instance_id);
+            }
+        }
+    }
+    assert_eq!(winners, 1);
+    assert_eq!(
+        instance_ids.into_iter().collect::<Vec<_>>(),
+        vec!["inst-CS1".to_string()]
+    );
+}
+
+async fn futures_join<T>(handles: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut out = Vec::new();
+    for handle in handles {
+        out.push(handle.await.expect("the task finished"));
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_instance_mapping_outlives_the_reaped_operation() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(&dir).await;
+    let Claim::Won { instance_id } = store
+        .claim(&op("k1", "CS1"), 1_000, LEASE)
+        .await
+        .expect("the store answers")
+    else {
+        panic!("first claim wins");
+    };
+    assert_eq!(instance_id.as_deref(), Some("inst-CS1"));
+    let id = op("k1", "CS1").id;
+    assert!(
+        store
+            .complete(&id, 1, &done(OperationStatus::Succeeded, "r"), 2_000)
+            .await
+            .expect("the store answers")
+    );
+    let reaped = store.reap(10_000, 10_000).await.expect("the store answers");
+    assert_eq!(reaped.operations, 1);
+    assert_eq!(store.load(&id).await.expect("the store answers"), None);
+    // A much later manual restart of the order claims afresh, proposing a
+    // different id: the mapping wins.
+    let mut again = op("k1", "CS1");
+    if let Some(a) = again.assignment.as_mut() {
+        a.instance_id = "a-new-proposal".into();
+    }
+    let Claim::Won { instance_id } = store
+        .claim(&again, 20_000, LEASE)
+        .await
+        .expect("the store answers")
+    else {
+        panic!("the reaped key is claimable again");
+    };
+    assert_eq!(instance_id.as_deref(), Some("inst-CS1"));
+    let instance = store
+        .instance("acme", "inst-CS1")
+        .await
+        .expect("the store answers");
+    assert_eq!(instance.map(|i| i.order_id), Some(Some("CS1".into())));
+}
+
+#[tokio::test]
+async fn a_takeover_fences_out_the_stale_worker() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(&dir).await;
+    let id = op("k1", "CS1").id;
+    store
+        .claim(&op("k1", "CS1"), 1_000, 100)
+        .await
+        .expect("the store answers");
+    assert_eq!(
+        store
+            .take_over(&id, 1, 1_050, LEASE)
+            .await
+            .expect("the store answers"),
+        None,
+        "a live lease cannot be taken over"
+    );
+    assert_eq!(
+        store
+            .take_over(&id, 1, 1_200, LEASE)
+            .await
+            .expect("the store answers"),
+        Some(2)
+    );
+    assert_eq!(
+        store
+            .take_over(&id, 1, 1_300, LEASE)
+            .await
+            .expect("the store answers"),
+        None,
+        "a takeover from an attempt already superseded loses"
+    );
+    let stale = store
+        .complete(&id, 1, &done(OperationStatus::Succeeded, "stale"), 1_400)
+        .await
+        .expect("the store answers");
+    assert!(!stale, "the stale worker's write is refused");
+    let fresh = store
+        .complete(&id, 2, &done(OperationStatus::Succeeded, "fresh"), 1_500)
+        .await
+        .expect("the store answers");
+    assert!(fresh);
+    let record = store
+        .load(&id)
+        .await
+        .expect("the store answers")
+        .expect("the record");
+    assert_eq!(record.status, OperationStatus::Succeeded);
+    assert_eq!(record.attempt, 2);
+    assert_eq!(record.result_json.as_deref(), Some("fresh"));
+    assert_eq!(record.locked_until, None);
+    assert_eq!(
+        store
+            .take_over(&id, 2, 99_000, LEASE)
+            .await
+            .expect("the store answers"),
+        None,
+        "a success is never taken over"
+    );
+}
+
+#[tokio::test]
+async fn a_transient_failure_is_retaken_and_exhausted_ones_are_parked() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(&dir).await;
+    let id = op("k1", "CS1").id;
+    store
+        .claim(&op("k1", "CS1"), 1_000, LEASE)
+        .await
+        .expect("the store answers");
+    store
+        .complete(
+            &id,
+            1,
+            &done(OperationStatus::FailedRetryable, "trap"),
+            1_100,
+        )
+        .await
+        .expect("the store answers");
+    let stuck = store.stuck(1_200, 3, 10).await.expect("the store answers");
+    assert!(
+        matches!(&stuck[..], [StuckRow::Record(r)] if r.status == OperationStatus::FailedRetryable),
+        "{stuck:?}"
+    );
+    assert_eq!(
+        store
+            .take_over(&id, 1, 1_300, LEASE)
+            .await
+            .expect("the store answers"),
+        Some(2)
+    );
+    store
+        .complete(&id, 2, &done(OperationStatus::FailedRetryable, "x"), 1_400)
+        .await
+        .expect("the store answers");
+    assert_eq!(
+        store
+            .take_over(&id, 2, 1_500, LEASE)
+            .await
+            .expect("the store answers"),
+        Some(3)
+    );
+    store
+        .complete(&id, 3, &done(OperationStatus::FailedRetryable, "x"), 1_600)
+        .await
+        .expect("the store answers");
+    assert!(
+        store
+            .stuck(1_700, 3, 10)
+            .await
+            .expect("the store answers")
+            .is_empty()
+    );
+    let parked = store
+        .park_exhausted(1_700, 3)
+        .await
+        .expect("the store answers");
+    assert_eq!(
+        parked,
+        vec![("acme".into(), "create / CS1 / line-1".into(), 3)]
+    );
+    let record = store
+        .load(&id)
+        .await
+        .expect("the store answers")
+        .expect("the record");
+    assert_eq!(record.status, OperationStatus::Parked);
+    assert_eq!(
+        store
+            .take_over(&id, 3, 1_800, LEASE)
+            .await
+            .expect("the store answers"),
+        Some(4),
+        "a marketplace retry may still take a parked operation over"
+    );
+}
+
+#[tokio::test]
+async fn nonces_are_remembered_across_a_reopen_until_they_expire() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(&dir).await;
+    assert!(
+        store
+            .remember_nonce("acme", "n1", 1_000, 300_000)
+            .await
+            .expect("the store answers")
+    );
+    assert!(
+        !store
+            .remember_nonce("acme", "n1", 2_000, 300_000)
+            .await
+            .expect("the store answers")
+    );
+    assert!(
+        store
+            .remember_nonce("other", "n1", 2_000, 300_000)
+            .await
+            .expect("the store answers")
+    );
+    store.close().await;
+    let store = open(&dir).await;
+    assert!(
+        !store
+            .remember_nonce("acme", "n1", 3_000, 300_000)
+            .await
+            .expect("the store answers"),
+        "the replay is refused after a restart"
+    );
+    assert!(
+        store
+            .remember_nonce("acme", "n1", 302_000, 300_000)
+            .await
+            .expect("the store answers"),
+        "an expired memory may be renewed"
+    );
+    let reaped = store.reap(0, 700_000).await.expect("the store answers");
+    assert_eq!(reaped.nonces, 2);
+}
+
+#[tokio::test]
+async fn the_reaper_keeps_leased_work_and_instances() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(&dir).await;
+    store
+        .claim(&op("old", "CS1"), 1_000, LEASE)
+        .await
+        .expect("the store answers");
+    store
+        .complete(
+            &op("old", "CS1").id,
+            1,
+            &done(OperationStatus::FailedFinal, "sold out"),
+            1_000,
+        )
+        .await
+        .expect("the store answers");
+    store
+        .claim(&op("leased", "CS2"), 1_000, 1_000_000)
+        .await
+        .expect("the store answers");
+    store
+        .claim(&op("recent", "CS3"), 50_000, LEASE)
+        .await
+        .expect("the store answers");
+    let reaped = store.reap(10_000, 20_000).await.expect("the store answers");
+    assert_eq!(reaped.operations, 1);
+    assert_eq!(
+        store
+            .load(&op("old", "CS1").id)
+            .await
+            .expect("the store answers"),
+        None
+    );
+    assert!(
+        store
+            .load(&op("leased", "CS2").id)
+            .await
+            .expect("the store answers")
+            .is_some()
+    );
+    assert!(
+        store
+            .load(&op("recent", "CS3").id)
+            .await
+            .expect("the store answers")
+            .is_some()
+    );
+    for order in ["CS1", "CS2", "CS3"] {
+        let instance = format!("inst-{order}");
+        assert!(
+            store
+                .instance("acme", &instance)
+                .await
+                .expect("the store answers")
+                .is_some()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_status_change_supersedes_the_opposite_change() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(&dir).await;
+    store
+        .claim(&op("create", "CS1"), 1_000, LEASE)
+        .await
+        .expect("the store answers");
+    let status_op = |key: &str, kind: &str| NewOperation {
+        kind: kind.into(),
+        instance_id: Some("inst-CS1".into()),
+        assignment: None,
+        ..op(key, "CS1")
+    };
+    let change = |status| InstanceChange {
+        instance_id: "inst-CS1".into(),
+        status: Some(status),
+        expires_at: None,
+        import: false,
+    };
+    store
+        .claim(&status_op("freeze", "status:freeze"), 2_000, LEASE)
+        .await
+        .expect("the store answers");
+    let froze = Completion {
+        instance: Some(change("frozen")),
+        supersedes: vec!["status:unfreeze".into()],
+        ..done(OperationStatus::Succeeded, "ok")
+    };
+    assert!(
+        store
+            .complete(&status_op("freeze", "").id, 1, &froze, 2_100)
+            .await
+            .expect("the store answers")
+    );
+    let instance = store
+        .instance("acme", "inst-CS1")
+        .await
+        .expect("the store answers");
+    assert_eq!(instance.map(|i| i.status).as_deref(), Some("frozen"));
+    store
+        .claim(&status_op("unfreeze", "status:unfreeze"), 3_000, LEASE)
+        .await
+        .expect("the store answers");
+    let unfroze = Completion {
+        instance: Some(change("active")),
+        supersedes: vec!["status:freeze".into()],
+        ..done(OperationStatus::Succeeded, "ok")
+    };
+    assert!(
+        store
+            .complete(&status_op("unfreeze", "").id, 1, &unfroze, 3_100)
+            .await
+            .expect("the store answers")
+    );
+    assert_eq!(
+        store
+            .load(&status_op("freeze", "").id)
+            .await
+            .expect("the store answers"),
+        None,
+        "the next freeze runs again"
+    );
+    assert!(
+        store
+            .load(&status_op("unfreeze", "").id)
+            .await
+            .expect("the store answers")
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_grow_fails_the_claim_and_keeps_what_it_had() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("gateway.db");
+    let settings = settings(&path);
+    let store = SqliteStore::open(&settings).await.expect("opens");
+    store
+        .claim(&op("first", "CS0"), 1_000, LEASE)
+        .await
+        .expect("the store answers");
+    store.close().await;
+    let capped = SqliteSettings {
+        max_size_bytes: Some(std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) + 8192),
+        ..settings
+    };
+    let store = SqliteStore::open(&capped).await.expect("opens");
+    let big = NewOperation {
+        request_json: "x".repeat(1 << 20),
+        ..op("big", "CS1")
+    };
+    let error = store
+        .claim(&big, 2_000, LEASE)
+        .await
+        .expect_err("the disk is full");
+    assert!(matches!(error, StoreError::Query(_)), "{error}");
+    assert_eq!(
+        store.load(&big.id).await.expect("the store answers"),
+        None,
+        "nothing half written"
+    );
+    assert_eq!(
+        store
+            .instance("acme", "inst-CS1")
+            .await
+            .expect("the store answers"),
+        None,
+        "the instance proposal rolled back with the claim"
+    );
+    assert!(
+        store
+            .load(&op("first", "CS0").id)
+            .await
+            .expect("the store answers")
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn a_store_from_a_newer_gateway_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(&dir).await;
+    store.close().await;
+    let store = open(&dir).await;
+    store
+        .claim(&op("k", "CS1"), 1_000, LEASE)
+        .await
+        .expect("reopening keeps the schema");
+    store.close().await;
+    let path = dir.path().join("gateway.db");
+    {
+        use sqlx::ConnectOptions as _;
+        let url = format!("sqlite://{}", path.display());
+        let mut conn = url
+            .parse::<sqlx::sqlite::SqliteConnectOptions>()
+            .expect("options")
+            .connect()
+            .await
+            .expect("connects");
+        sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (999, 0)")
+            .execute(&mut conn)
+            .await
+            .expect("inserts");
+    }
+    let refused = SqliteStore::open(&settings(&path)).await;
+    assert!(
+        matches!(refused, Err(StoreError::TooNew { found: 999, .. })),
+        "{:?}",
+        refused.err()
+    );
+}
+
+#[tokio::test]
+async fn a_corrupt_row_is_returned_on_its_own_and_can_be_parked() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(&dir).await;
+    for (key, order) in [("bad", "CS1"), ("good", "CS2")] {
+        let id = op(key, order).id;
+        store
+            .claim(&op(key, order), 1_000, LEASE)
+            .await
+            .expect("the store answers");
+        store
+            .complete(&id, 1, &done(OperationStatus::FailedRetryable, "x"), 1_100)
+            .await
+            .expect("the store answers");
+    }
+    store.close().await;
+    {
+        use sqlx::{ConnectOptions as _, Executor as _};
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.path().join("gateway.db"))
+            .connect()
+            .await
+            .expect("a second connection");
+        conn.execute("UPDATE operations SET attempt = -1 WHERE idempotency_key = 'bad'")
+            .await
+            .expect("corrupted");
+    }
+    let store = open(&dir).await;
+    let stuck = store
+        .stuck(2_000, 5, 10)
+        .await
+        .expect("one bad row fails no batch");
+    let (unreadable, readable): (Vec<_>, Vec<_>) = stuck
+        .into_iter()
+        .partition(|row| matches!(row, StuckRow::Unreadable { .. }));
+    assert!(
+        matches!(&readable[..], [StuckRow::Record(r)] if r.id.idempotency_key == "good"),
+        "{readable:?}"
+    );
+    let [StuckRow::Unreadable { id, why }] = &unreadable[..] else {
+        panic!("one unreadable row: {unreadable:?}")
+    };
+    assert_eq!(id.idempotency_key, "bad");
+    assert!(why.contains("attempt -1"), "{why}");
+    assert!(
+        store
+            .park(id, "unreadable: attempt -1", 2_100)
+            .await
+            .expect("the store answers")
+    );
+    let stuck = store.stuck(2_200, 5, 10).await.expect("the store answers");
+    assert_eq!(stuck.len(), 1, "the parked row no longer comes back");
+}
