@@ -41,19 +41,18 @@ pub fn load(runtime: &Runtime, plugin: &str) -> Arc<LoadedPlugin> {
 
 /// A merchant with the given configuration values and deadline.
 pub fn merchant(config: &[(&str, &str)], deadline: Duration) -> MerchantContext {
-    MerchantContext {
-        label: "test-merchant".into(),
-        config: Arc::new(
-            config
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        ),
-        limits: gateway_sandbox::CallLimits {
+    lower::merchant_context(
+        "test-merchant",
+        config
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        gateway_sandbox::CallLimits {
             deadline,
             ..lower::default_call_limits()
         },
-    }
+        &SandboxConfig::default(),
+    )
 }
 
 /// A request for `operation` from the business fields in `fields`; the rest

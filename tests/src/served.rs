@@ -23,6 +23,8 @@ pub const KEY: &str = "00000000-test-key-0000-000000000000";
 /// each merchant's table.
 pub struct TestGateway {
     pub app: Arc<App>,
+    config: Config,
+    keys: gateway::keys::Keys,
     router: Router,
     database: std::path::PathBuf,
     _data: tempfile::TempDir,
@@ -122,15 +124,29 @@ impl TestGateway {
         let config = Config::from_toml(&text, Path::new("test.toml"), data.path(), env)
             .expect("the test configuration is valid");
         let store = server::open_store(&config).await.expect("the store opens");
-        let runtime =
-            Arc::new(Runtime::new(lower::served_runtime(&config)).expect("the runtime starts"));
-        let app = Arc::new(App::new(&config, runtime, store).expect("the merchants load"));
+        let keys = server::load_keys(&config).expect("the master key");
+        let runtime = Arc::new(
+            Runtime::new(lower::served_runtime(&config, &keys)).expect("the runtime starts"),
+        );
+        let app = Arc::new(App::new(&config, &keys, runtime, store));
         TestGateway {
             router: server::app(app.clone()),
             app,
+            config: config.clone(),
+            keys,
             database: config.store.path.clone(),
             _data: data,
         }
+    }
+
+    /// What seals customer data in its store (to write records as it would).
+    pub fn sealer(&self) -> gateway::sealing::Sealer {
+        gateway::sealing::Sealer::new(&self.keys.sealing_key())
+    }
+
+    /// The configuration it runs.
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     /// The store's SQLite file.

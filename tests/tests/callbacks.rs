@@ -558,7 +558,11 @@ async fn health_readiness_and_metrics() {
 
 #[tokio::test]
 async fn a_body_that_never_finishes_is_answered_within_the_budget() {
-    let gw = TestGateway::with_config("answer_budget_ms = 600", "deadline_ms = 500").await;
+    let gw = TestGateway::with_config(
+        "answer_budget_ms = 600\n[store]\nbusy_timeout_ms = 200",
+        "deadline_ms = 500",
+    )
+    .await;
     let first_chunk = futures_util::stream::once(async { Ok::<_, std::io::Error>(b"{".to_vec()) });
     let never_ending = futures_util::StreamExt::chain(first_chunk, futures_util::stream::pending());
     let query = marketplace::v2_query(KEY, b"{}", now_ms(), &marketplace::random_nonce());

@@ -92,7 +92,10 @@ async fn retries_of_operations_stored_before_the_split_replay_their_answers() {
     let active = "SELECT COUNT(*) FROM instances WHERE instance_id = $1 AND status = 'active'";
     assert_eq!(gw.count(active, CREATED_INSTANCE).await, 1);
     let version = "SELECT MAX(version) FROM schema_migrations WHERE $1 = $1";
-    assert_eq!(gw.count(version, "").await, 2, "migrated forward");
+    assert!(
+        gw.count(version, "").await > 1,
+        "migrated forward from the fixture's version 1"
+    );
 }
 
 #[tokio::test]

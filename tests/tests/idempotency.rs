@@ -12,8 +12,7 @@ use gateway::operations::RecordedOperation;
 use gateway::operations::upkeep::UpkeepSettings;
 use gateway_store::Claim;
 use koogallery_protocol::{
-    self as protocol, EncryptType, Generation, ParseContext, VerifyPolicy, marketplace,
-    time::now_ms,
+    self as protocol, EncryptType, Generation, ParseContext, marketplace, time::now_ms,
 };
 use serde_json::{Value, json};
 
@@ -168,23 +167,22 @@ async fn claim_as_a_dead_worker(gw: &TestGateway, merchant: &str, body: &Value, 
     let bytes = serde_json::to_vec(body).expect("JSON");
     let now = now_ms();
     let query = marketplace::v2_query(KEY, &bytes, now, &marketplace::random_nonce());
-    let policy = VerifyPolicy {
-        window_ms: 60_000,
-        v1_window_ms: None,
-    };
+    let policy = lower::verify_policy(gw.config());
     let ctx = ParseContext {
         merchant,
         request_id: "dead-worker",
         access_key: KEY,
         encrypt_type: EncryptType::default(),
     };
-    let (_, callback) =
+    let (verified, callback) =
         protocol::read_callback(Generation::V2, &query, &bytes, &[KEY], now, &policy, &ctx)
             .expect("a valid callback");
-    let op = RecordedOperation::from_callback(merchant, &callback, false, None).expect("recorded");
+    let op =
+        RecordedOperation::from_callback(merchant, &callback, verified.signed_at_ms, false, None)
+            .expect("recorded");
     let store = gw.app.operations().store();
     let claim = store
-        .claim(&op.new_record(), now, lease_ms)
+        .claim(&op.new_record(&gw.sealer()), now, lease_ms)
         .await
         .expect("the store answers");
     assert!(matches!(claim, Claim::Won { .. }), "{claim:?}");
@@ -193,7 +191,7 @@ async fn claim_as_a_dead_worker(gw: &TestGateway, merchant: &str, body: &Value, 
 #[tokio::test]
 async fn a_claim_held_elsewhere_answers_in_progress_then_is_taken_over() {
     let gw = TestGateway::with_config(
-        "answer_budget_ms = 600\n[store]\nlease_ms = 1000",
+        "answer_budget_ms = 600\n[store]\nlease_ms = 1000\nbusy_timeout_ms = 200",
         "deadline_ms = 500",
     )
     .await;
@@ -223,7 +221,7 @@ async fn a_claim_held_elsewhere_answers_in_progress_then_is_taken_over() {
 #[tokio::test]
 async fn a_merchant_may_answer_a_create_in_flight_with_its_assigned_id() {
     let gw = TestGateway::with_config(
-        "answer_budget_ms = 600\n[store]\nlease_ms = 1000",
+        "answer_budget_ms = 600\n[store]\nlease_ms = 1000\nbusy_timeout_ms = 200",
         "deadline_ms = 500\ncreate_in_flight = \"success\"",
     )
     .await;
@@ -294,7 +292,7 @@ async fn transient_failures_are_retried_and_business_refusals_replayed() {
 }
 
 #[tokio::test]
-async fn the_completer_redrives_then_parks_and_the_reaper_keeps_instances() {
+async fn the_completer_redrives_then_parks_and_the_reaper_keeps_parked_work_and_instances() {
     let gw = TestGateway::new().await;
     let failing = json!({"activity": "newInstance", "orderId": "error-internal",
         "orderLineId": order()});
@@ -317,15 +315,18 @@ async fn the_completer_redrives_then_parks_and_the_reaper_keeps_instances() {
     let parked = "SELECT COUNT(*) FROM operations WHERE instance_id = $1 AND status = 'parked'";
     assert_eq!(gw.count(parked, &instance).await, 1);
 
+    // A settled record goes after its retention; the parked one waits for
+    // a human, however old.
+    let settled = json!({"activity": "newInstance", "orderId": order(), "orderLineId": order()});
+    assert_eq!(gw.v2("misbehave", &settled, KEY).await.code(), "000000");
     let everything = UpkeepSettings {
         retention: Duration::ZERO,
         ..settings
     };
     tokio::time::sleep(Duration::from_millis(5)).await;
     let reaped = operations.reap(&everything).await.expect("a pass");
-    assert!(reaped.operations >= 1, "{reaped:?}");
-    let records = "SELECT COUNT(*) FROM operations WHERE instance_id = $1";
-    assert_eq!(gw.count(records, &instance).await, 0);
+    assert_eq!(reaped.operations, 1, "the settled record: {reaped:?}");
+    assert_eq!(gw.count(parked, &instance).await, 1, "the parked one stays");
     let kept = "SELECT COUNT(*) FROM instances WHERE instance_id = $1";
     assert_eq!(
         gw.count(kept, &instance).await,
@@ -337,7 +338,7 @@ async fn the_completer_redrives_then_parks_and_the_reaper_keeps_instances() {
 #[tokio::test]
 async fn unreadable_and_corrupt_records_are_parked_alone_and_never_starve_the_completer() {
     let gw = TestGateway::with_config(
-        "answer_budget_ms = 600\n[store]\nlease_ms = 1000",
+        "answer_budget_ms = 600\n[store]\nlease_ms = 1000\nbusy_timeout_ms = 200",
         "deadline_ms = 500",
     )
     .await;

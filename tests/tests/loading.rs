@@ -22,6 +22,11 @@ fn components_of_another_world_or_with_forbidden_imports_are_refused() {
         matches!(&fs, Some(LoadError::ForbiddenImports(list)) if list.contains("wasi:filesystem/")),
         "{fs:?}"
     );
+    assert_eq!(
+        rt.stats().compilations,
+        0,
+        "world and imports are checked before anything is compiled"
+    );
 }
 
 #[test]
@@ -51,8 +56,8 @@ fn bytes_that_are_no_component_are_refused_with_a_reason() {
     ));
     assert_eq!(
         rt.stats().compilations,
-        1,
-        "only the truncated component reached the compiler"
+        0,
+        "none of them reached the compiler"
     );
 }
 
@@ -71,7 +76,10 @@ fn the_same_bytes_compile_once() {
 
 fn settings_with_artifacts(dir: &std::path::Path) -> RuntimeSettings {
     RuntimeSettings {
-        artifact_dir: Some(dir.to_path_buf()),
+        artifacts: Some(gateway_sandbox::ArtifactSettings {
+            dir: dir.to_path_buf(),
+            key: [9; 32],
+        }),
         ..e2e::settings(Default::default())
     }
 }
@@ -147,5 +155,78 @@ async fn a_restart_reuses_the_precompiled_artifact_and_a_corrupt_one_is_recompil
         (healed.stats().compilations, healed.stats().artifact_hits),
         (0, 1),
         "the artifact was rewritten"
+    );
+}
+
+/// An artifact swapped in from another plugin (or forged with a checksum of
+/// its own) is never run: its MAC is keyed outside the directory.
+#[tokio::test]
+async fn a_swapped_or_forged_artifact_is_recompiled_never_run() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let reference = test_support::plugin_bytes("reference");
+    let misbehave = test_support::plugin_bytes("misbehave");
+    let first = runtime_with(settings_with_artifacts(dir.path()));
+    first.load(&reference).expect("loads");
+    first.load(&misbehave).expect("loads");
+    let artifact_of = |wasm: &[u8]| {
+        let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(wasm));
+        std::fs::read_dir(dir.path())
+            .expect("dir")
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().contains(&hash))
+            .expect("an artifact per plugin")
+    };
+    let (theirs, ours) = (artifact_of(&misbehave), artifact_of(&reference));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).expect("meta").permissions().mode();
+        assert_eq!(
+            mode(dir.path()) & 0o777,
+            0o700,
+            "the directory is owner-only"
+        );
+        assert_eq!(mode(&ours) & 0o777, 0o600, "artifacts are owner-only");
+    }
+    std::fs::copy(&theirs, &ours).expect("swap the other plugin's artifact in");
+    let swapped = runtime_with(settings_with_artifacts(dir.path()));
+    let plugin = swapped.load(&reference).expect("loads");
+    assert_eq!(
+        swapped.stats().compilations,
+        1,
+        "the swapped artifact was refused"
+    );
+    let who = merchant(&[], std::time::Duration::from_secs(5));
+    let fields = json!({"order_id": "CS1", "order_line_id": "CS1-1",
+        "charging_mode": "Period", "expire_at": {"unix_seconds": 1795000000}});
+    let invocation = swapped
+        .invoke(&plugin, &who, &request(Operation::Create, fields))
+        .await;
+    let gateway_sandbox::Outcome::Answered(koogallery_contract::OperationOutput::Created(created)) =
+        &invocation.outcome
+    else {
+        panic!("the reference plugin answers: {:?}", invocation.outcome)
+    };
+    let url = created
+        .app_info
+        .as_ref()
+        .and_then(|a| a.front_end_url.as_deref());
+    assert!(
+        url.is_some_and(|u| !u.contains("misbehave")),
+        "the reference plugin's own code ran: {url:?}"
+    );
+
+    // The old format: a SHA-256 of the bytes in front of them.
+    let cwasm = std::fs::read(&theirs).expect("artifact")[32..].to_vec();
+    let mut forged = <sha2::Sha256 as sha2::Digest>::digest(&cwasm).to_vec();
+    forged.extend_from_slice(&cwasm);
+    std::fs::write(&ours, forged).expect("forge");
+    let forged_run = runtime_with(settings_with_artifacts(dir.path()));
+    forged_run.load(&reference).expect("loads");
+    assert_eq!(
+        forged_run.stats().compilations,
+        1,
+        "the forgery was refused"
     );
 }

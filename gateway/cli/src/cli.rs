@@ -10,7 +10,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use gateway::config::{SandboxConfig, lower};
-use gateway_sandbox::Runtime;
+use gateway::keys::{self, Keys};
+use gateway_sandbox::{ArtifactSettings, Runtime};
 
 use crate::{invoke, serve, simulate};
 
@@ -78,7 +79,9 @@ pub(crate) struct SandboxArgs {
     /// Largest accepted component, in MiB (default: the served gateway's).
     #[arg(long, default_value_t = SandboxConfig::default().max_component_mib)]
     max_size_mib: u64,
-    /// Keep precompiled artifacts here, to skip compiling next time.
+    /// Keep precompiled artifacts here, to skip compiling next time. They
+    /// are authenticated with the key in `GATEWAY_KEY`, or else in a key
+    /// file beside the directory (`<dir>.key`, created if missing).
     #[arg(long)]
     artifact_dir: Option<PathBuf>,
 }
@@ -90,10 +93,18 @@ impl SandboxArgs {
             max_component_mib: self.max_size_mib,
             ..SandboxConfig::default()
         };
-        Ok(Runtime::new(lower::runtime(
-            &sandbox,
-            self.artifact_dir.clone(),
-        ))?)
+        let artifacts = match &self.artifact_dir {
+            None => None,
+            Some(dir) => {
+                let from_env = std::env::var(keys::KEY_ENV).ok();
+                let keys = Keys::load(from_env.as_deref(), &dir.with_extension("key"))?;
+                Some(ArtifactSettings {
+                    dir: dir.clone(),
+                    key: keys.artifact_key(),
+                })
+            }
+        };
+        Ok(Runtime::new(lower::runtime(&sandbox, artifacts))?)
     }
 }
 

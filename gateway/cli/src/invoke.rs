@@ -4,15 +4,14 @@
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::Args;
 use serde_json::{Value, json};
 
-use gateway::config::{defaults, lower};
+use gateway::config::{SandboxConfig, defaults, lower};
 use gateway::executor::coded_outcome;
 use gateway::request_json;
-use gateway_sandbox::{Invocation, MerchantContext, Outcome};
+use gateway_sandbox::{Invocation, Outcome};
 use koogallery_contract::Operation;
 use koogallery_protocol::ResultCode;
 
@@ -65,11 +64,12 @@ pub(crate) fn run(args: &InvokeArgs) -> anyhow::Result<ExitCode> {
     let plugin = runtime
         .load(&wasm)
         .map_err(|e| anyhow::anyhow!("{} is not a valid plugin: {e}", args.file.display()))?;
-    let merchant = MerchantContext {
-        label: args.merchant.as_str().into(),
-        config: Arc::new(args.config.iter().cloned().collect()),
-        limits: lower::limits(args.deadline_ms, args.memory_mib),
-    };
+    let merchant = lower::merchant_context(
+        &args.merchant,
+        args.config.iter().cloned().collect(),
+        lower::limits(args.deadline_ms, args.memory_mib),
+        &SandboxConfig::default(),
+    );
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -167,21 +167,53 @@ fn a_bad_configuration_is_refused_at_start_naming_the_key() {
         assert_eq!(output.status.code(), Some(1), "{stderr}");
         assert!(stderr.contains(key), "{key}: {stderr}");
     }
-    let missing_plugin = dir.path().join("gateway.toml");
-    std::fs::write(
-        &missing_plugin,
-        "[[merchants]]\nid = \"m\"\naccess_keys = [\"k\"]\nplugin = \"nowhere.wasm\"\n",
-    )
-    .expect("write");
-    let output = Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .args(["serve", "--config"])
-        .arg(&missing_plugin)
-        .output()
-        .expect("the gateway runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr.contains("merchant `m`: cannot read plugin"),
-        "{stderr}"
+}
+
+/// A missing or invalid plugin takes down its own merchant, not the gateway.
+#[test]
+fn a_broken_plugin_makes_its_merchant_unavailable_and_the_others_serve() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let extra = format!(
+        r#"
+        [[merchants]]
+        id = "wrong"
+        access_keys = ["{KEY}"]
+        plugin = "{wrong}"
+
+        [[merchants]]
+        id = "missing"
+        access_keys = ["{KEY}"]
+        plugin = "nowhere.wasm"
+        "#,
+        wrong = test_support::plugin_path("wrong-world").display()
+    );
+    // Merchants after the two of write_config: appended to its text.
+    let config = write_config(dir.path(), "");
+    let mut text = std::fs::read_to_string(&config).expect("the configuration");
+    text.push_str(&extra);
+    std::fs::write(&config, text).expect("write the configuration");
+    let log = dir.path().join("gateway.log");
+    let process = GatewayProcess::start(Path::new(env!("CARGO_BIN_EXE_gateway")), &config, &log);
+    let callback = |merchant: &str| {
+        let url = format!("{}/callbacks/{merchant}", process.url);
+        simulate(&["newInstance", "--url", &url, "--access-key", KEY])
+    };
+    let served = callback("demo");
+    assert_eq!(served.status.code(), Some(0), "{}", stdout(&served));
+    for merchant in ["wrong", "missing"] {
+        let refused = callback(merchant);
+        let out = stdout(&refused);
+        assert_eq!(refused.status.code(), Some(3), "{merchant}: {out}");
+        assert!(out.contains("resultCode: 000005"), "{merchant}: {out}");
+        assert!(out.contains("Body-Sign: valid"), "{merchant}: {out}");
+    }
+    let unavailable = process.wait_for_log(
+        &["merchant unavailable", "\"wrong\"", "does not export"],
+        Duration::from_secs(5),
+    );
+    assert!(unavailable.contains("wrong-world") || unavailable.contains("wrong_world"));
+    process.wait_for_log(
+        &["merchant unavailable", "\"missing\"", "cannot read plugin"],
+        Duration::from_secs(5),
     );
 }

@@ -407,6 +407,20 @@ impl OperationRequest {
         }
     }
 
+    /// The buyer, for the operations that carry one (create, license).
+    pub fn customer_mut(&mut self) -> Option<&mut Option<Customer>> {
+        match self {
+            OperationRequest::Create(r) => Some(&mut r.customer),
+            OperationRequest::IssueLicense(r) => Some(&mut r.customer),
+            OperationRequest::Query(_)
+            | OperationRequest::Renew(_)
+            | OperationRequest::UpdateStatus(_)
+            | OperationRequest::Release(_)
+            | OperationRequest::Upgrade(_)
+            | OperationRequest::ChangeCheck(_) => None,
+        }
+    }
+
     /// The instance the request acts on, if it names one (a create names
     /// the one it proposes in [`CreateRequest::instance_id`] instead).
     pub fn acted_on(&self) -> Option<&str> {

@@ -31,11 +31,12 @@ fn runtime(pooling: bool) -> Runtime {
 
 /// A merchant with the served gateway's default limits.
 fn bench_merchant() -> MerchantContext {
-    MerchantContext {
-        label: "bench".into(),
-        config: Arc::default(),
-        limits: lower::default_call_limits(),
-    }
+    lower::merchant_context(
+        "bench",
+        Default::default(),
+        lower::default_call_limits(),
+        &SandboxConfig::default(),
+    )
 }
 
 fn request(operation: Operation) -> OperationRequest {

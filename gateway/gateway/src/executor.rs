@@ -75,6 +75,14 @@ pub async fn run(
                 .await
                 .outcome
         }
+        Handler::Unavailable(_) => {
+            metrics::count(&metrics.plugin_failures, &merchant.id, "unavailable");
+            let message = "the merchant's plugin is unavailable; please retry";
+            return Executed {
+                answer: Answer::new(ResultCode::Internal, message),
+                disposition: Disposition::Retryable,
+            };
+        }
         #[cfg(feature = "native-handlers")]
         Handler::Native(native) => native(request),
     };

@@ -13,6 +13,8 @@
 //! - [`server`] — the HTTP side: the router, one callback's flow, serving
 //!   and draining.
 //! - [`metrics`] — the Prometheus registry.
+//! - [`keys`] — the master key and the keys derived from it; [`sealing`]
+//!   seals customer data at rest with one of them.
 //! - [`request_json`] — typed requests from partial JSON, with defaults
 //!   (`plugin invoke`, tests, benches).
 //!
@@ -23,8 +25,10 @@
 
 pub mod config;
 pub mod executor;
+pub mod keys;
 pub mod merchants;
 pub mod metrics;
 pub mod operations;
 pub mod request_json;
+pub mod sealing;
 pub mod server;

@@ -41,7 +41,9 @@ fn bench(c: &mut Criterion) {
     // The served gateway's default window (`config::lower::verify_policy`).
     let policy = VerifyPolicy {
         window_ms: 60_000,
-        v1_window_ms: None,
+        v1_window_ms: 4 * 3600 * 1000,
+        max_query_bytes: 8192,
+        max_query_params: 64,
     };
     let keys = [KEY];
 

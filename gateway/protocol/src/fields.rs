@@ -24,6 +24,8 @@ pub enum FieldError {
     UnknownActivity(String),
     #[error("the body is not a JSON object: {0}")]
     NotJson(String),
+    #[error("{0}")]
+    QueryTooLarge(String),
 }
 
 impl FieldError {
@@ -107,6 +109,14 @@ impl Fields {
         };
         if text.is_empty() {
             return Ok(None);
+        }
+        // Control characters have no business in marketplace fields, and in
+        // ids they would let two orders collide on one NUL-separated key.
+        if text.chars().any(char::is_control) {
+            return Err(FieldError::invalid(
+                &full_name,
+                "must not contain control characters",
+            ));
         }
         if text.chars().count() > max {
             return Err(FieldError::TooLong {

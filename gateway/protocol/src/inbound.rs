@@ -19,8 +19,12 @@ pub const MAX_NONCE_CHARS: usize = 128;
 pub struct VerifyPolicy {
     /// V2: the most a `timestamp` may differ from the gateway's clock.
     pub window_ms: i64,
-    /// V1: the same for `timeStamp`, if checked at all.
-    pub v1_window_ms: Option<i64>,
+    /// V1: the same for `timeStamp` (always checked).
+    pub v1_window_ms: i64,
+    /// The longest raw query string read at all, in bytes.
+    pub max_query_bytes: usize,
+    /// The most query parameters read at all.
+    pub max_query_params: usize,
 }
 
 /// A request whose signature verified.
@@ -29,9 +33,27 @@ pub struct Verified {
     pub generation: Generation,
     /// Which of the merchant's access keys verified it.
     pub key_index: usize,
-    /// V2 only: remember it, and refuse it if it was seen already.
-    pub nonce: Option<String>,
+    /// When the marketplace signed it (its `timestamp` / `timeStamp`), in
+    /// Unix milliseconds.
+    pub signed_at_ms: i64,
+    /// What the caller must remember against replays.
+    pub replay: ReplayGuard,
     pub fields: Fields,
+}
+
+/// What guards a verified request against replay; the caller keeps it in
+/// shared state for the generation's window.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReplayGuard {
+    /// V2: the nonce, which must never be seen twice.
+    Nonce(String),
+    /// V1 (no nonce): the `authToken`, bound to a digest of the exact
+    /// parameters it signed. The same token again with the same parameters
+    /// is a resend of the same request; with other parameters it is forged.
+    Token {
+        token: String,
+        params_digest: String,
+    },
 }
 
 /// Why a request gets no further than the protocol.
@@ -63,7 +85,9 @@ pub fn detect_generation(is_get: bool, raw_query: &str) -> Generation {
 }
 
 /// Authenticates a request: V2 over the raw body bytes, V1 over the decoded
-/// query. Nothing in `body` is parsed before its signature verified.
+/// query. Nothing in `body` is parsed before its signature verified, and the
+/// query costs linear time whatever it holds: its length and parameter
+/// count are bounded before anything is decoded.
 pub fn verify<K: AsRef<str>>(
     generation: Generation,
     raw_query: &str,
@@ -72,6 +96,7 @@ pub fn verify<K: AsRef<str>>(
     now_ms: i64,
     policy: &VerifyPolicy,
 ) -> Result<Verified, Rejection> {
+    check_query_size(raw_query, policy)?;
     match generation {
         Generation::V2 => verify_v2(raw_query, body, access_keys, now_ms, policy),
         Generation::V1 => verify_v1(raw_query, access_keys, now_ms, policy),
@@ -95,7 +120,7 @@ fn verify_v2<K: AsRef<str>>(
     if nonce.chars().count() > MAX_NONCE_CHARS {
         return Err(AuthError::BadEncoding("accompanied by a nonce of sane length").into());
     }
-    signing::check_timestamp(timestamp, now_ms, policy.window_ms)?;
+    let signed_at_ms = signing::check_timestamp(timestamp, now_ms, policy.window_ms)?;
     let key_index = signing::verify_v2(access_keys, nonce, timestamp, body, signature)?;
     let map = match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => map,
@@ -105,9 +130,31 @@ fn verify_v2<K: AsRef<str>>(
     Ok(Verified {
         generation: Generation::V2,
         key_index,
-        nonce: Some(nonce.to_string()),
+        signed_at_ms,
+        replay: ReplayGuard::Nonce(nonce.to_string()),
         fields: Fields::new(map),
     })
+}
+
+/// Refuses a query too long, or with too many parameters, to be worth
+/// reading: before authentication, nothing may cost more than linear time.
+fn check_query_size(raw_query: &str, policy: &VerifyPolicy) -> Result<(), Rejection> {
+    if raw_query.len() > policy.max_query_bytes {
+        return Err(FieldError::QueryTooLarge(format!(
+            "the query string is longer than {} bytes",
+            policy.max_query_bytes
+        ))
+        .into());
+    }
+    let params = raw_query.split('&').filter(|s| !s.is_empty()).count();
+    if params > policy.max_query_params {
+        return Err(FieldError::QueryTooLarge(format!(
+            "the query string has more than {} parameters",
+            policy.max_query_params
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 fn auth_query_error(error: query::QueryError) -> AuthError {
@@ -142,11 +189,20 @@ fn verify_v1<K: AsRef<str>>(
         let time_stamp = query::get(&params, "timeStamp")
             .filter(|v| !v.is_empty())
             .ok_or(AuthError::Missing("timeStamp"))?;
+        // The signing key is accessKey + timeStamp: only a well-formed,
+        // current timeStamp is worth an HMAC.
+        let signed_at_ms =
+            time::parse_compact_millis(time_stamp).ok_or(AuthError::BadTimestamp("timeStamp"))?;
+        signing::check_skew(signed_at_ms, now_ms, policy.v1_window_ms)?;
         let canonical =
             signing::v1_canonical(params.iter().map(|p| (p.name.as_str(), p.value.as_str())));
         match signing::verify_v1(access_keys, time_stamp, &canonical, token) {
             Ok(key_index) => {
-                check_v1_time_stamp(time_stamp, now_ms, policy)?;
+                refuse_ambiguous(&params)?;
+                let replay = ReplayGuard::Token {
+                    token: token.to_string(),
+                    params_digest: signing::digest_hex(canonical.as_bytes()),
+                };
                 let map: Map<String, Value> = params
                     .into_iter()
                     .filter(|p| p.name != "authToken" && p.name != "timeStamp")
@@ -155,7 +211,8 @@ fn verify_v1<K: AsRef<str>>(
                 return Ok(Verified {
                     generation: Generation::V1,
                     key_index,
-                    nonce: None,
+                    signed_at_ms,
+                    replay,
                     fields: Fields::new(map),
                 });
             }
@@ -166,21 +223,28 @@ fn verify_v1<K: AsRef<str>>(
     Err(last_error.into())
 }
 
-fn check_v1_time_stamp(
-    time_stamp: &str,
-    now_ms: i64,
-    policy: &VerifyPolicy,
-) -> Result<(), AuthError> {
-    let Some(window_ms) = policy.v1_window_ms else {
-        return Ok(());
-    };
-    let ms = time::parse_compact_millis(time_stamp).ok_or(AuthError::BadTimestamp("timeStamp"))?;
-    signing::check_skew(ms, now_ms, window_ms)
+/// The V1 canonical string joins `name=value` pairs with `&` unescaped, so a
+/// value holding `&other=…` signs the same string as two parameters would:
+/// one token would verify several requests. Such names and values are
+/// refused; an `&` that starts no `name=` (`Smith & Co`) is harmless.
+fn refuse_ambiguous(params: &[query::Param]) -> Result<(), AuthError> {
+    for param in params {
+        let name_ambiguous = param.name.contains(['&', '=']);
+        let value_ambiguous = param
+            .value
+            .split('&')
+            .skip(1)
+            .any(|rest| rest.contains('='));
+        if name_ambiguous || value_ambiguous {
+            return Err(AuthError::Ambiguous(param.name.chars().take(64).collect()));
+        }
+    }
+    Ok(())
 }
 
 /// The whole inbound path for one merchant once its generation is known
 /// ([`detect_generation`]): verify, then parse. The caller still has to
-/// check the nonce for replay (it needs shared state).
+/// check [`Verified::replay`] (it needs shared state).
 pub fn read_callback<K: AsRef<str>>(
     generation: Generation,
     raw_query: &str,

@@ -78,7 +78,9 @@ mod tests {
 
     const POLICY: VerifyPolicy = VerifyPolicy {
         window_ms: 60_000,
-        v1_window_ms: None,
+        v1_window_ms: 4 * 3600 * 1000,
+        max_query_bytes: 8192,
+        max_query_params: 64,
     };
 
     #[test]
@@ -91,7 +93,7 @@ mod tests {
 
         let params = vec![
             ("activity".to_string(), "releaseInstance".to_string()),
-            ("instanceId".to_string(), "a+b c/é&=".to_string()),
+            ("instanceId".to_string(), "a+b=c/é & co".to_string()),
         ];
         let query = v1_query("k", &params, now);
         let verified =

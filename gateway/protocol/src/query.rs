@@ -8,6 +8,7 @@
 //! is a full HMAC check, so this widens nothing for someone without the key.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 
 use percent_encoding::percent_decode;
 
@@ -69,21 +70,30 @@ fn decode_one(raw: &str, decoding: Decoding) -> Result<String, ()> {
     Ok(once.into_owned())
 }
 
-/// Decodes every pair of `raw` with `decoding`. Names are unique: a repeated
-/// name is an error, since a signature over it would be ambiguous.
+/// Decodes every pair of `raw` with `decoding`, in linear time. Names are
+/// unique: a repeated name is an error, since a signature over it would be
+/// ambiguous.
 pub fn decode(raw: &str, decoding: Decoding) -> Result<Vec<Param>, QueryError> {
-    let mut params: Vec<Param> = Vec::new();
-    for (raw_name, raw_value) in split(raw) {
-        let name = decode_one(raw_name, decoding)
-            .map_err(|()| QueryError::NotUtf8(raw_name.chars().take(64).collect()))?;
+    let pairs = split(raw);
+    let mut params: Vec<Param> = Vec::with_capacity(pairs.len());
+    let mut seen = HashSet::with_capacity(pairs.len());
+    for (raw_name, raw_value) in pairs {
+        let name =
+            decode_one(raw_name, decoding).map_err(|()| QueryError::NotUtf8(shown(raw_name)))?;
         let value =
-            decode_one(raw_value, decoding).map_err(|()| QueryError::NotUtf8(name.clone()))?;
-        if params.iter().any(|p| p.name == name) {
-            return Err(QueryError::Duplicate(name));
+            decode_one(raw_value, decoding).map_err(|()| QueryError::NotUtf8(shown(&name)))?;
+        if !seen.insert(name.clone()) {
+            return Err(QueryError::Duplicate(shown(&name)));
         }
         params.push(Param { name, value });
     }
     Ok(params)
+}
+
+/// A parameter name as it may appear in a log line: at most 64 characters,
+/// escaped (it comes from anyone, before authentication).
+fn shown(name: &str) -> String {
+    name.chars().take(64).flat_map(char::escape_debug).collect()
 }
 
 /// The value of `name`, if present.
@@ -127,5 +137,10 @@ mod tests {
             Err(QueryError::NotUtf8("a".into()))
         );
         assert_eq!(split("&&a=1&&"), vec![("a", "1")]);
+        assert_eq!(
+            decode("a%0Ab=1&a%0Ab=2", Decoding::Percent),
+            Err(QueryError::Duplicate("a\\nb".into())),
+            "names are escaped for the log"
+        );
     }
 }

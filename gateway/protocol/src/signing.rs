@@ -32,6 +32,10 @@ pub enum AuthError {
     Mismatch,
     #[error("nonce already used")]
     ReplayedNonce,
+    #[error("this authToken was already used to sign other parameters")]
+    ReusedToken,
+    #[error("parameter `{0}` holds `&name=` and would re-parse as other parameters")]
+    Ambiguous(String),
 }
 
 fn mac(key: &[u8]) -> HmacSha256 {
@@ -81,8 +85,9 @@ pub fn verify_v2<K: AsRef<str>>(
 }
 
 /// Checks a V2 `timestamp` against `now_ms`: 13-digit milliseconds, or
-/// 10-digit seconds, within `window_ms` in either direction.
-pub fn check_timestamp(timestamp: &str, now_ms: i64, window_ms: i64) -> Result<(), AuthError> {
+/// 10-digit seconds, within `window_ms` in either direction. Returns it in
+/// milliseconds.
+pub fn check_timestamp(timestamp: &str, now_ms: i64, window_ms: i64) -> Result<i64, AuthError> {
     let digits = timestamp.len();
     if !(timestamp.bytes().all(|b| b.is_ascii_digit()) && (digits == 10 || digits == 13)) {
         return Err(AuthError::BadTimestamp("timestamp"));
@@ -91,13 +96,13 @@ pub fn check_timestamp(timestamp: &str, now_ms: i64, window_ms: i64) -> Result<(
         .parse()
         .map_err(|_| AuthError::BadTimestamp("timestamp"))?;
     let ms = if digits == 10 { value * 1000 } else { value };
-    check_skew(ms, now_ms, window_ms)
+    check_skew(ms, now_ms, window_ms).map(|()| ms)
 }
 
 /// Refuses a time (ms) more than `window_ms` from `now_ms`, either way.
 pub fn check_skew(ms: i64, now_ms: i64, window_ms: i64) -> Result<(), AuthError> {
-    let skew_ms = ms - now_ms;
-    if skew_ms.abs() > window_ms {
+    let skew_ms = ms.saturating_sub(now_ms);
+    if skew_ms.unsigned_abs() > window_ms.unsigned_abs() {
         return Err(AuthError::OutsideWindow { skew_ms, window_ms });
     }
     Ok(())
@@ -121,6 +126,12 @@ pub fn v1_canonical<'a>(params: impl IntoIterator<Item = (&'a str, &'a str)>) ->
         joined.push_str(value);
     }
     joined
+}
+
+/// SHA-256 of `bytes`, in hex (binds a V1 token to what it signed).
+pub fn digest_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// The V1 `authToken`: base64 HMAC-SHA256 keyed by `accessKey + timeStamp`.
@@ -295,11 +306,14 @@ mod tests {
     #[test]
     fn timestamps_are_checked_in_both_directions_in_ms_or_seconds() {
         let now = 1_716_363_778_801_i64;
-        assert_eq!(check_timestamp("1716363778801", now, 60_000), Ok(()));
-        assert_eq!(check_timestamp("1716363778", now, 60_000), Ok(()));
+        assert_eq!(check_timestamp("1716363778801", now, 60_000), Ok(now));
+        assert_eq!(
+            check_timestamp("1716363778", now, 60_000),
+            Ok(1_716_363_778_000)
+        );
         assert_eq!(
             check_timestamp(&(now - 60_000).to_string(), now, 60_000),
-            Ok(())
+            Ok(now - 60_000)
         );
         for skew in [-61_000, 61_000] {
             assert_eq!(

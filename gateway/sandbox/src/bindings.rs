@@ -16,13 +16,11 @@ mod generated {
     });
 }
 
-pub(crate) use generated::koogallery::plugin::{
-    config as config_import, log as log_import, types as types_import,
-};
+pub(crate) use generated::koogallery::plugin::{config as config_import, types as types_import};
 pub(crate) use generated::{Plugin as PluginBindings, PluginPre};
 
 use generated::exports::koogallery::plugin::provisioning as wit;
-pub(crate) use generated::koogallery::plugin::log::{Field as LogField, Level as LogLevel};
+pub(crate) use generated::koogallery::plugin::log::Level as LogLevel;
 use generated::koogallery::plugin::types as wit_types;
 
 /// Calls the function of `request` on an instantiated plugin.

@@ -49,6 +49,10 @@ pub enum CallError {
     /// No sandbox slot became free within the call's deadline.
     #[error("the gateway is overloaded: no sandbox was free within {waited_ms} ms")]
     Overloaded { waited_ms: u64 },
+    /// The merchant's own calls held all of its share of sandboxes for the
+    /// call's whole deadline.
+    #[error("the merchant's {max_instances} concurrent calls were all busy for {waited_ms} ms")]
+    MerchantBusy { waited_ms: u64, max_instances: u32 },
     /// The call ran past its deadline and was stopped.
     #[error(
         "the plugin exceeded its {deadline_ms} ms deadline{}",
@@ -65,6 +69,13 @@ pub enum CallError {
     MemoryLimit {
         limit_bytes: usize,
         requested_bytes: usize,
+    },
+    /// The plugin tried to grow its memory while its merchant's running
+    /// calls (`merchant`) or all running calls (`gateway`) held their budget.
+    #[error("the {scope}'s memory budget of {budget_bytes} bytes is in use by running calls")]
+    MemoryBudget {
+        scope: &'static str,
+        budget_bytes: usize,
     },
     /// The plugin trapped: a panic, `unreachable`, a stack overflow, an
     /// out-of-bounds access…
@@ -86,8 +97,10 @@ impl CallError {
     pub fn kind(&self) -> &'static str {
         match self {
             CallError::Overloaded { .. } => "overloaded",
+            CallError::MerchantBusy { .. } => "merchant_busy",
             CallError::Deadline { .. } => "deadline",
             CallError::MemoryLimit { .. } => "memory_limit",
+            CallError::MemoryBudget { .. } => "memory_budget",
             CallError::Trap { .. } => "trap",
             CallError::OutputTooLarge { .. } => "output_too_large",
             CallError::Host(_) => "host",
@@ -98,9 +111,12 @@ impl CallError {
     /// never the plugin's internals (a trap's detail stays in the log).
     pub fn public_message(&self) -> String {
         match self {
-            CallError::Overloaded { .. } => "gateway busy, please retry".into(),
+            CallError::Overloaded { .. } | CallError::MerchantBusy { .. } => {
+                "gateway busy, please retry".into()
+            }
             CallError::Deadline { .. } => "plugin deadline exceeded".into(),
             CallError::MemoryLimit { .. } => "plugin memory limit exceeded".into(),
+            CallError::MemoryBudget { .. } => "gateway busy, please retry".into(),
             CallError::Trap { .. } => "plugin failed".into(),
             CallError::OutputTooLarge { .. } => "plugin answer too large".into(),
             CallError::Host(_) => "internal service error".into(),

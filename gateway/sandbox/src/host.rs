@@ -2,17 +2,31 @@
 //! functions the contract imports: structured logging, merchant configuration,
 //! and WASI with no ambient authority (no files, environment, or sockets;
 //! stdout and stderr captured).
+//!
+//! Nothing a plugin passes to the host is copied before its size is known to
+//! fit the call's budget: `log` reads its message in place and lifts at most
+//! [`MAX_LOG_FIELDS`] fields, and the resource table is bounded.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::Serialize;
-use wasmtime::component::ResourceTable;
+use wasmtime::StoreContextMut;
+use wasmtime::component::{ComponentType, Lift, Linker, ResourceTable, WasmList, WasmStr};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::limits::{CallLimits, MemoryLimiter};
 use super::output::CapturedOutput;
-use crate::bindings::{LogField, LogLevel, config_import, log_import, types_import};
+use crate::bindings::{LogLevel, config_import, types_import};
+use crate::shares::MemoryAccount;
+
+/// The most structured fields kept from one log record.
+pub const MAX_LOG_FIELDS: usize = 32;
+/// What an entry of a log record costs in the budget besides its text, so
+/// that a flood of empty fields or messages is bounded too.
+const LOG_ENTRY_OVERHEAD: usize = 16;
+/// Resources (streams, pollables…) one call may hold at once.
+const MAX_RESOURCES: usize = 4096;
 
 /// A merchant's plugin configuration values, as the operator set them.
 pub type PluginConfig = BTreeMap<String, String>;
@@ -38,7 +52,12 @@ pub(crate) struct HostState {
 }
 
 impl HostState {
-    pub(crate) fn new(merchant: Arc<str>, config: Arc<PluginConfig>, limits: &CallLimits) -> Self {
+    pub(crate) fn new(
+        merchant: Arc<str>,
+        config: Arc<PluginConfig>,
+        limits: &CallLimits,
+        memory_accounts: Vec<Arc<MemoryAccount>>,
+    ) -> Self {
         let stdout = CapturedOutput::new(limits.max_log_bytes);
         let stderr = CapturedOutput::new(limits.max_log_bytes);
         let wasi = WasiCtx::builder()
@@ -50,15 +69,17 @@ impl HostState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
         HostState {
             merchant,
             config,
-            limiter: MemoryLimiter::new(limits.memory_bytes),
+            limiter: MemoryLimiter::new(limits.memory_bytes, memory_accounts),
             logs: LogSink::new(limits.max_log_bytes),
             stdout,
             stderr,
             wasi,
-            table: ResourceTable::new(),
+            table,
         }
     }
 
@@ -81,15 +102,76 @@ impl WasiView for HostState {
 
 impl types_import::Host for HostState {}
 
-impl log_import::Host for HostState {
-    fn log(&mut self, level: LogLevel, message: String, fields: Vec<LogField>) {
-        let merchant = self.merchant.clone();
-        if let Some(record) = self.logs.accept(level, message, fields) {
-            emit_plugin_log(&merchant, &record);
-        } else if self.logs.just_exhausted() {
-            tracing::warn!(merchant = %merchant, "plugin log budget exhausted; further records of this call are dropped");
+/// A log field as it sits in the guest's memory, read in place.
+#[derive(ComponentType, Lift)]
+#[component(record)]
+struct RawField {
+    key: WasmStr,
+    value: WasmStr,
+}
+
+/// The contract's host imports: `config` through its generated bindings,
+/// `log` by hand, so that it can measure before it copies (see the module
+/// docs).
+pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    use wasmtime::component::HasSelf;
+    types_import::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
+    config_import::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
+    let mut instance = linker.instance("koogallery:plugin/log@0.1.0")?;
+    instance.func_wrap(
+        "log",
+        |mut store: StoreContextMut<'_, HostState>,
+         (level, message, fields): (LogLevel, WasmStr, WasmList<RawField>)| {
+            log(&mut store, level, &message, &fields)
+        },
+    )
+}
+
+/// One `log` call: at most the budget's worth of text and
+/// [`MAX_LOG_FIELDS`] fields leave the guest's memory.
+fn log(
+    store: &mut StoreContextMut<'_, HostState>,
+    level: LogLevel,
+    message: &WasmStr,
+    fields: &WasmList<RawField>,
+) -> wasmtime::Result<()> {
+    let kept = fields.len().min(MAX_LOG_FIELDS);
+    let mut raw = Vec::with_capacity(kept);
+    for index in 0..kept {
+        if let Some(field) = fields.get(&mut *store, index) {
+            raw.push(field?);
         }
     }
+    let mut size = message.to_str(&*store)?.len() + LOG_ENTRY_OVERHEAD;
+    for field in &raw {
+        size += field.key.to_str(&*store)?.len() + field.value.to_str(&*store)?.len();
+        size += LOG_ENTRY_OVERHEAD;
+    }
+    if !store.data_mut().logs.fits(size) {
+        let state = store.data_mut();
+        state.logs.drop_one();
+        if state.logs.just_exhausted() {
+            tracing::warn!(merchant = %state.merchant, "plugin log budget exhausted; further records of this call are dropped");
+        }
+        return Ok(());
+    }
+    let message = message.to_str(&*store)?.into_owned();
+    let mut pairs = BTreeMap::new();
+    for field in &raw {
+        let key = field.key.to_str(&*store)?.into_owned();
+        let value = field.value.to_str(&*store)?.into_owned();
+        pairs.insert(key, value);
+    }
+    if fields.len() > kept {
+        pairs.insert(
+            "dropped_fields".to_string(),
+            (fields.len() - kept).to_string(),
+        );
+    }
+    let state = store.data_mut();
+    let record = state.logs.accept(level, message, pairs, size);
+    emit_plugin_log(&state.merchant, &record);
+    Ok(())
 }
 
 impl config_import::Host for HostState {
@@ -122,29 +204,31 @@ impl LogSink {
         }
     }
 
+    /// Whether a record of `size` budget bytes still fits.
+    fn fits(&self, size: usize) -> bool {
+        self.used.saturating_add(size) <= self.budget
+    }
+
+    fn drop_one(&mut self) {
+        self.dropped += 1;
+    }
+
+    /// Keeps a record that [`fits`](Self::fits).
     fn accept(
         &mut self,
         level: LogLevel,
         message: String,
-        fields: Vec<LogField>,
-    ) -> Option<PluginLogRecord> {
-        let size = message.len()
-            + fields
-                .iter()
-                .map(|f| f.key.len() + f.value.len())
-                .sum::<usize>();
-        if self.used + size > self.budget {
-            self.dropped += 1;
-            return None;
-        }
+        fields: BTreeMap<String, String>,
+        size: usize,
+    ) -> PluginLogRecord {
         self.used += size;
         let record = PluginLogRecord {
             level: level_name(level),
             message,
-            fields: fields.into_iter().map(|f| (f.key, f.value)).collect(),
+            fields,
         };
         self.records.push(record.clone());
-        Some(record)
+        record
     }
 
     /// True exactly once: on the first dropped record.
@@ -197,25 +281,16 @@ mod tests {
 
     #[test]
     fn log_sink_stops_at_its_budget_and_counts_what_it_drops() {
-        let mut sink = LogSink::new(10);
-        let field = |k: &str, v: &str| LogField {
-            key: k.into(),
-            value: v.into(),
-        };
-        assert!(
-            sink.accept(LogLevel::Info, "hello".into(), vec![field("k", "v")])
-                .is_some()
-        );
-        assert!(
-            sink.accept(LogLevel::Info, "again".into(), vec![])
-                .is_none()
-        );
+        let mut sink = LogSink::new(40);
+        let fields = BTreeMap::from([("k".to_string(), "v".to_string())]);
+        assert!(sink.fits(30));
+        sink.accept(LogLevel::Info, "hello".into(), fields, 30);
+        assert!(!sink.fits(11), "past the budget");
+        sink.drop_one();
         assert!(sink.just_exhausted());
-        assert!(
-            sink.accept(LogLevel::Warn, "x".into(), vec![]).is_some(),
-            "a small record still fits"
-        );
-        assert!(sink.accept(LogLevel::Warn, "more".into(), vec![]).is_none());
+        assert!(sink.fits(10), "a small record still fits");
+        sink.accept(LogLevel::Warn, "x".into(), BTreeMap::new(), 10);
+        sink.drop_one();
         assert!(!sink.just_exhausted());
         assert_eq!(sink.records.len(), 2);
         assert_eq!(sink.dropped, 2);

@@ -22,26 +22,29 @@ mod error;
 mod host;
 pub mod limits;
 mod output;
+mod shares;
 mod validate;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
-use wasmtime::component::{Component, HasSelf, Linker};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 
+pub use artifacts::ArtifactSettings;
 pub use engine::EngineSettings;
 pub use error::{CallError, LoadError, RuntimeError};
 pub use host::{PluginConfig, PluginLogRecord};
 pub use limits::CallLimits;
 pub use output::Captured;
+pub use shares::{MerchantShare, ShareLimits};
 pub use validate::ComponentReport;
 
 use artifacts::ArtifactStore;
-use bindings::{PluginBindings, PluginPre};
+use bindings::PluginPre;
 use host::HostState;
 use koogallery_contract::{OperationOutput, OperationRequest, PluginError};
 
@@ -50,13 +53,15 @@ use koogallery_contract::{OperationOutput, OperationRequest, PluginError};
 #[derive(Clone, Debug)]
 pub struct RuntimeSettings {
     pub engine: EngineSettings,
-    /// Where precompiled artifacts are kept across restarts; `None` keeps
-    /// them in memory only.
-    pub artifact_dir: Option<std::path::PathBuf>,
+    /// Where precompiled artifacts are kept across restarts, and the key
+    /// that authenticates them; `None` keeps them in memory only.
+    pub artifacts: Option<ArtifactSettings>,
     /// The largest component accepted, in bytes.
     pub max_component_bytes: usize,
     /// Loaded plugins kept in memory (each holds its compiled code).
     pub max_cached_plugins: u64,
+    /// Linear memory all running calls may hold together, in bytes.
+    pub memory_budget_bytes: usize,
 }
 
 /// A validated, compiled plugin, ready to be instantiated many times.
@@ -72,12 +77,14 @@ impl LoadedPlugin {
 }
 
 /// Who a call is for: the merchant's label (in logs), configuration values
-/// (visible to the plugin) and limits.
+/// (visible to the plugin), the call's limits and the merchant's share of
+/// the sandbox (the same `Arc` for all its calls).
 #[derive(Clone, Debug)]
 pub struct MerchantContext {
     pub label: Arc<str>,
     pub config: Arc<PluginConfig>,
     pub limits: CallLimits,
+    pub share: Arc<MerchantShare>,
 }
 
 /// How a call ended.
@@ -113,6 +120,8 @@ pub struct RuntimeStats {
     pub artifact_hits: u64,
     /// Sandboxes in use right now.
     pub busy_sandboxes: usize,
+    /// Linear memory running calls hold right now, in bytes.
+    pub memory_in_use: usize,
 }
 
 /// The plugin runtime. Share it behind an `Arc`.
@@ -122,6 +131,8 @@ pub struct Runtime {
     permits: Arc<Semaphore>,
     max_permits: usize,
     plugins: moka::sync::Cache<String, Arc<LoadedPlugin>>,
+    /// The gateway-wide memory budget of running calls.
+    memory: Arc<shares::MemoryAccount>,
     artifacts: ArtifactStore,
     settings: RuntimeSettings,
     compilations: AtomicU64,
@@ -134,7 +145,7 @@ impl Runtime {
         engine::spawn_epoch_ticker(&engine, engine::EPOCH_TICK)
             .map_err(|e| RuntimeError::Engine(format!("starting the epoch ticker: {e}")))?;
         let linker = build_linker(&engine)?;
-        let artifacts = ArtifactStore::new(settings.artifact_dir.clone(), &engine)?;
+        let artifacts = ArtifactStore::new(settings.artifacts.clone(), &engine)?;
         let max_permits = settings.engine.max_instances as usize;
         Ok(Runtime {
             engine,
@@ -142,6 +153,10 @@ impl Runtime {
             permits: Arc::new(Semaphore::new(max_permits)),
             max_permits,
             plugins: moka::sync::Cache::new(settings.max_cached_plugins),
+            memory: Arc::new(shares::MemoryAccount::new(
+                "gateway",
+                settings.memory_budget_bytes,
+            )),
             artifacts,
             settings,
             compilations: AtomicU64::new(0),
@@ -154,6 +169,7 @@ impl Runtime {
             compilations: self.compilations.load(Ordering::Relaxed),
             artifact_hits: self.artifact_hits.load(Ordering::Relaxed),
             busy_sandboxes: self.max_permits - self.permits.available_permits(),
+            memory_in_use: self.memory.used(),
         }
     }
 
@@ -161,7 +177,7 @@ impl Runtime {
     /// these bytes (per process, and per artifact directory); this blocks for
     /// tens of milliseconds then, so async callers use `spawn_blocking`.
     pub fn load(&self, wasm: &[u8]) -> Result<Arc<LoadedPlugin>, LoadError> {
-        validate::check_bytes(wasm, self.settings.max_component_bytes)?;
+        validate::precheck(wasm, self.settings.max_component_bytes)?;
         let hash = hex::encode(Sha256::digest(wasm));
         self.plugins
             .try_get_with(hash.clone(), || self.load_uncached(&hash, wasm))
@@ -215,10 +231,25 @@ impl Runtime {
         let started = Instant::now();
         let limits = &merchant.limits;
         let deadline_at = started + limits.deadline;
+        let share = &merchant.share;
+        // The merchant's share first, so that one merchant never queues for
+        // (or holds) every slot of the pool.
+        let Ok(Ok(merchant_permit)) =
+            tokio::time::timeout_at(deadline_at.into(), share.instances.clone().acquire_owned())
+                .await
+        else {
+            let waited_ms = millis(started.elapsed());
+            let max_instances = share.limits.max_instances;
+            let busy = CallError::MerchantBusy {
+                waited_ms,
+                max_instances,
+            };
+            return Invocation::failed(busy, started);
+        };
         let Ok(Ok(permit)) =
             tokio::time::timeout_at(deadline_at.into(), self.permits.clone().acquire_owned()).await
         else {
-            let waited_ms = started.elapsed().as_millis() as u64;
+            let waited_ms = millis(started.elapsed());
             return Invocation::failed(CallError::Overloaded { waited_ms }, started);
         };
 
@@ -230,23 +261,18 @@ impl Runtime {
                 .min(self.settings.engine.max_memory_bytes),
             ..*limits
         };
+        let accounts = vec![share.memory.clone(), self.memory.clone()];
         let mut store = Store::new(
             &self.engine,
-            HostState::new(merchant.label.clone(), merchant.config.clone(), limits),
+            HostState::new(
+                merchant.label.clone(),
+                merchant.config.clone(),
+                limits,
+                accounts,
+            ),
         );
         store.limiter(|state| &mut state.limiter);
-        // Checked on every epoch tick while wasm runs: yield to other tasks,
-        // and stop the guest once the deadline has passed.
-        store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline_at {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                Ok(UpdateDeadline::YieldCustom(
-                    1,
-                    Box::pin(tokio::task::yield_now()),
-                ))
-            }
-        });
+        store.epoch_deadline_callback(on_epoch_tick(deadline_at, share.cpu.clone()));
         store.set_epoch_deadline(1);
 
         // Epochs only see running wasm; this wall-clock guard also covers a
@@ -259,7 +285,7 @@ impl Runtime {
         )
         .await;
         let collected = Collected::drain(&mut store);
-        let deadline_ms = limits.deadline.as_millis() as u64;
+        let deadline_ms = millis(limits.deadline);
         let outcome = match ran {
             Err(_elapsed) => Outcome::Failed(CallError::Deadline {
                 deadline_ms,
@@ -277,20 +303,63 @@ impl Runtime {
                 &collected.stderr.text,
             )),
         };
-        // Dropping the store resets its pool slot; only then may another call
-        // have the permit.
+        // Dropping the store resets its pool slot (and releases its memory
+        // from the budgets); only then may another call have the permits.
         drop(store);
         drop(permit);
+        drop(merchant_permit);
         collected.into_invocation(&merchant.label, outcome, started)
     }
+}
+
+/// What happens at each epoch tick while the guest runs wasm: past the
+/// deadline, stop it; otherwise yield to other tasks and — since a call that
+/// reaches a tick is a long-running one — give up its merchant's CPU slot
+/// and queue for one again (see `shares`). A call that ends before its first
+/// tick never touches the CPU slots.
+fn on_epoch_tick(
+    deadline_at: Instant,
+    cpu: Arc<Semaphore>,
+) -> impl FnMut(wasmtime::StoreContextMut<'_, HostState>) -> wasmtime::Result<UpdateDeadline>
++ Send
++ Sync
++ 'static {
+    let slot: Arc<Mutex<Option<OwnedSemaphorePermit>>> = Arc::default();
+    move |_| {
+        if Instant::now() >= deadline_at {
+            return Ok(UpdateDeadline::Interrupt);
+        }
+        drop(lock(&slot).take());
+        let (cpu, slot) = (cpu.clone(), slot.clone());
+        Ok(UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(async move {
+                tokio::task::yield_now().await;
+                // Past the deadline without a slot: the next tick stops it.
+                let acquired =
+                    tokio::time::timeout_at(deadline_at.into(), cpu.acquire_owned()).await;
+                if let Ok(Ok(permit)) = acquired {
+                    *lock(&slot) = Some(permit);
+                }
+            }),
+        ))
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn build_linker(engine: &Engine) -> Result<Linker<HostState>, RuntimeError> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-        .and_then(|()| {
-            PluginBindings::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
-        })
+        .and_then(|()| host::add_to_linker(&mut linker))
         .map_err(|e| RuntimeError::Engine(format!("linking host functions: {e:#}")))?;
     Ok(linker)
 }
@@ -365,11 +434,20 @@ fn classify(
     deadline_ms: u64,
     stderr: &str,
 ) -> CallError {
-    if let Some(requested_bytes) = state.limiter.refused() {
-        return CallError::MemoryLimit {
-            limit_bytes: state.limiter.limit(),
-            requested_bytes,
-        };
+    match state.limiter.refused() {
+        Some(limits::Refusal::Limit(requested_bytes)) => {
+            return CallError::MemoryLimit {
+                limit_bytes: state.limiter.limit(),
+                requested_bytes,
+            };
+        }
+        Some(limits::Refusal::Budget { scope, budget }) => {
+            return CallError::MemoryBudget {
+                scope,
+                budget_bytes: budget,
+            };
+        }
+        None => {}
     }
     if error.downcast_ref::<PoolConcurrencyLimitError>().is_some() {
         return CallError::Overloaded { waited_ms: 0 };

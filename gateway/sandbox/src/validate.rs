@@ -1,7 +1,8 @@
-//! Validation of plugin components: the cheap checks on raw bytes (size,
-//! magic number, component rather than core module) and the checks on a
-//! compiled component's type (our world, our contract version, and only
-//! imports the gateway grants).
+//! Validation of plugin components: the cheap checks on raw bytes before
+//! anything is compiled (size, magic number, a component rather than a core
+//! module, and — read from its top-level sections — our world, our contract
+//! version and only imports the gateway grants), then the same checks on the
+//! compiled component's type.
 
 use serde::Serialize;
 use wasmtime::Engine;
@@ -51,8 +52,58 @@ const ALLOWED_IMPORTS: &[(&str, &str)] = &[
 /// The contract versions this gateway serves: `0.1.x`.
 const SUPPORTED_VERSION_LINE: &str = "0.1.";
 
-/// Checks that cost nothing, before anything is compiled.
-pub(crate) fn check_bytes(wasm: &[u8], max_bytes: usize) -> Result<(), LoadError> {
+/// Everything that can be told from the bytes, before the (costly, and for
+/// a hostile module possibly slow) compile.
+pub(crate) fn precheck(wasm: &[u8], max_bytes: usize) -> Result<(), LoadError> {
+    check_bytes(wasm, max_bytes)?;
+    let (imports, exports) = top_level_names(wasm)?;
+    contract_version(&exports)?;
+    refuse_forbidden(&imports)
+}
+
+/// The names a component imports and exports at its top level (nested
+/// modules' and components' own imports are satisfied inside it).
+fn top_level_names(wasm: &[u8]) -> Result<(Vec<String>, Vec<String>), LoadError> {
+    use wasmparser::{Parser, Payload};
+    let invalid = |e: wasmparser::BinaryReaderError| LoadError::Invalid(e.to_string());
+    let (mut imports, mut exports) = (Vec::new(), Vec::new());
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(wasm) {
+        match payload.map_err(invalid)? {
+            Payload::Version { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentImportSection(reader) if depth == 1 => {
+                for import in reader {
+                    imports.push(import.map_err(invalid)?.name.name.to_string());
+                }
+            }
+            Payload::ComponentExportSection(reader) if depth == 1 => {
+                for export in reader {
+                    exports.push(export.map_err(invalid)?.name.name.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok((imports, exports))
+}
+
+/// Refuses imports the gateway does not grant, naming them.
+fn refuse_forbidden(imports: &[String]) -> Result<(), LoadError> {
+    let forbidden: Vec<&str> = imports
+        .iter()
+        .map(String::as_str)
+        .filter(|name| !is_allowed_import(name))
+        .collect();
+    if forbidden.is_empty() {
+        Ok(())
+    } else {
+        Err(LoadError::ForbiddenImports(forbidden.join(", ")))
+    }
+}
+
+/// Checks that cost nothing, before anything is parsed.
+fn check_bytes(wasm: &[u8], max_bytes: usize) -> Result<(), LoadError> {
     if wasm.len() > max_bytes {
         return Err(LoadError::TooLarge {
             size: wasm.len(),
@@ -86,14 +137,7 @@ pub(crate) fn inspect(
         .map(|(name, _)| name.to_string())
         .collect();
     let contract_version = contract_version(&exports)?;
-    let forbidden: Vec<&str> = imports
-        .iter()
-        .map(String::as_str)
-        .filter(|name| !is_allowed_import(name))
-        .collect();
-    if !forbidden.is_empty() {
-        return Err(LoadError::ForbiddenImports(forbidden.join(", ")));
-    }
+    refuse_forbidden(&imports)?;
     if let Some(needs) = component.resources_required()
         && needs.num_memories > MAX_MEMORIES_PER_COMPONENT
     {

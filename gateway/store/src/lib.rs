@@ -25,6 +25,7 @@ mod writer;
 use std::path::PathBuf;
 
 pub use sqlite::{SqliteSettings, SqliteStore};
+pub use writer::Health;
 
 /// Why the store could not do what was asked. Every one of these is
 /// transient from the marketplace's point of view (000005, retried).
@@ -44,6 +45,8 @@ pub enum StoreError {
     Commit(String),
     #[error("the store's writer has stopped")]
     Closed,
+    #[error("the store is too busy: its write queue is full")]
+    Busy,
 }
 
 /// Identifies one operation: the merchant and the plugin idempotency key
@@ -174,6 +177,9 @@ pub struct InstanceChange {
     pub status: Option<&'static str>,
     /// New expiry (Unix seconds), if the operation tells one.
     pub expires_at: Option<i64>,
+    /// For a status change: when the marketplace signed it (Unix ms). The
+    /// row keeps the latest, so that an older change can be told stale.
+    pub status_changed_at: Option<i64>,
     /// Records an instance the gateway never assigned (legacy import).
     pub import: bool,
 }
@@ -188,6 +194,18 @@ pub struct InstanceRecord {
     pub origin: String,
     pub status: String,
     pub expires_at: Option<i64>,
+    /// When the last applied status change was signed (Unix ms).
+    pub status_changed_at: Option<i64>,
+}
+
+/// What remembering a nonce found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Remembered {
+    /// First seen (or its memory had expired): now remembered.
+    New,
+    /// Seen before, within its memory. `same_binding`: whether it was bound
+    /// to the same value then.
+    Again { same_binding: bool },
 }
 
 /// A record the completer should look at, or why it cannot be read.
@@ -278,18 +296,29 @@ pub trait Store: Send + Sync + 'static {
         instance_id: &str,
     ) -> Result<Option<InstanceRecord>, StoreError>;
 
-    /// Remembers a nonce until `now_ms + memory_ms`; `false` if it is
-    /// already remembered (a replay).
+    /// Remembers a nonce until `now_ms + memory_ms`, bound to `binding` (a
+    /// V1 token's parameter digest; `None` for a V2 nonce).
     async fn remember_nonce(
         &self,
         merchant_id: &str,
         nonce: &str,
+        binding: Option<&str>,
         now_ms: i64,
         memory_ms: i64,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Remembered, StoreError>;
 
     /// Deletes settled operation records last updated before
     /// `operations_before_ms` and nonces expired before `now_ms`. In-flight
-    /// records and instances are never reaped.
+    /// and parked records and instances are never reaped.
     async fn reap(&self, operations_before_ms: i64, now_ms: i64) -> Result<Reaped, StoreError>;
+
+    /// Whether writes commit: how many batches in a row failed, and why.
+    fn health(&self) -> Health;
+
+    /// One empty write transaction: succeeds only if writes commit now.
+    async fn probe(&self) -> Result<(), StoreError>;
+
+    /// Deletes nonces expired before `now_ms` (cheap: the completer runs it
+    /// every pass, so that the table never grows far past a window).
+    async fn reap_nonces(&self, now_ms: i64) -> Result<u64, StoreError>;
 }

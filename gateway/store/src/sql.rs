@@ -7,6 +7,10 @@
 pub const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_operations.sql")),
     (2, include_str!("migrations/0002_park_reason.sql")),
+    (
+        3,
+        include_str!("migrations/0003_replay_binding_and_status_order.sql"),
+    ),
 ];
 
 pub const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (\
@@ -82,13 +86,23 @@ pub const PARK: &str = "UPDATE operations SET status = 'parked', locked_until = 
 
 /// A success teaches the instance row; an import inserts it.
 pub const UPSERT_INSTANCE: &str = "INSERT INTO instances \
-     (merchant_id, instance_id, order_id, order_line_key, origin, status, expires_at, created_at, updated_at) \
-     VALUES ($1, $2, NULL, NULL, 'imported', COALESCE($3, 'active'), $4, $5, $5) \
+     (merchant_id, instance_id, order_id, order_line_key, origin, status, expires_at, \
+      status_changed_at, created_at, updated_at) \
+     VALUES ($1, $2, NULL, NULL, 'imported', COALESCE($3, 'active'), $4, $6, $5, $5) \
      ON CONFLICT (merchant_id, instance_id) DO UPDATE \
      SET status = COALESCE($3, instances.status), \
-         expires_at = COALESCE($4, instances.expires_at), updated_at = $5";
+         expires_at = COALESCE($4, instances.expires_at), updated_at = $5, \
+         status_changed_at = CASE \
+             WHEN $6 IS NULL THEN instances.status_changed_at \
+             WHEN instances.status_changed_at IS NULL OR instances.status_changed_at < $6 THEN $6 \
+             ELSE instances.status_changed_at END";
+/// `$6`: when the applied status change was signed; the row keeps the latest.
 pub const UPDATE_INSTANCE: &str = "UPDATE instances \
-     SET status = COALESCE($3, status), expires_at = COALESCE($4, expires_at), updated_at = $5 \
+     SET status = COALESCE($3, status), expires_at = COALESCE($4, expires_at), updated_at = $5, \
+         status_changed_at = CASE \
+             WHEN $6 IS NULL THEN status_changed_at \
+             WHEN status_changed_at IS NULL OR status_changed_at < $6 THEN $6 \
+             ELSE status_changed_at END \
      WHERE merchant_id = $1 AND instance_id = $2";
 
 /// Settled records of another kind on the same instance stop replaying.
@@ -97,15 +111,21 @@ pub const SUPERSEDE: &str = "DELETE FROM operations \
        AND status IN ('succeeded', 'failed_final')";
 
 pub const LOAD_INSTANCE: &str = "SELECT merchant_id, instance_id, order_id, order_line_key, origin, \
-     status, expires_at FROM instances WHERE merchant_id = $1 AND instance_id = $2";
+     status, expires_at, status_changed_at FROM instances \
+     WHERE merchant_id = $1 AND instance_id = $2";
 
-pub const REMEMBER_NONCE: &str = "INSERT INTO seen_nonces (merchant_id, nonce, expires_at) \
-     VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+pub const REMEMBER_NONCE: &str = "INSERT INTO seen_nonces (merchant_id, nonce, expires_at, binding) \
+     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
 /// A nonce whose memory expired may be seen again (it is outside the
 /// timestamp window by then, so the signature check refuses it anyway).
-pub const REFRESH_EXPIRED_NONCE: &str = "UPDATE seen_nonces SET expires_at = $3 \
+pub const REFRESH_EXPIRED_NONCE: &str = "UPDATE seen_nonces SET expires_at = $3, binding = $5 \
      WHERE merchant_id = $1 AND nonce = $2 AND expires_at < $4";
+pub const NONCE_BINDING: &str = "SELECT binding FROM seen_nonces \
+     WHERE merchant_id = $1 AND nonce = $2";
 
+/// Final records past retention. Everything else is still someone's work:
+/// in flight (its worker, or a takeover), failing (the completer, which
+/// parks it in the end) or parked (a human).
 pub const REAP_OPERATIONS: &str = "DELETE FROM operations WHERE updated_at < $1 \
-     AND NOT (status = 'in_flight' AND locked_until >= $2)";
+     AND status IN ('succeeded', 'failed_final')";
 pub const REAP_NONCES: &str = "DELETE FROM seen_nonces WHERE expires_at < $1";

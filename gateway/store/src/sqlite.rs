@@ -22,8 +22,8 @@ use sqlx::{ConnectOptions as _, Row as _, SqliteConnection};
 use super::sql;
 use super::writer::Writer;
 use super::{
-    Claim, Completion, InstanceRecord, NewOperation, OperationId, OperationRecord, OperationStatus,
-    Reaped, Store, StoreError, StuckRow,
+    Claim, Completion, Health, InstanceRecord, NewOperation, OperationId, OperationRecord,
+    OperationStatus, Reaped, Remembered, Store, StoreError, StuckRow,
 };
 
 /// How to open the SQLite store (built from the gateway's configuration).
@@ -52,13 +52,32 @@ pub struct SqliteStore {
 /// SQLite's page size, for turning a byte cap into `max_page_count`.
 const PAGE_SIZE: u64 = 4096;
 
+/// What the WAL is truncated to after a checkpoint.
+const WAL_LIMIT_BYTES: u64 = 64 << 20;
+
+/// Creates the database file owner-only (0600) if it does not exist yet;
+/// SQLite gives its WAL and shared-memory files the same mode.
+fn create_private(path: &std::path::Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
 impl SqliteStore {
-    /// Opens (creating if needed) and migrates the store.
+    /// Opens (creating if needed, readable by its owner only) and migrates
+    /// the store.
     pub async fn open(settings: &SqliteSettings) -> Result<SqliteStore, StoreError> {
         let opened = |source| StoreError::Open {
             path: settings.path.clone(),
             source,
         };
+        create_private(&settings.path).map_err(|e| opened(sqlx::Error::Io(e)))?;
         let mut options = SqliteConnectOptions::from_str("sqlite://")
             .map_err(opened)?
             .filename(&settings.path)
@@ -67,7 +86,10 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(settings.busy_timeout)
             .foreign_keys(true)
-            .pragma("page_size", PAGE_SIZE.to_string());
+            .pragma("page_size", PAGE_SIZE.to_string())
+            // `max_size_bytes` caps the database, not its WAL: this bounds
+            // what the WAL keeps after each checkpoint.
+            .pragma("journal_size_limit", WAL_LIMIT_BYTES.to_string());
         if let Some(bytes) = settings.max_size_bytes {
             options = options.pragma("max_page_count", (bytes / PAGE_SIZE).max(1).to_string());
         }
@@ -328,6 +350,7 @@ impl Store for SqliteStore {
             origin: row.try_get("origin")?,
             status: row.try_get("status")?,
             expires_at: row.try_get("expires_at")?,
+            status_changed_at: row.try_get("status_changed_at")?,
         }))
     }
 
@@ -335,34 +358,76 @@ impl Store for SqliteStore {
         &self,
         merchant_id: &str,
         nonce: &str,
+        binding: Option<&str>,
         now_ms: i64,
         memory_ms: i64,
-    ) -> Result<bool, StoreError> {
-        let work = Arc::new((merchant_id.to_string(), nonce.to_string()));
+    ) -> Result<Remembered, StoreError> {
+        let work = Arc::new((
+            merchant_id.to_string(),
+            nonce.to_string(),
+            binding.map(str::to_string),
+        ));
         self.writer
             .write(Box::new(move |conn| {
                 let work = Arc::clone(&work);
                 Box::pin(async move {
-                    let (merchant_id, nonce) = &*work;
+                    let (merchant_id, nonce, binding) = &*work;
+                    let expires_at = now_ms.saturating_add(memory_ms);
                     let inserted = sqlx::query(sql::REMEMBER_NONCE)
                         .bind(merchant_id)
                         .bind(nonce)
-                        .bind(now_ms + memory_ms)
+                        .bind(expires_at)
+                        .bind(binding)
                         .execute(&mut *conn)
                         .await?
                         .rows_affected();
                     if inserted == 1 {
-                        return Ok(true);
+                        return Ok(Remembered::New);
                     }
                     let refreshed = sqlx::query(sql::REFRESH_EXPIRED_NONCE)
                         .bind(merchant_id)
                         .bind(nonce)
-                        .bind(now_ms + memory_ms)
+                        .bind(expires_at)
                         .bind(now_ms)
+                        .bind(binding)
                         .execute(&mut *conn)
                         .await?
                         .rows_affected();
-                    Ok(refreshed == 1)
+                    if refreshed == 1 {
+                        return Ok(Remembered::New);
+                    }
+                    let stored: Option<String> = sqlx::query_scalar(sql::NONCE_BINDING)
+                        .bind(merchant_id)
+                        .bind(nonce)
+                        .fetch_one(&mut *conn)
+                        .await?;
+                    Ok(Remembered::Again {
+                        same_binding: stored == *binding,
+                    })
+                })
+            }))
+            .await
+    }
+
+    fn health(&self) -> Health {
+        self.writer.health()
+    }
+
+    async fn probe(&self) -> Result<(), StoreError> {
+        self.writer
+            .write(Box::new(|_| Box::pin(async { Ok(()) })))
+            .await
+    }
+
+    async fn reap_nonces(&self, now_ms: i64) -> Result<u64, StoreError> {
+        self.writer
+            .write(Box::new(move |conn| {
+                Box::pin(async move {
+                    Ok(sqlx::query(sql::REAP_NONCES)
+                        .bind(now_ms)
+                        .execute(&mut *conn)
+                        .await?
+                        .rows_affected())
                 })
             }))
             .await
@@ -374,7 +439,6 @@ impl Store for SqliteStore {
                 Box::pin(async move {
                     let operations = sqlx::query(sql::REAP_OPERATIONS)
                         .bind(operations_before_ms)
-                        .bind(now_ms)
                         .execute(&mut *conn)
                         .await?
                         .rows_affected();
@@ -477,6 +541,7 @@ async fn complete(
         .bind(change.status)
         .bind(change.expires_at)
         .bind(now_ms)
+        .bind(change.status_changed_at)
         .execute(&mut *conn)
         .await?;
     for kind in &completion.supersedes {

@@ -28,6 +28,11 @@ use super::StoreError;
 /// The most writes committed together.
 const MAX_BATCH: usize = 64;
 
+/// The most writes waiting for the writer. Past it, a write fails at once
+/// (`StoreError::Busy`): a stalled store must answer 000005 quickly, not
+/// queue callbacks without bound.
+const MAX_QUEUED: usize = 4096;
+
 /// One write: runs its statements on the writer's connection, inside the
 /// batch's transaction. It may run more than once (see the module docs), so
 /// it clones what it needs on each run.
@@ -74,25 +79,56 @@ impl<T: Send + 'static> Job for Typed<T> {
 /// The handle callers write through.
 #[derive(Clone)]
 pub struct Writer {
-    jobs: mpsc::UnboundedSender<Box<dyn Job>>,
+    jobs: mpsc::Sender<Box<dyn Job>>,
+    state: Arc<State>,
+}
+
+/// What the writer task shares with its handles.
+#[derive(Default)]
+struct State {
     /// Batches finished, for the tests that prove what shared a batch.
     #[cfg_attr(not(test), allow(dead_code))]
-    batches: Arc<AtomicU64>,
+    batches: AtomicU64,
+    /// Batches in a row that could not begin or commit (0: healthy).
+    failing: AtomicU64,
+    /// Why the last batch failed.
+    last_failure: std::sync::Mutex<Option<String>>,
+}
+
+/// Whether the writer commits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Health {
+    /// Batches in a row that could not begin or commit.
+    pub failing_batches: u64,
+    pub last_failure: Option<String>,
 }
 
 impl Writer {
     /// Starts the writer task on `conn`.
     pub fn start(conn: SqliteConnection) -> Writer {
-        let (jobs, queue) = mpsc::unbounded_channel();
-        let batches = Arc::new(AtomicU64::new(0));
-        tokio::spawn(run(conn, queue, batches.clone()));
-        Writer { jobs, batches }
+        let (jobs, queue) = mpsc::channel(MAX_QUEUED);
+        let state = Arc::new(State::default());
+        tokio::spawn(run(conn, queue, state.clone()));
+        Writer { jobs, state }
+    }
+
+    /// How the last batches went.
+    pub fn health(&self) -> Health {
+        Health {
+            failing_batches: self.state.failing.load(Ordering::Relaxed),
+            last_failure: self
+                .state
+                .last_failure
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
+        }
     }
 
     /// Batches the writer has finished (committed or not).
     #[cfg(test)]
     fn batches(&self) -> u64 {
-        self.batches.load(Ordering::Relaxed)
+        self.state.batches.load(Ordering::Relaxed)
     }
 
     /// Runs `write` in the next batch; resolves once the batch committed.
@@ -103,15 +139,18 @@ impl Writer {
             result: None,
             reply,
         });
-        self.jobs.send(job).map_err(|_| StoreError::Closed)?;
+        self.jobs.try_send(job).map_err(|error| match error {
+            mpsc::error::TrySendError::Full(_) => StoreError::Busy,
+            mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
+        })?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 }
 
 async fn run(
     mut conn: SqliteConnection,
-    mut queue: mpsc::UnboundedReceiver<Box<dyn Job>>,
-    batches: Arc<AtomicU64>,
+    mut queue: mpsc::Receiver<Box<dyn Job>>,
+    state: Arc<State>,
 ) {
     while let Some(first) = queue.recv().await {
         let mut batch = vec![first];
@@ -121,32 +160,58 @@ async fn run(
                 Err(_) => break,
             }
         }
-        commit_batch(&mut conn, batch).await;
-        batches.fetch_add(1, Ordering::Relaxed);
+        let outcome = commit_batch(&mut conn, batch).await;
+        state.batches.fetch_add(1, Ordering::Relaxed);
+        match outcome {
+            Ok(()) => state.failing.store(0, Ordering::Relaxed),
+            Err(why) => {
+                state.failing.fetch_add(1, Ordering::Relaxed);
+                *state
+                    .last_failure
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why);
+            }
+        }
     }
     let _ = conn.close().await;
 }
 
-/// Commits `batch`: every write in its own savepoint, one `COMMIT`.
-async fn commit_batch(conn: &mut SqliteConnection, mut batch: Vec<Box<dyn Job>>) {
+/// Commits `batch`: every write in its own savepoint, one `COMMIT`. An
+/// error says the store itself failed (the batch could not begin or commit),
+/// as opposed to one write failing on its own.
+async fn commit_batch(
+    conn: &mut SqliteConnection,
+    mut batch: Vec<Box<dyn Job>>,
+) -> Result<(), String> {
     // Each round either commits or drops one write that took the whole
     // transaction down with it, so this ends after at most `batch.len()`.
+    // Such a write means the store itself is in trouble (a full disk, an I/O
+    // error): the batch counts as failed even if its neighbours commit.
+    let mut lost = None;
     loop {
         if let Err(error) = conn.execute("BEGIN IMMEDIATE").await {
-            return fail_all(batch, &error.to_string());
+            let why = error.to_string();
+            fail_all(batch, &why);
+            return Err(why);
         }
         match run_all(conn, &mut batch).await {
             Round::Ran => break,
             Round::TransactionLost { culprit } => {
                 let _ = conn.execute("ROLLBACK").await;
                 batch.remove(culprit).deliver(Ok(()));
+                lost = Some(
+                    "a write made SQLite roll back its transaction (a full disk or an I/O \
+                     error)"
+                        .to_string(),
+                );
                 if batch.is_empty() {
-                    return;
+                    return lost.map_or(Ok(()), Err);
                 }
             }
             Round::Unknown(why) => {
                 let _ = conn.execute("ROLLBACK").await;
-                return fail_all(batch, &why);
+                fail_all(batch, &why);
+                return Err(why);
             }
         }
     }
@@ -160,6 +225,7 @@ async fn commit_batch(conn: &mut SqliteConnection, mut batch: Vec<Box<dyn Job>>)
     for job in batch {
         job.deliver(committed.clone());
     }
+    committed.and(lost.map_or(Ok(()), Err))
 }
 
 /// How one round of a batch went.

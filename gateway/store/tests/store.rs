@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use gateway_store::{
     Claim, Completion, InstanceAssignment, InstanceChange, NewOperation, OperationId,
-    OperationStatus, SqliteSettings, SqliteStore, Store, StoreError, StuckRow,
+    OperationStatus, Remembered, SqliteSettings, SqliteStore, Store, StoreError, StuckRow,
 };
 
 const LEASE: i64 = 30_000;
@@ -278,42 +278,61 @@ async fn a_transient_failure_is_retaken_and_exhausted_ones_are_parked() {
 async fn nonces_are_remembered_across_a_reopen_until_they_expire() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = open(&dir).await;
-    assert!(
-        store
-            .remember_nonce("acme", "n1", 1_000, 300_000)
-            .await
-            .expect("the store answers")
-    );
-    assert!(
-        !store
-            .remember_nonce("acme", "n1", 2_000, 300_000)
-            .await
-            .expect("the store answers")
-    );
-    assert!(
-        store
-            .remember_nonce("other", "n1", 2_000, 300_000)
-            .await
-            .expect("the store answers")
-    );
+    let remember = |store: &SqliteStore, merchant, at| {
+        let store = store.clone();
+        async move {
+            store
+                .remember_nonce(merchant, "n1", None, at, 300_000)
+                .await
+                .expect("the store answers")
+        }
+    };
+    let again = Remembered::Again { same_binding: true };
+    assert_eq!(remember(&store, "acme", 1_000).await, Remembered::New);
+    assert_eq!(remember(&store, "acme", 2_000).await, again);
+    assert_eq!(remember(&store, "other", 2_000).await, Remembered::New);
     store.close().await;
     let store = open(&dir).await;
-    assert!(
-        !store
-            .remember_nonce("acme", "n1", 3_000, 300_000)
-            .await
-            .expect("the store answers"),
-        "the replay is refused after a restart"
+    assert_eq!(
+        remember(&store, "acme", 3_000).await,
+        again,
+        "the replay is seen after a restart"
     );
-    assert!(
-        store
-            .remember_nonce("acme", "n1", 302_000, 300_000)
-            .await
-            .expect("the store answers"),
+    assert_eq!(
+        remember(&store, "acme", 302_000).await,
+        Remembered::New,
         "an expired memory may be renewed"
     );
-    let reaped = store.reap(0, 700_000).await.expect("the store answers");
-    assert_eq!(reaped.nonces, 2);
+    let reaped = store.reap_nonces(700_000).await.expect("the store answers");
+    assert_eq!(reaped, 2);
+}
+
+#[tokio::test]
+async fn a_token_is_bound_to_what_it_signed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(&dir).await;
+    let remember = |binding| {
+        let store = store.clone();
+        async move {
+            store
+                .remember_nonce("acme", "v1:token", Some(binding), 1_000, 300_000)
+                .await
+                .expect("the store answers")
+        }
+    };
+    assert_eq!(remember("digest-a").await, Remembered::New);
+    assert_eq!(
+        remember("digest-a").await,
+        Remembered::Again { same_binding: true },
+        "the same request resent"
+    );
+    assert_eq!(
+        remember("digest-b").await,
+        Remembered::Again {
+            same_binding: false
+        },
+        "the same token over other parameters"
+    );
 }
 
 #[tokio::test]
@@ -390,10 +409,11 @@ async fn a_status_change_supersedes_the_opposite_change() {
         assignment: None,
         ..op(key, "CS1")
     };
-    let change = |status| InstanceChange {
+    let change = |status, signed_at| InstanceChange {
         instance_id: "inst-CS1".into(),
         status: Some(status),
         expires_at: None,
+        status_changed_at: Some(signed_at),
         import: false,
     };
     store
@@ -401,7 +421,7 @@ async fn a_status_change_supersedes_the_opposite_change() {
         .await
         .expect("the store answers");
     let froze = Completion {
-        instance: Some(change("frozen")),
+        instance: Some(change("frozen", 2_000)),
         supersedes: vec!["status:unfreeze".into()],
         ..done(OperationStatus::Succeeded, "ok")
     };
@@ -421,7 +441,7 @@ async fn a_status_change_supersedes_the_opposite_change() {
         .await
         .expect("the store answers");
     let unfroze = Completion {
-        instance: Some(change("active")),
+        instance: Some(change("active", 3_000)),
         supersedes: vec!["status:freeze".into()],
         ..done(OperationStatus::Succeeded, "ok")
     };
@@ -446,6 +466,31 @@ async fn a_status_change_supersedes_the_opposite_change() {
             .expect("the store answers")
             .is_some()
     );
+    let instance = store
+        .instance("acme", "inst-CS1")
+        .await
+        .expect("the store answers")
+        .expect("the instance");
+    assert_eq!(instance.status_changed_at, Some(3_000));
+    // An older change applied late never moves the mark back.
+    store
+        .claim(&status_op("late", "status:freeze"), 4_000, LEASE)
+        .await
+        .expect("the store answers");
+    let late = Completion {
+        instance: Some(change("frozen", 2_500)),
+        ..done(OperationStatus::Succeeded, "ok")
+    };
+    store
+        .complete(&status_op("late", "").id, 1, &late, 4_100)
+        .await
+        .expect("the store answers");
+    let instance = store
+        .instance("acme", "inst-CS1")
+        .await
+        .expect("the store answers")
+        .expect("the instance");
+    assert_eq!(instance.status_changed_at, Some(3_000));
 }
 
 #[tokio::test]

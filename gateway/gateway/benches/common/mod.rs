@@ -58,8 +58,11 @@ pub async fn build_app(name: &str) -> Arc<App> {
         .expect("bench configuration");
     let _ = std::fs::remove_dir_all(&data);
     let store = server::open_store(&config).await.expect("store");
-    let runtime = Arc::new(Runtime::new(lower::served_runtime(&config)).expect("runtime"));
-    let mut merchants = Merchants::load(&config, &runtime).expect("merchants");
+    let keys = server::load_keys(&config).expect("the master key");
+    let runtime = Arc::new(Runtime::new(lower::served_runtime(&config, &keys)).expect("runtime"));
+    let mut merchants = Merchants::load(&config, &runtime);
     merchants.insert_native("native", vec![AccessKey::new(KEY)], native_reference());
-    Arc::new(App::with_merchants(&config, runtime, store, merchants))
+    Arc::new(App::with_merchants(
+        &config, &keys, runtime, store, merchants,
+    ))
 }

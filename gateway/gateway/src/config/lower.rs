@@ -3,37 +3,72 @@
 //! `serve`, `plugin invoke`, the tests and the benches all get theirs from
 //! here, so they cannot drift apart.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use gateway_sandbox::{CallLimits, EngineSettings, RuntimeSettings};
+use gateway_sandbox::{
+    ArtifactSettings, CallLimits, EngineSettings, MerchantContext, MerchantShare, PluginConfig,
+    RuntimeSettings, ShareLimits,
+};
 use gateway_store::SqliteSettings;
 use koogallery_protocol::VerifyPolicy;
 
 use super::{Config, MerchantConfig, SandboxConfig, SignatureConfig, StoreConfig, defaults};
+use crate::keys::Keys;
 use crate::operations::Settings as OperationSettings;
 use crate::operations::upkeep::UpkeepSettings;
 
 const MIB: u64 = 1 << 20;
 
-/// The sandbox runtime for `sandbox`, keeping precompiled artifacts in
-/// `artifact_dir` (none: in memory only).
-pub fn runtime(sandbox: &SandboxConfig, artifact_dir: Option<PathBuf>) -> RuntimeSettings {
+/// The sandbox runtime for `sandbox`, keeping precompiled artifacts as
+/// `artifacts` says (none: in memory only).
+pub fn runtime(sandbox: &SandboxConfig, artifacts: Option<ArtifactSettings>) -> RuntimeSettings {
     RuntimeSettings {
         engine: EngineSettings {
             max_instances: sandbox.max_instances,
             max_memory_bytes: bytes(sandbox.max_memory_mib),
             pooling: sandbox.pooling,
         },
-        artifact_dir,
+        artifacts,
         max_component_bytes: bytes(sandbox.max_component_mib),
         max_cached_plugins: sandbox.max_cached_plugins,
+        memory_budget_bytes: bytes(sandbox.memory_budget_mib),
     }
 }
 
-/// The served gateway's runtime: artifacts under `data_dir`.
-pub fn served_runtime(config: &Config) -> RuntimeSettings {
-    runtime(&config.sandbox, Some(config.data_dir.join("artifacts")))
+/// One merchant's share of the sandbox.
+pub fn share_limits(sandbox: &SandboxConfig) -> ShareLimits {
+    ShareLimits {
+        max_instances: sandbox.merchant_max_instances,
+        cpu_slots: sandbox.merchant_cpu_slots,
+        memory_bytes: bytes(sandbox.merchant_memory_mib),
+    }
+}
+
+/// The served gateway's runtime: artifacts under `data_dir`, authenticated
+/// with a key derived from the master key.
+pub fn served_runtime(config: &Config, keys: &Keys) -> RuntimeSettings {
+    let artifacts = ArtifactSettings {
+        dir: config.data_dir.join("artifacts"),
+        key: keys.artifact_key(),
+    };
+    runtime(&config.sandbox, Some(artifacts))
+}
+
+/// Who a call is for: a merchant `label`, the configuration its plugin
+/// reads, its call limits, and a fresh share of the sandbox (one per
+/// merchant: build it once and clone the context for each call).
+pub fn merchant_context(
+    label: &str,
+    plugin_config: PluginConfig,
+    limits: CallLimits,
+    sandbox: &SandboxConfig,
+) -> MerchantContext {
+    MerchantContext {
+        label: label.into(),
+        config: std::sync::Arc::new(plugin_config),
+        limits,
+        share: std::sync::Arc::new(MerchantShare::new(share_limits(sandbox))),
+    }
 }
 
 /// A merchant's call limits.
@@ -80,11 +115,18 @@ pub fn upkeep(store: &StoreConfig) -> UpkeepSettings {
 }
 
 /// How requests are authenticated.
-pub fn verify_policy(signature: &SignatureConfig) -> VerifyPolicy {
+pub fn verify_policy(config: &Config) -> VerifyPolicy {
     VerifyPolicy {
-        window_ms: millis(signature.window_secs),
-        v1_window_ms: signature.v1_window_secs.map(millis),
+        window_ms: millis(config.signature.window_secs),
+        v1_window_ms: millis(config.signature.v1_window_secs),
+        max_query_bytes: config.max_query_bytes,
+        max_query_params: config.max_query_params,
     }
+}
+
+/// How long V1 tokens are remembered: their window, in both directions.
+pub fn v1_token_memory_ms(signature: &SignatureConfig) -> i64 {
+    millis(signature.v1_window_secs.saturating_mul(2))
 }
 
 /// How long V2 nonces are remembered, in milliseconds.
@@ -118,16 +160,23 @@ mod tests {
         let config = Config::from_toml(text, Path::new("t.toml"), Path::new("/srv"), |_| None)
             .expect("valid");
 
-        let runtime = served_runtime(&config);
+        let runtime = served_runtime(&config, &Keys::from_bytes([0; 32]));
         assert_eq!(runtime.engine.max_instances, 256);
         assert_eq!(runtime.engine.max_memory_bytes, 128 << 20);
         assert!(runtime.engine.pooling);
         assert_eq!(runtime.max_component_bytes, 10 << 20);
         assert_eq!(runtime.max_cached_plugins, 1024);
+        assert_eq!(runtime.memory_budget_bytes, 2048 << 20);
+        let share = share_limits(&config.sandbox);
         assert_eq!(
-            runtime.artifact_dir.as_deref(),
-            Some(Path::new("/srv/./data/artifacts"))
+            (share.max_instances, share.cpu_slots, share.memory_bytes),
+            (32, 1, 512 << 20)
         );
+        assert_eq!(
+            runtime.artifacts.map(|a| a.dir),
+            Some(Path::new("/srv/./data/artifacts").to_path_buf())
+        );
+        assert_eq!(config.key_file, Path::new("/srv/./data/gateway.key"));
 
         let limits = call_limits(&config.merchants[0]);
         assert_eq!(limits.deadline, Duration::from_millis(2000));
@@ -136,7 +185,7 @@ mod tests {
 
         let sqlite = sqlite(&config.store);
         assert_eq!(sqlite.path, Path::new("/srv/./data/gateway.db"));
-        assert_eq!(sqlite.busy_timeout, Duration::from_millis(5000));
+        assert_eq!(sqlite.busy_timeout, Duration::from_millis(1000));
         assert_eq!(sqlite.max_size_bytes, None);
 
         let operations = operations(&config.store);
@@ -150,10 +199,13 @@ mod tests {
         assert_eq!(upkeep.reaper_interval, Duration::from_secs(3600));
         assert_eq!(upkeep.retention, Duration::from_secs(7 * 24 * 3600));
 
-        let policy = verify_policy(&config.signature);
+        let policy = verify_policy(&config);
         assert_eq!(policy.window_ms, 60_000);
-        assert_eq!(policy.v1_window_ms, None);
+        assert_eq!(policy.v1_window_ms, 4 * 3600 * 1000);
+        assert_eq!(policy.max_query_bytes, 8192);
+        assert_eq!(policy.max_query_params, 64);
         assert_eq!(nonce_memory_ms(&config.signature), 300_000);
+        assert_eq!(v1_token_memory_ms(&config.signature), 8 * 3600 * 1000);
 
         assert_eq!(config.answer_budget_ms, 4000);
         assert_eq!(config.max_body_bytes, 65536);

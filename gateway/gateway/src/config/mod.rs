@@ -54,9 +54,14 @@ pub struct Config {
     /// Address to listen on.
     #[serde(default = "defaults::listen")]
     pub listen: SocketAddr,
-    /// The embedded store and precompiled plugin artifacts live here.
+    /// The embedded store and precompiled plugin artifacts live here
+    /// (created owner-only).
     #[serde(default = "defaults::data_dir")]
     pub data_dir: PathBuf,
+    /// The master key (see `keys`), unless `GATEWAY_KEY` holds it: created
+    /// on first start. Relative to `data_dir`; better kept outside it.
+    #[serde(default = "defaults::key_file")]
+    pub key_file: PathBuf,
     /// Every callback is answered within this many milliseconds, whatever
     /// the plugin does. Must stay below the marketplace's 5 s.
     #[serde(default = "defaults::answer_budget_ms")]
@@ -64,9 +69,19 @@ pub struct Config {
     /// Largest request body accepted, in bytes.
     #[serde(default = "defaults::max_body_bytes")]
     pub max_body_bytes: usize,
+    /// Longest query string read at all (before authentication), in bytes.
+    #[serde(default = "defaults::max_query_bytes")]
+    pub max_query_bytes: usize,
+    /// Most query parameters read at all (before authentication).
+    #[serde(default = "defaults::max_query_params")]
+    pub max_query_params: usize,
     /// How long shutdown waits for in-flight callbacks, in seconds.
     #[serde(default = "defaults::shutdown_grace_secs")]
     pub shutdown_grace_secs: u64,
+    /// How long one merchant's plugin may take to load (compile) at start
+    /// before the merchant is marked unavailable, in seconds.
+    #[serde(default = "defaults::load_timeout_secs")]
+    pub load_timeout_secs: u64,
     #[serde(default)]
     pub signature: SignatureConfig,
     #[serde(default)]
@@ -110,7 +125,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             path: PathBuf::from("gateway.db"),
-            busy_timeout_ms: 5_000,
+            busy_timeout_ms: 1_000,
             max_size_mib: None,
             lease_ms: 30_000,
             retention_days: 7,
@@ -157,9 +172,11 @@ pub struct SignatureConfig {
     /// V2: how long a nonce is remembered in the store (at least twice the
     /// window). Shared by every process on the store; survives restarts.
     pub nonce_memory_secs: u64,
-    /// V1: the same window for `timeStamp`; unset = not checked, since the
-    /// V1 documentation gives none.
-    pub v1_window_secs: Option<u64>,
+    /// V1: how far `timeStamp` may be from the gateway's clock, either way.
+    /// V1 documents no window; the marketplace retries for hours, so the
+    /// default covers its retry schedule. V1 tokens are remembered (bound to
+    /// what they signed) for twice this.
+    pub v1_window_secs: u64,
 }
 
 impl Default for SignatureConfig {
@@ -167,7 +184,7 @@ impl Default for SignatureConfig {
         SignatureConfig {
             window_secs: 60,
             nonce_memory_secs: 300,
-            v1_window_secs: None,
+            v1_window_secs: 4 * 3600,
         }
     }
 }
@@ -186,6 +203,14 @@ pub struct SandboxConfig {
     /// The pooling allocator (about 3× cheaper per call); turn it off only
     /// where address space is scarce.
     pub pooling: bool,
+    /// Linear memory all running calls may hold together, in MiB.
+    pub memory_budget_mib: u64,
+    /// One merchant's share: calls holding a sandbox at once…
+    pub merchant_max_instances: u32,
+    /// …calls running wasm past their first epoch tick at once (CPU)…
+    pub merchant_cpu_slots: u32,
+    /// …and linear memory of its running calls together, in MiB.
+    pub merchant_memory_mib: u64,
 }
 
 impl Default for SandboxConfig {
@@ -196,6 +221,10 @@ impl Default for SandboxConfig {
             max_component_mib: 10,
             max_cached_plugins: 1024,
             pooling: true,
+            memory_budget_mib: 2048,
+            merchant_max_instances: 32,
+            merchant_cpu_slots: 1,
+            merchant_memory_mib: 512,
         }
     }
 }
@@ -243,14 +272,26 @@ pub mod defaults {
     pub fn data_dir() -> PathBuf {
         PathBuf::from("./data")
     }
+    pub fn key_file() -> PathBuf {
+        PathBuf::from("gateway.key")
+    }
     pub fn answer_budget_ms() -> u64 {
         4_000
     }
     pub fn max_body_bytes() -> usize {
         64 << 10
     }
+    pub fn max_query_bytes() -> usize {
+        8 << 10
+    }
+    pub fn max_query_params() -> usize {
+        64
+    }
     pub fn shutdown_grace_secs() -> u64 {
         30
+    }
+    pub fn load_timeout_secs() -> u64 {
+        60
     }
     pub fn yes() -> bool {
         true
@@ -326,6 +367,9 @@ impl Config {
         if self.store.path.is_relative() {
             self.store.path = self.data_dir.join(&self.store.path);
         }
+        if self.key_file.is_relative() {
+            self.key_file = self.data_dir.join(&self.key_file);
+        }
         for merchant in &mut self.merchants {
             if merchant.plugin.is_relative() {
                 merchant.plugin = base.join(&merchant.plugin);
@@ -343,12 +387,45 @@ impl Config {
                 ),
             ));
         }
-        if self.max_body_bytes < 1024 {
-            return Err(invalid("max_body_bytes", "must be at least 1024"));
+        if self.max_body_bytes < 1024 || self.max_body_bytes > 16 << 20 {
+            return Err(invalid(
+                "max_body_bytes",
+                "must be between 1024 and 16777216",
+            ));
+        }
+        if self.max_query_bytes < 1024 || self.max_query_bytes > 1 << 20 {
+            return Err(invalid(
+                "max_query_bytes",
+                "must be between 1024 and 1048576",
+            ));
+        }
+        if self.shutdown_grace_secs > 3600 {
+            return Err(invalid("shutdown_grace_secs", "must be at most 3600"));
+        }
+        if self.load_timeout_secs == 0 || self.load_timeout_secs > 3600 {
+            return Err(invalid("load_timeout_secs", "must be between 1 and 3600"));
+        }
+        if self.max_query_params < 16 || self.max_query_params > 4096 {
+            return Err(invalid("max_query_params", "must be between 16 and 4096"));
         }
         let signature = &self.signature;
-        if signature.window_secs == 0 {
-            return Err(invalid("signature.window_secs", "must be at least 1"));
+        if signature.window_secs == 0 || signature.window_secs > 3600 {
+            return Err(invalid(
+                "signature.window_secs",
+                "must be between 1 and 3600",
+            ));
+        }
+        if signature.nonce_memory_secs > 7 * 24 * 3600 {
+            return Err(invalid(
+                "signature.nonce_memory_secs",
+                "must be at most 604800 (7 days)",
+            ));
+        }
+        if signature.v1_window_secs == 0 || signature.v1_window_secs > 7 * 24 * 3600 {
+            return Err(invalid(
+                "signature.v1_window_secs",
+                "must be between 1 and 604800 (7 days)",
+            ));
         }
         if signature.nonce_memory_secs < 2 * signature.window_secs {
             return Err(invalid(
@@ -374,6 +451,7 @@ impl Config {
         if self.sandbox.max_cached_plugins == 0 {
             return Err(invalid("sandbox.max_cached_plugins", "must be at least 1"));
         }
+        self.validate_shares()?;
         self.validate_store()?;
         if self.merchants.is_empty() {
             return Err(invalid("merchants", "at least one merchant is needed"));
@@ -387,6 +465,49 @@ impl Config {
                     format!("`{}` is used twice", merchant.id),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    fn validate_shares(&self) -> Result<(), ConfigError> {
+        let sandbox = &self.sandbox;
+        if sandbox.memory_budget_mib < sandbox.max_memory_mib || sandbox.memory_budget_mib > 1 << 20
+        {
+            return Err(invalid(
+                "sandbox.memory_budget_mib",
+                format!(
+                    "must be between sandbox.max_memory_mib ({}) and 1048576",
+                    sandbox.max_memory_mib
+                ),
+            ));
+        }
+        if sandbox.merchant_max_instances == 0
+            || sandbox.merchant_max_instances > sandbox.max_instances
+        {
+            return Err(invalid(
+                "sandbox.merchant_max_instances",
+                format!(
+                    "must be between 1 and sandbox.max_instances ({})",
+                    sandbox.max_instances
+                ),
+            ));
+        }
+        if sandbox.merchant_cpu_slots == 0 || sandbox.merchant_cpu_slots > 1024 {
+            return Err(invalid(
+                "sandbox.merchant_cpu_slots",
+                "must be between 1 and 1024",
+            ));
+        }
+        if sandbox.merchant_memory_mib < sandbox.max_memory_mib
+            || sandbox.merchant_memory_mib > sandbox.memory_budget_mib
+        {
+            return Err(invalid(
+                "sandbox.merchant_memory_mib",
+                format!(
+                    "must be between sandbox.max_memory_mib ({}) and sandbox.memory_budget_mib ({})",
+                    sandbox.max_memory_mib, sandbox.memory_budget_mib
+                ),
+            ));
         }
         Ok(())
     }
@@ -407,26 +528,52 @@ impl Config {
                 ),
             ));
         }
-        if store.retention_days == 0 {
+        if store.busy_timeout_ms == 0 || store.busy_timeout_ms >= self.answer_budget_ms {
             return Err(invalid(
-                "store.retention_days",
-                "must be at least 1 (the marketplace retries for hours, restarts days later)",
+                "store.busy_timeout_ms",
+                format!(
+                    "must be between 1 and answer_budget_ms ({}) - 1: a write waiting on a \
+                     lock past the budget would answer too late",
+                    self.answer_budget_ms
+                ),
             ));
         }
-        let positive = [
-            ("store.busy_timeout_ms", store.busy_timeout_ms),
-            ("store.hot_cache_mib", store.hot_cache_mib),
-            ("store.hot_cache_ttl_secs", store.hot_cache_ttl_secs),
+        const DAY_SECS: u64 = 24 * 3600;
+        // Bounds that keep every derived duration and size representable.
+        let bounded = [
+            ("store.lease_ms", store.lease_ms, 1, DAY_SECS * 1000),
+            ("store.retention_days", store.retention_days, 1, 10 * 365),
+            ("store.hot_cache_mib", store.hot_cache_mib, 1, 1 << 20),
+            (
+                "store.hot_cache_ttl_secs",
+                store.hot_cache_ttl_secs,
+                1,
+                DAY_SECS,
+            ),
             (
                 "store.completer_interval_secs",
                 store.completer_interval_secs,
+                1,
+                DAY_SECS,
             ),
-            ("store.reaper_interval_secs", store.reaper_interval_secs),
-            ("store.max_attempts", u64::from(store.max_attempts)),
-            ("store.max_size_mib", store.max_size_mib.unwrap_or(1)),
+            (
+                "store.reaper_interval_secs",
+                store.reaper_interval_secs,
+                1,
+                DAY_SECS,
+            ),
+            ("store.max_attempts", u64::from(store.max_attempts), 1, 1000),
+            (
+                "store.max_size_mib",
+                store.max_size_mib.unwrap_or(1),
+                1,
+                1 << 30,
+            ),
         ];
-        if let Some((key, _)) = positive.iter().find(|(_, value)| *value == 0) {
-            return Err(invalid(*key, "must be at least 1"));
+        for (key, value, min, max) in bounded {
+            if !(min..=max).contains(&value) {
+                return Err(invalid(key, format!("must be between {min} and {max}")));
+            }
         }
         Ok(())
     }
@@ -574,6 +721,22 @@ mod tests {
             (
                 format!("[store]\nretention_days = 0\n{MINIMAL}"),
                 "store.retention_days",
+            ),
+            (
+                format!("[store]\nlease_ms = 9223372036854775807\n{MINIMAL}"),
+                "store.lease_ms",
+            ),
+            (
+                format!("[store]\nbusy_timeout_ms = 4000\n{MINIMAL}"),
+                "store.busy_timeout_ms",
+            ),
+            (
+                format!("[signature]\nv1_window_secs = 0\n{MINIMAL}"),
+                "signature.v1_window_secs",
+            ),
+            (
+                format!("max_query_bytes = 10\n{MINIMAL}"),
+                "max_query_bytes",
             ),
             (
                 format!("[store]\nmax_attempts = 0\n{MINIMAL}"),

@@ -42,20 +42,51 @@ pub(super) enum Unsettled {
     Failed(String),
 }
 
-/// Claims `op` and drives it from there.
+/// Claims `op` and drives it from there. Its failures are logged here,
+/// once, whether or not a caller still waits for them.
 pub(super) async fn drive(
     inner: Arc<Inner>,
     op: RecordedOperation,
     wait_until: tokio::time::Instant,
 ) -> Result<Arc<Settled>, Unsettled> {
+    let driven = claim_and_drive(inner, &op, wait_until).await;
+    match &driven {
+        Err(Unsettled::Store(error)) => tracing::error!(
+            business_key = %op.business_key,
+            %error,
+            "the store failed; the operation is not recorded as done (answered 000005)"
+        ),
+        Err(Unsettled::Failed(why)) => tracing::error!(
+            business_key = %op.business_key,
+            why,
+            "the operation produced no answer (answered 000005)"
+        ),
+        _ => {}
+    }
+    driven
+}
+
+async fn claim_and_drive(
+    inner: Arc<Inner>,
+    op: &RecordedOperation,
+    wait_until: tokio::time::Instant,
+) -> Result<Arc<Settled>, Unsettled> {
     let claim = inner
         .store
-        .claim(&op.new_record(), now_ms(), inner.lease_ms())
+        .claim(&op.new_record(&inner.sealer), now_ms(), inner.lease_ms())
         .await
         .map_err(Unsettled::Store)?;
     match claim {
-        Claim::Won { instance_id } => execute(&inner, &op, 1, instance_id).await,
-        Claim::Exists(record) => drive_record(inner, op, *record, wait_until).await,
+        Claim::Won { instance_id } => {
+            inner.claimed.insert(op.id.clone(), instance_id.clone());
+            execute(&inner, op, 1, instance_id).await
+        }
+        Claim::Exists(record) => {
+            inner
+                .claimed
+                .insert(op.id.clone(), record.instance_id.clone());
+            drive_record(inner, op.clone(), *record, wait_until).await
+        }
     }
 }
 
@@ -158,7 +189,7 @@ async fn execute(
 }
 
 /// The final result a record holds.
-fn settled_from(record: &OperationRecord) -> Result<Arc<Settled>, Unsettled> {
+pub(super) fn settled_from(record: &OperationRecord) -> Result<Arc<Settled>, Unsettled> {
     let corrupt = |why: String| Unsettled::Store(StoreError::Corrupt(why));
     let text = record
         .result_json

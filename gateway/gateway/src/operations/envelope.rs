@@ -2,8 +2,9 @@
 //! envelope around the gateway's own types, so that a later gateway can
 //! change its types and still read what an earlier one stored.
 //!
-//! - request: `{"v":1,"op":"create","request":{…}}`, the request in
-//!   `koogallery_contract`'s frozen serde form;
+//! - request: `{"v":1,"op":"create","request":{…},"sealed":{"customer":"…"}}`,
+//!   the request in `koogallery_contract`'s frozen serde form, its buyer
+//!   (name, phone, e-mail…) taken out and sealed (`crate::sealing`);
 //! - answer: `{"v":1,"answer":{…}}`, the answer in the marketplace's own
 //!   field names (`koogallery_protocol::Answer`).
 //!
@@ -12,10 +13,12 @@
 //! they are read as such. Anything else is [`Unreadable`], with a reason:
 //! the caller parks the row for a human instead of failing on it.
 
-use koogallery_contract::{Operation, OperationRequest};
+use koogallery_contract::{Customer, Operation, OperationRequest};
 use koogallery_protocol::Answer;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use crate::sealing::Sealer;
 
 /// The envelope version this gateway writes.
 const VERSION: u64 = 1;
@@ -30,6 +33,15 @@ struct RequestOut<'a> {
     v: u64,
     op: &'a str,
     request: &'a OperationRequest,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sealed: Option<Sealed>,
+}
+
+/// What a stored request holds sealed.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Sealed {
+    customer: String,
 }
 
 #[derive(Serialize)]
@@ -38,14 +50,20 @@ struct AnswerOut<'a> {
     answer: &'a Answer,
 }
 
-/// The stored text of a request.
-pub fn write_request(request: &OperationRequest) -> String {
+/// The stored text of a request, its buyer sealed.
+pub fn write_request(request: &OperationRequest, sealer: &Sealer) -> String {
+    let mut stored = request.clone();
+    let customer = stored.customer_mut().and_then(Option::take);
+    let sealed = customer.map(|customer| Sealed {
+        // Plain data with string keys: serialising cannot fail.
+        customer: sealer.seal(&serde_json::to_vec(&customer).unwrap_or_default()),
+    });
     let envelope = RequestOut {
         v: VERSION,
         op: request.operation().name(),
-        request,
+        request: &stored,
+        sealed,
     };
-    // Plain data with string keys: serialising cannot fail.
     serde_json::to_string(&envelope).unwrap_or_default()
 }
 
@@ -54,20 +72,22 @@ pub fn write_answer(answer: &Answer) -> String {
     serde_json::to_string(&AnswerOut { v: VERSION, answer }).unwrap_or_default()
 }
 
-/// Reads a stored request. `legacy_operation` is what a version-0 row (a
-/// bare request) holds, known from the row's kind.
+/// Reads a stored request, opening what it holds sealed. `legacy_operation`
+/// is what a version-0 row (a bare request) holds, known from the row's
+/// kind.
 pub fn read_request(
     text: &str,
     legacy_operation: Option<Operation>,
+    sealer: &Sealer,
 ) -> Result<OperationRequest, Unreadable> {
     let value: Value = serde_json::from_str(text)
         .map_err(|e| Unreadable(format!("the stored request is not JSON: {e}")))?;
-    let (operation, request) = match version(&value)? {
+    let (operation, request, sealed) = match version(&value)? {
         0 => {
             let operation = legacy_operation.ok_or_else(|| {
                 Unreadable("a bare stored request of an unknown kind".to_string())
             })?;
-            (operation, value)
+            (operation, value, None)
         }
         VERSION => {
             #[derive(Deserialize)]
@@ -77,6 +97,8 @@ pub fn read_request(
                 v: u64,
                 op: String,
                 request: Value,
+                #[serde(default)]
+                sealed: Option<Sealed>,
             }
             let envelope: RequestIn = serde_json::from_value(value)
                 .map_err(|e| Unreadable(format!("the stored request envelope: {e}")))?;
@@ -84,12 +106,24 @@ pub fn read_request(
                 .op
                 .parse::<Operation>()
                 .map_err(|e| Unreadable(e.to_string()))?;
-            (operation, envelope.request)
+            (operation, envelope.request, envelope.sealed)
         }
         other => return Err(too_new("request", other)),
     };
-    OperationRequest::from_json(operation, request)
-        .map_err(|e| Unreadable(format!("the stored `{operation}` request: {e}")))
+    let mut request = OperationRequest::from_json(operation, request)
+        .map_err(|e| Unreadable(format!("the stored `{operation}` request: {e}")))?;
+    if let Some(sealed) = sealed {
+        let opened = sealer
+            .open(&sealed.customer)
+            .map_err(|e| Unreadable(format!("the sealed buyer: {e}")))?;
+        let customer: Customer = serde_json::from_slice(&opened)
+            .map_err(|e| Unreadable(format!("the sealed buyer: {e}")))?;
+        let slot = request.customer_mut().ok_or_else(|| {
+            Unreadable(format!("a `{operation}` request holds no buyer to unseal"))
+        })?;
+        *slot = Some(customer);
+    }
+    Ok(request)
 }
 
 /// Reads a stored answer.
@@ -134,8 +168,12 @@ fn too_new(what: &str, version: u64) -> Unreadable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use koogallery_contract::{CallContext, ReleaseRequest};
+    use koogallery_contract::{CallContext, CreateKind, CreateRequest, Product, ReleaseRequest};
     use koogallery_protocol::ResultCode;
+
+    fn sealer() -> Sealer {
+        Sealer::new(&[3; 32])
+    }
 
     fn release() -> OperationRequest {
         OperationRequest::Release(ReleaseRequest {
@@ -153,12 +191,12 @@ mod tests {
 
     #[test]
     fn the_written_forms_are_pinned_and_read_back() {
-        let text = write_request(&release());
+        let text = write_request(&release(), &sealer());
         assert_eq!(
             text,
             r#"{"v":1,"op":"release","request":{"call":{"idempotency_key":"kg-1","attempt":1,"test":false,"request_id":"r"},"instance_id":"i-1","order_id":null,"order_line_id":null}}"#
         );
-        assert_eq!(read_request(&text, None), Ok(release()));
+        assert_eq!(read_request(&text, None, &sealer()), Ok(release()));
         let answer = Answer::new(ResultCode::SoldOut, "gone");
         let text = write_answer(&answer);
         assert_eq!(
@@ -171,9 +209,12 @@ mod tests {
     #[test]
     fn bare_rows_from_before_the_envelope_are_read() {
         let bare = r#"{"call":{"idempotency_key":"kg-1","attempt":1,"test":false,"request_id":"r"},"instance_id":"i-1","order_id":null,"order_line_id":null}"#;
-        assert_eq!(read_request(bare, Some(Operation::Release)), Ok(release()));
+        assert_eq!(
+            read_request(bare, Some(Operation::Release), &sealer()),
+            Ok(release())
+        );
         assert!(
-            read_request(bare, None).is_err(),
+            read_request(bare, None, &sealer()).is_err(),
             "a bare row needs its kind"
         );
         let answer =
@@ -185,17 +226,17 @@ mod tests {
     #[test]
     fn what_cannot_be_read_says_why() {
         let cases = [
-            (read_request("not json", None).err(), "not JSON"),
+            (read_request("not json", None, &sealer()).err(), "not JSON"),
             (
-                read_request(r#"{"v":2,"op":"release","request":{}}"#, None).err(),
+                read_request(r#"{"v":2,"op":"release","request":{}}"#, None, &sealer()).err(),
                 "envelope version 2",
             ),
             (
-                read_request(r#"{"v":1,"op":"explode","request":{}}"#, None).err(),
+                read_request(r#"{"v":1,"op":"explode","request":{}}"#, None, &sealer()).err(),
                 "unknown operation",
             ),
             (
-                read_request(r#"{"v":1,"op":"release","request":{}}"#, None).err(),
+                read_request(r#"{"v":1,"op":"release","request":{}}"#, None, &sealer()).err(),
                 "missing field",
             ),
             (
@@ -208,5 +249,43 @@ mod tests {
             let error = error.expect(expected);
             assert!(error.0.contains(expected), "{expected}: {error}");
         }
+    }
+
+    #[test]
+    fn the_buyer_is_stored_sealed_and_read_back_with_the_key_only() {
+        let create = OperationRequest::Create(CreateRequest {
+            call: CallContext {
+                idempotency_key: "kg-2".into(),
+                attempt: 1,
+                test: false,
+                request_id: "r".into(),
+            },
+            instance_id: "i".into(),
+            order_id: "CS1".into(),
+            order_line_id: Some("L".into()),
+            kind: CreateKind::Purchase,
+            customer: Some(Customer {
+                id: "c-1".into(),
+                name: Some("Zhang San".into()),
+                user_id: None,
+                user_name: None,
+                mobile_phone: Some("13812345678".into()),
+                email: Some("zhang.san@example.com".into()),
+            }),
+            product: Product::default(),
+            charging_mode: None,
+            period: None,
+            expire_at: None,
+            extensions: vec![],
+        });
+        let text = write_request(&create, &sealer());
+        for secret in ["Zhang", "13812345678", "zhang.san", "c-1"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert!(text.contains(r#""customer":null"#), "{text}");
+        assert_eq!(read_request(&text, None, &sealer()), Ok(create));
+        let other_key = read_request(&text, None, &Sealer::new(&[4; 32]))
+            .expect_err("another key cannot open it");
+        assert!(other_key.0.contains("sealed buyer"), "{other_key}");
     }
 }

@@ -39,6 +39,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use gateway_store::{OperationId, OperationRecord, Store, StoreError};
+
+use crate::sealing::Sealer;
 use koogallery_contract::OperationRequest;
 use koogallery_protocol::{AccessKey, Answer, Disposition, ResultCode};
 use tokio_util::task::TaskTracker;
@@ -103,7 +105,8 @@ pub enum Decision {
     /// Answer this (a replay, a fresh result, or a refusal).
     Answer(Box<Answer>),
     /// Still running (here or elsewhere): 000004, or for a create possibly
-    /// success with the already-assigned instance id.
+    /// success with its instance id — which is only ever given when the
+    /// claim that assigned it is known to be committed.
     InProgress { instance_id: Option<String> },
 }
 
@@ -118,6 +121,8 @@ pub enum AnswerPath {
     InProgress,
     FingerprintMismatch,
     UnknownInstance,
+    /// A status change older than the last one applied to its instance.
+    Superseded,
     Retryable,
     StoreFailed,
 }
@@ -133,6 +138,7 @@ impl AnswerPath {
             AnswerPath::InProgress => "in_progress",
             AnswerPath::FingerprintMismatch => "fingerprint_mismatch",
             AnswerPath::UnknownInstance => "unknown_instance",
+            AnswerPath::Superseded => "superseded",
             AnswerPath::Retryable => "retryable",
             AnswerPath::StoreFailed => "store_failed",
         }
@@ -181,6 +187,11 @@ struct Inner {
     store: Arc<dyn Store>,
     executor: Arc<dyn Executor>,
     settled: moka::future::Cache<OperationId, Arc<Settled>>,
+    /// Operations whose claim is known to be committed, with the instance
+    /// it assigned (creates): what a caller that stopped waiting may answer.
+    claimed: moka::sync::Cache<OperationId, Option<String>>,
+    /// Seals the buyer in stored requests.
+    sealer: Sealer,
     settings: Settings,
     tasks: TaskTracker,
 }
@@ -192,10 +203,12 @@ impl Inner {
 }
 
 impl Operations {
-    /// `tasks` tracks the drives, so that shutdown waits for them.
+    /// `tasks` tracks the drives, so that shutdown waits for them; `sealer`
+    /// seals customer data in what is stored.
     pub fn new(
         store: Arc<dyn Store>,
         executor: Arc<dyn Executor>,
+        sealer: Sealer,
         settings: Settings,
         tasks: TaskTracker,
     ) -> Operations {
@@ -204,11 +217,17 @@ impl Operations {
             .weigher(|id: &OperationId, settled: &Arc<Settled>| settled.weight(id))
             .time_to_live(settings.hot_cache_ttl)
             .build();
+        let claimed = moka::sync::Cache::builder()
+            .max_capacity(100_000)
+            .time_to_live(settings.lease)
+            .build();
         Operations {
             inner: Arc::new(Inner {
                 store,
                 executor,
                 settled,
+                claimed,
+                sealer,
                 settings,
                 tasks,
             }),
@@ -225,6 +244,25 @@ impl Operations {
         self.inner.settled.entry_count()
     }
 
+    /// The answer of `op` if this process holds its final result: no store,
+    /// no plugin. Safe to answer before anything is written (a replayed
+    /// request gets the same final answer either way).
+    pub async fn cached(&self, op: &RecordedOperation) -> Option<(Decision, AnswerPath)> {
+        let settled = self.inner.settled.get(&op.id).await?;
+        Some(replay(op, &settled, AnswerPath::ReplayedFromCache))
+    }
+
+    /// The answer of `op` if the store holds its final result; read-only,
+    /// for when the store cannot take the writes a new request needs.
+    pub async fn stored(&self, op: &RecordedOperation) -> Option<(Decision, AnswerPath)> {
+        let record = self.inner.store.load(&op.id).await.ok()??;
+        if !record.status.is_final() {
+            return None;
+        }
+        let settled = drive::settled_from(&record).ok()?;
+        Some(replay(op, &settled, AnswerPath::ReplayedFromStore))
+    }
+
     /// Runs `op` once across every duplicate and answers it, waiting at most
     /// until `deadline`.
     pub async fn run(
@@ -236,8 +274,10 @@ impl Operations {
         if let Some(settled) = inner.settled.get(&op.id).await {
             return replay(&op, &settled, AnswerPath::ReplayedFromCache);
         }
-        if let Some(refusal) = self.refuse_unknown_instance(&op).await {
-            return refusal;
+        match tokio::time::timeout_at(deadline, self.precheck(&op)).await {
+            Ok(Some(refusal)) => return refusal,
+            Ok(None) => {}
+            Err(_elapsed) => return store_too_slow(),
         }
         let initiated = Arc::new(AtomicBool::new(false));
         let init = {
@@ -271,38 +311,57 @@ impl Operations {
                 replay(&op, &settled, path)
             }
             Ok(Err(unsettled)) => unsettled_decision(&op, &unsettled),
-            Err(_elapsed) => in_progress(&op, None),
+            // Still running: name the instance only if its claim committed.
+            Err(_elapsed) => in_progress(&op, inner.claimed.get(&op.id).flatten()),
         }
     }
 
-    async fn refuse_unknown_instance(
-        &self,
-        op: &RecordedOperation,
-    ) -> Option<(Decision, AnswerPath)> {
+    /// What the instance row says before anything runs: an operation on an
+    /// instance the gateway never assigned (000003), or a status change
+    /// older than the last one applied (answered as done, not run).
+    async fn precheck(&self, op: &RecordedOperation) -> Option<(Decision, AnswerPath)> {
         let instance_id = op.instance_id.as_deref()?;
-        if op.test || op.import_unknown_instance {
+        let may_be_unknown = op.test || op.import_unknown_instance;
+        if may_be_unknown && op.signed_at_ms.is_none() {
             return None;
         }
-        match self
+        let instance = match self
             .inner
             .store
             .instance(&op.id.merchant_id, instance_id)
             .await
         {
-            Ok(Some(_)) => None,
-            Ok(None) => {
+            Ok(instance) => instance,
+            Err(error) => return Some(store_failed(&error)),
+        };
+        let Some(instance) = instance else {
+            if may_be_unknown {
+                return None;
+            }
+            tracing::warn!(
+                instance_id,
+                kind = op.kind.label(),
+                "an operation on an instance this gateway never assigned; answered 000003"
+            );
+            let message = format!("instance {instance_id} does not exist");
+            return Some((
+                answer(ResultCode::InstanceNotFound, &message),
+                AnswerPath::UnknownInstance,
+            ));
+        };
+        match (instance.status_changed_at, op.signed_at_ms) {
+            (Some(applied), Some(signed)) if signed < applied => {
                 tracing::warn!(
                     instance_id,
                     kind = op.kind.label(),
-                    "an operation on an instance this gateway never assigned; answered 000003"
+                    signed_at_ms = signed,
+                    last_applied_ms = applied,
+                    "a status change older than the last one applied; answered done, not run"
                 );
-                let message = format!("instance {instance_id} does not exist");
-                Some((
-                    answer(ResultCode::InstanceNotFound, &message),
-                    AnswerPath::UnknownInstance,
-                ))
+                let message = "superseded by a later status change";
+                Some((answer(ResultCode::Success, message), AnswerPath::Superseded))
             }
-            Err(error) => Some(store_failed(&error)),
+            _ => None,
         }
     }
 
@@ -313,7 +372,7 @@ impl Operations {
             .inner
             .executor
             .imports_unknown_instances(&record.id.merchant_id);
-        let op = RecordedOperation::from_record(record, imports)?;
+        let op = RecordedOperation::from_record(record, imports, &self.inner.sealer)?;
         let far = tokio::time::Instant::now() + self.inner.settings.lease;
         let result = drive_record(self.inner.clone(), op, record.clone(), far).await;
         Ok(match result {
@@ -354,12 +413,12 @@ fn mismatch(op: &RecordedOperation, stored: &str) -> (Decision, AnswerPath) {
     )
 }
 
-/// Still running. Only a create names its (already-assigned) instance.
-fn in_progress(op: &RecordedOperation, assigned: Option<String>) -> (Decision, AnswerPath) {
-    let instance_id = op
-        .assignment
-        .as_ref()
-        .map(|proposed| assigned.unwrap_or_else(|| proposed.instance_id.clone()));
+/// Still running. Only a create names its instance, and only one whose
+/// claim is known to be committed (`committed`): a merchant that answers
+/// creates in flight as successes must never be told of an instance the
+/// store does not hold.
+fn in_progress(op: &RecordedOperation, committed: Option<String>) -> (Decision, AnswerPath) {
+    let instance_id = op.assignment.as_ref().and(committed);
     (Decision::InProgress { instance_id }, AnswerPath::InProgress)
 }
 
@@ -372,15 +431,28 @@ fn store_failed(error: &StoreError) -> (Decision, AnswerPath) {
     )
 }
 
+fn store_too_slow() -> (Decision, AnswerPath) {
+    tracing::error!("the store did not answer within the answer budget; answered 000005");
+    let message = "the order could not be recorded in time; please retry";
+    (
+        answer(ResultCode::Internal, message),
+        AnswerPath::StoreFailed,
+    )
+}
+
 fn unsettled_decision(op: &RecordedOperation, unsettled: &Unsettled) -> (Decision, AnswerPath) {
     match unsettled {
         Unsettled::InProgress { instance_id } => in_progress(op, instance_id.clone()),
         Unsettled::Retryable(answer) => (Decision::Answer(answer.clone()), AnswerPath::Retryable),
         Unsettled::Mismatch { stored } => mismatch(op, stored),
-        Unsettled::Store(error) => store_failed(error),
-        Unsettled::Failed(why) => {
-            tracing::error!(why, "the operation produced no answer; answered 000005");
-            (answer(ResultCode::Internal, ""), AnswerPath::Retryable)
-        }
+        // The drive logged these (it logs whether or not anyone waits).
+        Unsettled::Store(_) => (
+            answer(
+                ResultCode::Internal,
+                "the order could not be recorded; please retry",
+            ),
+            AnswerPath::StoreFailed,
+        ),
+        Unsettled::Failed(_) => (answer(ResultCode::Internal, ""), AnswerPath::Retryable),
     }
 }

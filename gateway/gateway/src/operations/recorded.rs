@@ -12,6 +12,7 @@ use koogallery_protocol::{AccessKey, Callback, Disposition, ResultCode, ids};
 use super::Executed;
 use super::envelope::{self, Unreadable};
 use super::kind::Kind;
+use crate::sealing::Sealer;
 
 /// One recorded business operation, ready to run.
 #[derive(Clone, Debug)]
@@ -33,13 +34,18 @@ pub struct RecordedOperation {
     /// The key credentials in the answer are encrypted with (`None`: the
     /// merchant's first key).
     pub sealing_key: Option<AccessKey>,
+    /// When the marketplace signed the request (Unix ms), for the status
+    /// changes that must not be applied out of order.
+    pub signed_at_ms: Option<i64>,
 }
 
 impl RecordedOperation {
-    /// The recorded operation of a verified callback; `None` for reads.
+    /// The recorded operation of a verified callback signed at
+    /// `signed_at_ms`; `None` for reads.
     pub fn from_callback(
         merchant: &str,
         callback: &Callback,
+        signed_at_ms: i64,
         import_unknown_instance: bool,
         sealing_key: Option<AccessKey>,
     ) -> Option<RecordedOperation> {
@@ -59,6 +65,7 @@ impl RecordedOperation {
             request: request.clone(),
             import_unknown_instance,
             sealing_key,
+            signed_at_ms: kind.toggles().map(|_| signed_at_ms),
         })
     }
 
@@ -66,10 +73,11 @@ impl RecordedOperation {
     pub fn from_record(
         record: &OperationRecord,
         import_unknown_instance: bool,
+        sealer: &Sealer,
     ) -> Result<RecordedOperation, Unreadable> {
         let kind = Kind::from_stored_name(&record.kind)
             .ok_or_else(|| Unreadable(format!("unknown operation kind `{}`", record.kind)))?;
-        let request = envelope::read_request(&record.request_json, Some(kind.operation()))?;
+        let request = envelope::read_request(&record.request_json, Some(kind.operation()), sealer)?;
         if Kind::of(&request) != Some(kind) {
             return Err(Unreadable(format!(
                 "the stored request is a `{}`, not a `{}`",
@@ -88,11 +96,14 @@ impl RecordedOperation {
             request,
             import_unknown_instance,
             sealing_key: None,
+            // The completer re-drives what was claimed: its order was
+            // checked when it arrived.
+            signed_at_ms: None,
         })
     }
 
-    /// The record a claim of this operation inserts.
-    pub fn new_record(&self) -> NewOperation {
+    /// The record a claim of this operation inserts (its buyer sealed).
+    pub fn new_record(&self, sealer: &Sealer) -> NewOperation {
         NewOperation {
             id: self.id.clone(),
             test: self.test,
@@ -101,7 +112,7 @@ impl RecordedOperation {
             instance_id: self.instance_id.clone(),
             assignment: self.assignment.clone(),
             fingerprint: self.fingerprint.clone(),
-            request_json: envelope::write_request(&self.request),
+            request_json: envelope::write_request(&self.request, sealer),
         }
     }
 
@@ -135,6 +146,7 @@ impl RecordedOperation {
                 instance_id: id.to_string(),
                 status,
                 expires_at: expiry(&self.request),
+                status_changed_at: self.signed_at_ms,
                 import: self.import_unknown_instance && self.kind != Kind::Create,
             })
         });
@@ -237,17 +249,21 @@ mod tests {
     #[test]
     fn a_record_reads_back_into_its_operation_or_says_why_not() {
         let request = renewal("r1", 1, "0", 100);
-        let stored = envelope::write_request(&request);
-        let op = RecordedOperation::from_record(&record("renew", stored.clone()), false)
+        let sealer = Sealer::new(&[1; 32]);
+        let stored = envelope::write_request(&request, &sealer);
+        let op = RecordedOperation::from_record(&record("renew", stored.clone()), false, &sealer)
             .expect("readable");
         assert_eq!(op.kind, Kind::Renew);
         assert_eq!(op.request, request);
         assert_eq!(op.instance_id.as_deref(), Some("i-1"));
-        let unknown =
-            RecordedOperation::from_record(&record("status:suspend", stored.clone()), false)
-                .expect_err("an unknown kind");
+        let unknown = RecordedOperation::from_record(
+            &record("status:suspend", stored.clone()),
+            false,
+            &sealer,
+        )
+        .expect_err("an unknown kind");
         assert!(unknown.0.contains("status:suspend"), "{unknown}");
-        let mismatched = RecordedOperation::from_record(&record("release", stored), false)
+        let mismatched = RecordedOperation::from_record(&record("release", stored), false, &sealer)
             .expect_err("a renew stored as a release");
         assert!(mismatched.0.contains("not a `release`"), "{mismatched}");
     }

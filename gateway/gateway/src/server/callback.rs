@@ -22,9 +22,11 @@ use axum::http::{HeaderValue, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
+use gateway_store as store;
+use koogallery_protocol::inbound::ReplayGuard;
 use koogallery_protocol::{
     self as protocol, AccessKey, Activity, Answer, AuthError, Callback, Generation, ParseContext,
-    Rejection, ResultCode, signing, time,
+    Rejection, ResultCode, Verified, signing, time,
 };
 
 use super::App;
@@ -182,25 +184,6 @@ async fn handle(app: &Arc<App>, incoming: Incoming<'_>, body: Body) -> Handled {
         Err(rejection) => return refuse(app, merchant, rejection, first_key, generation),
     };
     let signer = signs.then(|| keys[verified.key_index].clone());
-    if let Some(nonce) = &verified.nonce {
-        let remembered = app
-            .store
-            .remember_nonce(merchant_id, nonce, time::now_ms(), app.nonce_memory_ms)
-            .await;
-        match remembered {
-            Ok(true) => {}
-            Ok(false) => {
-                let replayed = AuthError::ReplayedNonce.into();
-                return refuse(app, merchant, replayed, signer, generation);
-            }
-            Err(error) => {
-                tracing::error!(%error, "the nonce could not be checked; answered 000005");
-                let message = "the request could not be recorded; please retry";
-                let answer = Answer::new(ResultCode::Internal, message);
-                return Handled::refused(answer, signer, Some(generation));
-            }
-        }
-    }
     // The decoy never verifies, so a verified callback has a real merchant.
     let Some(merchant) = merchant else {
         return refuse(app, None, AuthError::Mismatch.into(), signer, generation);
@@ -209,36 +192,132 @@ async fn handle(app: &Arc<App>, incoming: Incoming<'_>, body: Body) -> Handled {
         tracing::warn!(activity = callback.activity.wire_name(), "{warning}");
     }
     let key = &keys[verified.key_index];
-    let answer = answer_callback(app, merchant, &callback, key, deadline).await;
-    Handled {
-        answer,
-        signer,
-        generation: Some(callback.generation),
-        activity: Some(callback.activity),
+    match answer_callback(app, merchant, &verified, &callback, key, deadline).await {
+        Ok(answer) => Handled {
+            answer,
+            signer,
+            generation: Some(callback.generation),
+            activity: Some(callback.activity),
+        },
+        Err(rejection) => refuse(app, Some(merchant), rejection, signer, generation),
     }
 }
 
-/// A recorded operation through the idempotency layer, a read directly.
+/// A recorded operation through the idempotency layer, a read directly;
+/// either after its replay guard is remembered, unless a final answer can be
+/// replayed without writing anything.
 async fn answer_callback(
     app: &Arc<App>,
     merchant: &Arc<Merchant>,
+    verified: &Verified,
     callback: &Callback,
     key: &AccessKey,
     deadline: tokio::time::Instant,
-) -> Answer {
+) -> Result<Answer, Rejection> {
     let imports = merchant.unknown_instances == UnknownInstances::Import;
-    let Some(op) =
-        RecordedOperation::from_callback(&merchant.id, callback, imports, Some(key.clone()))
-    else {
-        return run_read(app, merchant, callback, key, deadline).await;
+    let op = RecordedOperation::from_callback(
+        &merchant.id,
+        callback,
+        verified.signed_at_ms,
+        imports,
+        Some(key.clone()),
+    );
+    // A final answer this process holds is the same whoever asks again: it
+    // needs no write, not even the replay guard's.
+    if let Some(op) = &op
+        && let Some((decision, path)) = app.operations.cached(op).await
+    {
+        return Ok(decided(app, merchant, op, decision, path));
+    }
+    match remember(app, &merchant.id, &verified.replay, deadline).await {
+        Remembered::New => {}
+        Remembered::Replay(error) => return Err(error.into()),
+        Remembered::StoreFailed => {
+            // The store cannot write; if it holds the final answer, it can
+            // still be replayed (read-only).
+            if let Some(op) = &op
+                && let Ok(Some((decision, path))) =
+                    tokio::time::timeout_at(deadline, app.operations.stored(op)).await
+            {
+                return Ok(decided(app, merchant, op, decision, path));
+            }
+            let message = "the request could not be recorded; please retry";
+            return Ok(Answer::new(ResultCode::Internal, message));
+        }
+    }
+    let Some(op) = op else {
+        return Ok(run_read(app, merchant, callback, key, deadline).await);
     };
-    let kind = op.kind;
-    let (decision, path) = app.operations.run(op, deadline).await;
+    let (decision, path) = app.operations.run(op.clone(), deadline).await;
+    Ok(decided(app, merchant, &op, decision, path))
+}
+
+/// What remembering a request's replay guard found.
+enum Remembered {
+    New,
+    Replay(AuthError),
+    StoreFailed,
+}
+
+/// Remembers the replay guard of a verified request (a V2 nonce, a V1
+/// token bound to its parameters) in the store, within the deadline.
+async fn remember(
+    app: &App,
+    merchant_id: &str,
+    guard: &ReplayGuard,
+    deadline: tokio::time::Instant,
+) -> Remembered {
+    let (key, binding, memory_ms) = match guard {
+        ReplayGuard::Nonce(nonce) => (nonce.clone(), None, app.nonce_memory_ms),
+        ReplayGuard::Token {
+            token,
+            params_digest,
+        } => (
+            format!("v1:{token}"),
+            Some(params_digest.as_str()),
+            app.v1_token_memory_ms,
+        ),
+    };
+    let remembered =
+        app.store
+            .remember_nonce(merchant_id, &key, binding, time::now_ms(), memory_ms);
+    match tokio::time::timeout_at(deadline, remembered).await {
+        Ok(Ok(store::Remembered::New)) => Remembered::New,
+        // A V1 request resent as it was (its token, its parameters).
+        Ok(Ok(store::Remembered::Again { same_binding: true })) if binding.is_some() => {
+            Remembered::New
+        }
+        Ok(Ok(store::Remembered::Again { same_binding })) => {
+            Remembered::Replay(if binding.is_none() || same_binding {
+                AuthError::ReplayedNonce
+            } else {
+                AuthError::ReusedToken
+            })
+        }
+        Ok(Err(error)) => {
+            tracing::error!(%error, "the replay guard could not be recorded; answered 000005");
+            Remembered::StoreFailed
+        }
+        Err(_elapsed) => {
+            tracing::error!("the store did not record the replay guard within the budget");
+            Remembered::StoreFailed
+        }
+    }
+}
+
+/// The answer for an operation's decision, counted.
+fn decided(
+    app: &App,
+    merchant: &Merchant,
+    op: &RecordedOperation,
+    decision: Decision,
+    path: AnswerPath,
+) -> Answer {
     app.metrics
         .operations
         .get_or_create(&OperationLabels {
             merchant: merchant.id.clone(),
-            kind: kind.label().into(),
+            kind: op.kind.label().into(),
             path: path.label().into(),
         })
         .inc();
@@ -330,7 +409,9 @@ fn auth_reason(error: &AuthError) -> &'static str {
         AuthError::Missing(_) | AuthError::Duplicate(_) => "missing_or_duplicate_parameter",
         AuthError::BadTimestamp(_) | AuthError::OutsideWindow { .. } => "timestamp",
         AuthError::BadEncoding(_) | AuthError::Mismatch => "signature",
+        AuthError::Ambiguous(_) => "ambiguous",
         AuthError::ReplayedNonce => "replayed_nonce",
+        AuthError::ReusedToken => "reused_token",
     }
 }
 

@@ -31,10 +31,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, lower};
 use crate::executor::HandlerExecutor;
-use crate::merchants::{MerchantError, Merchants};
+use crate::keys::{self, KeyError, Keys};
+use crate::merchants::Merchants;
 use crate::metrics::Metrics;
 use crate::operations::Operations;
 use crate::operations::upkeep::UpkeepSettings;
+use crate::sealing::Sealer;
 
 /// Everything the handlers share.
 pub struct App {
@@ -46,6 +48,8 @@ pub struct App {
     policy: VerifyPolicy,
     /// How long V2 nonces are remembered in the store.
     nonce_memory_ms: i64,
+    /// How long V1 tokens are remembered (their window, both ways).
+    v1_token_memory_ms: i64,
     upkeep: UpkeepSettings,
     stop_upkeep: CancellationToken,
     answer_budget: Duration,
@@ -61,8 +65,6 @@ pub enum StartError {
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
-    Merchant(#[from] MerchantError),
-    #[error(transparent)]
     Store(#[from] StoreError),
     #[error("creating the data directory {path}: {source}")]
     DataDir {
@@ -71,6 +73,8 @@ pub enum StartError {
     },
     #[error("loading the merchants' plugins panicked: {0}")]
     Panicked(String),
+    #[error(transparent)]
+    Key(#[from] KeyError),
     #[error("listening on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -91,20 +95,18 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
 }
 
 impl App {
-    /// Loads every merchant's plugin into `runtime`. Blocking (it may
+    /// Loads every merchant's plugin into `runtime`; a merchant whose
+    /// plugin does not load is served as unavailable. Blocking (it may
     /// compile): call it from a blocking context.
-    pub fn new(
-        config: &Config,
-        runtime: Arc<Runtime>,
-        store: Arc<dyn Store>,
-    ) -> Result<App, StartError> {
-        let merchants = Merchants::load(config, &runtime)?;
-        Ok(App::with_merchants(config, runtime, store, merchants))
+    pub fn new(config: &Config, keys: &Keys, runtime: Arc<Runtime>, store: Arc<dyn Store>) -> App {
+        let merchants = Merchants::load(config, &runtime);
+        App::with_merchants(config, keys, runtime, store, merchants)
     }
 
     /// The app for merchants already loaded.
     pub fn with_merchants(
         config: &Config,
+        keys: &Keys,
         runtime: Arc<Runtime>,
         store: Arc<dyn Store>,
         merchants: Merchants,
@@ -120,6 +122,7 @@ impl App {
         let operations = Operations::new(
             store.clone(),
             Arc::new(executor),
+            Sealer::new(&keys.sealing_key()),
             lower::operations(&config.store),
             tasks.clone(),
         );
@@ -129,8 +132,9 @@ impl App {
             store,
             operations,
             metrics,
-            policy: lower::verify_policy(&config.signature),
+            policy: lower::verify_policy(config),
             nonce_memory_ms: lower::nonce_memory_ms(&config.signature),
+            v1_token_memory_ms: lower::v1_token_memory_ms(&config.signature),
             upkeep: lower::upkeep(&config.store),
             stop_upkeep: CancellationToken::new(),
             answer_budget: Duration::from_millis(config.answer_budget_ms),
@@ -205,17 +209,37 @@ async fn metrics_text(State(app): State<Arc<App>>) -> impl IntoResponse {
     )
 }
 
-/// Builds the runtime and the app for `config`, off the async threads.
-pub async fn start(config: &Config) -> Result<Arc<App>, StartError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+/// The master key: `GATEWAY_KEY` from the environment, else the key file.
+pub fn load_keys(config: &Config) -> Result<Keys, StartError> {
+    let from_env = std::env::var(keys::KEY_ENV).ok();
+    Ok(Keys::load(from_env.as_deref(), &config.key_file)?)
+}
+
+/// Creates the data directory, owner-only.
+fn create_data_dir(config: &Config) -> Result<(), StartError> {
+    let failed = |source| StartError::DataDir {
         path: config.data_dir.clone(),
         source,
-    })?;
+    };
+    std::fs::create_dir_all(&config.data_dir).map_err(failed)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(failed)?;
+    }
+    Ok(())
+}
+
+/// Builds the runtime and the app for `config`, off the async threads.
+pub async fn start(config: &Config) -> Result<Arc<App>, StartError> {
+    create_data_dir(config)?;
+    let keys = load_keys(config)?;
     let store = open_store(config).await?;
     let config = config.clone();
     let built = tokio::task::spawn_blocking(move || -> Result<App, StartError> {
-        let runtime = Arc::new(Runtime::new(lower::served_runtime(&config))?);
-        App::new(&config, runtime, store)
+        let runtime = Arc::new(Runtime::new(lower::served_runtime(&config, &keys))?);
+        Ok(App::new(&config, &keys, runtime, store))
     })
     .await;
     match built {
