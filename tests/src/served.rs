@@ -26,6 +26,7 @@ pub struct TestGateway {
     config: Config,
     keys: gateway::keys::Keys,
     router: Router,
+    admin: Router,
     database: std::path::PathBuf,
     _data: tempfile::TempDir,
 }
@@ -131,6 +132,7 @@ impl TestGateway {
         let app = Arc::new(App::new(&config, &keys, runtime, store));
         TestGateway {
             router: server::app(app.clone()),
+            admin: server::admin::router(app.clone()),
             app,
             config: config.clone(),
             keys,
@@ -163,7 +165,7 @@ impl TestGateway {
     /// included), or `None` if the gateway exposes no such series: a typo or
     /// a label in another order is `None`, never a silent zero.
     pub async fn metric(&self, series: &str) -> Option<u64> {
-        let (_, text) = self.get("/metrics").await;
+        let (_, text) = self.get_admin("/metrics").await;
         text.lines()
             .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
     }
@@ -180,37 +182,17 @@ impl TestGateway {
 
     /// Sends a request with any body (a stream, for slow clients).
     pub async fn send_body(&self, method: Method, uri: &str, body: Body) -> Reply {
-        let request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("content-type", "application/json;charset=utf8")
-            .body(body)
-            .expect("a valid request");
-        let response = self
-            .router
-            .clone()
-            .oneshot(request)
-            .await
-            .expect("the router never fails");
-        let status = response.status();
-        let body_sign = response
-            .headers()
-            .get("body-sign")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-            .await
-            .expect("a readable answer")
-            .to_vec();
-        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply {
-            status,
-            body_sign,
-            bytes,
-            json,
-        }
+        send_to(&self.router, method, uri, body).await
     }
 
+    /// A GET on the admin listener's router.
+    pub async fn get_admin(&self, path: &str) -> (StatusCode, String) {
+        let reply = send_to(&self.admin, Method::GET, path, Body::empty()).await;
+        (
+            reply.status,
+            String::from_utf8_lossy(&reply.bytes).into_owned(),
+        )
+    }
     /// A V2 callback signed with `key` now.
     pub async fn v2(&self, merchant: &str, body: &Value, key: &str) -> Reply {
         let bytes = serde_json::to_vec(body).expect("JSON");
@@ -244,5 +226,38 @@ impl TestGateway {
             reply.status,
             String::from_utf8_lossy(&reply.bytes).into_owned(),
         )
+    }
+}
+
+/// Sends a request through `router` and reads the answer as the
+/// marketplace would.
+async fn send_to(router: &Router, method: Method, uri: &str, body: Body) -> Reply {
+    let request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json;charset=utf8")
+        .body(body)
+        .expect("a valid request");
+    let response = router
+        .clone()
+        .oneshot(request)
+        .await
+        .expect("the router never fails");
+    let status = response.status();
+    let body_sign = response
+        .headers()
+        .get("body-sign")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .expect("a readable answer")
+        .to_vec();
+    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Reply {
+        status,
+        body_sign,
+        bytes,
+        json,
     }
 }

@@ -345,7 +345,7 @@ async fn the_negative_set_answers_000001_and_never_reaches_the_plugin() {
         assert_eq!(reply.code(), "000001", "{query}: {:?}", reply.json);
     }
 
-    let (_, metrics) = gw.get("/metrics").await;
+    let (_, metrics) = gw.get_admin("/metrics").await;
     let traps: Vec<&str> = metrics
         .lines()
         .filter(|l| l.starts_with("gateway_plugin_failures_total") && l.contains("trap"))
@@ -456,7 +456,7 @@ async fn an_unknown_merchant_is_refused_exactly_like_a_wrong_key() {
         header.starts_with("sign_type=\"HMAC-SHA256\", signature=\""),
         "{header}"
     );
-    let (_, metrics) = gw.get("/metrics").await;
+    let (_, metrics) = gw.get_admin("/metrics").await;
     assert!(
         !metrics.contains("nobody"),
         "unknown ids never become metric labels"
@@ -535,7 +535,7 @@ async fn health_readiness_and_metrics() {
     ];
     gw.v1("reference", &params, KEY).await;
     gw.v1("reference", &params, KEY).await;
-    let (status, metrics) = gw.get("/metrics").await;
+    let (status, metrics) = gw.get_admin("/metrics").await;
     assert_eq!(status, StatusCode::OK);
     for expected in [
         "gateway_callbacks_total{merchant=\"reference\",generation=\"v2\",activity=\"newInstance\",result_code=\"000000\"} 1",
@@ -552,6 +552,14 @@ async fn health_readiness_and_metrics() {
             "missing {expected} in\n{metrics}"
         );
     }
+    // Merchant ids and volumes are not for the callback port: there,
+    // /metrics is no endpoint at all (answered in the contract's shape).
+    let public = gw.send(Method::GET, "/metrics", Vec::new()).await;
+    assert_eq!(public.status, StatusCode::NOT_FOUND);
+    assert_eq!(public.code(), "000002");
+    assert!(!String::from_utf8_lossy(&public.bytes).contains("reference"));
+    let (_, status) = gw.get_admin("/status").await;
+    assert!(status.contains(r#""store":"ok""#), "{status}");
     assert!(gw.app.drain(std::time::Duration::from_secs(1)).await);
     assert_eq!(gw.get("/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
 }

@@ -115,7 +115,8 @@ pub fn run() -> ExitCode {
         Command::Serve(_) => "info",
         _ => "warn",
     };
-    init_logging(cli.log.as_deref().unwrap_or(default_filter), cli.log_format);
+    // Flushes what is still queued for stderr when the command ends.
+    let _log_writer = init_logging(cli.log.as_deref().unwrap_or(default_filter), cli.log_format);
     let result = match cli.command {
         Command::Serve(args) => serve::run(&args),
         Command::Simulate(args) => simulate::run(&args),
@@ -131,17 +132,29 @@ pub fn run() -> ExitCode {
     }
 }
 
-fn init_logging(filter: &str, format: LogFormat) {
+/// The log goes to stderr through a bounded queue and a writer thread of
+/// its own: a slow or blocked stderr (a pipe nobody reads) drops log lines,
+/// it never stalls a callback. Colours only on a terminal.
+fn init_logging(filter: &str, format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(writer);
     let _ = match format {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+    guard
 }
+
+/// Log lines waiting for stderr; past it, lines are dropped.
+const LOG_QUEUE_LINES: usize = 16 * 1024;
 
 fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let wasm = read_file(&args.file)?;

@@ -28,21 +28,37 @@ pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let app = server::start(&config).await?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: config.listen,
-            source,
-        })?;
-    let addr = listener.local_addr()?;
+    let callbacks = bind(config.listen).await?;
+    let admin = match config.admin.listen {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    let addr = callbacks.local_addr()?;
     let merchants = app.merchant_ids().join(", ");
-    tracing::info!(%addr, merchants, "gateway listening");
+    let admin_addr = admin.as_ref().map(|l| l.local_addr()).transpose()?;
+    tracing::info!(%addr, admin = ?admin_addr, merchants, "gateway listening");
     // One line on stdout for whoever started us (scripts, tests).
-    println!("gateway listening on http://{addr} (merchants: {merchants})");
+    let admin_note = admin_addr.map_or_else(
+        || "no admin listener".to_string(),
+        |a| format!("admin on http://{a}"),
+    );
+    println!("gateway listening on http://{addr} (merchants: {merchants}; {admin_note})");
+    let listeners = server::Listeners {
+        callbacks,
+        admin,
+        max_connections: config.max_connections,
+        header_read_timeout: Duration::from_secs(config.header_read_timeout_secs),
+    };
     let grace = Duration::from_secs(config.shutdown_grace_secs);
-    server::serve(listener, app, shutdown_signal(), grace).await?;
+    server::serve(listeners, app, shutdown_signal(), grace).await?;
     tracing::info!("gateway stopped");
     Ok(())
+}
+
+async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, StartError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

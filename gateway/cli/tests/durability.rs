@@ -11,6 +11,7 @@ use koogallery_protocol::ids;
 use koogallery_protocol::marketplace;
 use koogallery_protocol::time::now_ms;
 use serde_json::{Value, json};
+use test_support::callbacks::{self, code, post};
 use test_support::process::{GatewayProcess, executions, store_number};
 
 const KEY: &str = "durability-test-key";
@@ -69,25 +70,7 @@ fn assigned_id(order_id: &str) -> String {
 
 /// A signed V2 request: the URL (with its own nonce and timestamp) and body.
 fn signed(base: &str, body: &Value, timestamp_ms: i64) -> (String, Vec<u8>) {
-    let bytes = serde_json::to_vec(body).expect("JSON");
-    let query = marketplace::v2_query(KEY, &bytes, timestamp_ms, &marketplace::random_nonce());
-    (format!("{base}/callbacks/{MERCHANT}?{query}"), bytes)
-}
-
-async fn post(client: &reqwest::Client, url: &str, body: Vec<u8>) -> Value {
-    let response = client
-        .post(url)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .expect("the gateway answers");
-    let bytes = response.bytes().await.expect("the body");
-    serde_json::from_slice(&bytes).expect("a JSON answer")
-}
-
-fn code(answer: &Value) -> &str {
-    answer["resultCode"].as_str().unwrap_or("<none>")
+    callbacks::signed_v2_at(base, MERCHANT, KEY, body, timestamp_ms)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -55,7 +55,7 @@ fn request(operation: Operation) -> OperationRequest {
 
 async fn call_once(
     rt: &Runtime,
-    plugin: &LoadedPlugin,
+    plugin: &Arc<LoadedPlugin>,
     merchant: &MerchantContext,
     req: &OperationRequest,
 ) {
@@ -93,7 +93,7 @@ fn cycle(c: &mut Criterion) {
 /// p50 and p99 of `n` sequential cycles, after a warm-up.
 fn percentiles(
     rt: &Runtime,
-    plugin: &LoadedPlugin,
+    plugin: &Arc<LoadedPlugin>,
     req: &OperationRequest,
     n: usize,
 ) -> (Duration, Duration) {

@@ -149,8 +149,14 @@ fn main() {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
+    let listeners = server::Listeners {
+        callbacks: listener,
+        admin: None,
+        max_connections: 1024,
+        header_read_timeout: Duration::from_secs(5),
+    };
     server_runtime.spawn(server::serve(
-        listener,
+        listeners,
         app,
         std::future::pending(),
         Duration::from_secs(1),

@@ -33,6 +33,11 @@ pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// contend in `madvise`.
 const KEEP_RESIDENT_BYTES: usize = 2 << 20;
 
+/// A slot whose call held more memory than this is reset off the answering
+/// task (see `reset_in_background`); below it the reset is a memset of at
+/// most `KEEP_RESIDENT_BYTES` and a small `madvise`, cheaper than a hop.
+pub(crate) const INLINE_RESET_BYTES: usize = 8 << 20;
+
 /// Core instances, memories and tables one component may have. A Rust
 /// `wasm32-wasip2` plugin has about 18 core instances (most are tiny
 /// adapter shims), one memory and a handful of tables.

@@ -23,14 +23,15 @@ mod host;
 pub mod limits;
 mod output;
 mod shares;
+mod threads;
 mod validate;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 
@@ -41,6 +42,7 @@ pub use host::{PluginConfig, PluginLogRecord};
 pub use limits::CallLimits;
 pub use output::Captured;
 pub use shares::{MerchantShare, ShareLimits};
+pub use threads::ThreadSettings;
 pub use validate::ComponentReport;
 
 use artifacts::ArtifactStore;
@@ -62,6 +64,8 @@ pub struct RuntimeSettings {
     pub max_cached_plugins: u64,
     /// Linear memory all running calls may hold together, in bytes.
     pub memory_budget_bytes: usize,
+    /// The threads plugin calls run on.
+    pub threads: ThreadSettings,
 }
 
 /// A validated, compiled plugin, ready to be instantiated many times.
@@ -128,11 +132,10 @@ pub struct RuntimeStats {
 pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
-    permits: Arc<Semaphore>,
+    invoker: Invoker,
+    threads: threads::PluginThreads,
     max_permits: usize,
     plugins: moka::sync::Cache<String, Arc<LoadedPlugin>>,
-    /// The gateway-wide memory budget of running calls.
-    memory: Arc<shares::MemoryAccount>,
     artifacts: ArtifactStore,
     settings: RuntimeSettings,
     compilations: AtomicU64,
@@ -147,16 +150,24 @@ impl Runtime {
         let linker = build_linker(&engine)?;
         let artifacts = ArtifactStore::new(settings.artifacts.clone(), &engine)?;
         let max_permits = settings.engine.max_instances as usize;
-        Ok(Runtime {
-            engine,
-            linker,
+        let threads = threads::PluginThreads::start(settings.threads)
+            .map_err(|e| RuntimeError::Engine(format!("starting the plugin threads: {e}")))?;
+        let invoker = Invoker {
+            engine: engine.clone(),
             permits: Arc::new(Semaphore::new(max_permits)),
-            max_permits,
-            plugins: moka::sync::Cache::new(settings.max_cached_plugins),
             memory: Arc::new(shares::MemoryAccount::new(
                 "gateway",
                 settings.memory_budget_bytes,
             )),
+            max_memory_bytes: settings.engine.max_memory_bytes,
+        };
+        Ok(Runtime {
+            engine,
+            linker,
+            invoker,
+            threads,
+            max_permits,
+            plugins: moka::sync::Cache::new(settings.max_cached_plugins),
             artifacts,
             settings,
             compilations: AtomicU64::new(0),
@@ -168,8 +179,8 @@ impl Runtime {
         RuntimeStats {
             compilations: self.compilations.load(Ordering::Relaxed),
             artifact_hits: self.artifact_hits.load(Ordering::Relaxed),
-            busy_sandboxes: self.max_permits - self.permits.available_permits(),
-            memory_in_use: self.memory.used(),
+            busy_sandboxes: self.max_permits - self.invoker.permits.available_permits(),
+            memory_in_use: self.invoker.memory.used(),
         }
     }
 
@@ -221,14 +232,50 @@ impl Runtime {
             .map_err(|e| LoadError::Invalid(format!("{e:#}")))
     }
 
-    /// Runs one operation of `plugin` for `merchant` in a fresh sandbox.
+    /// Runs one operation of `plugin` for `merchant` in a fresh sandbox, on
+    /// the plugin threads (see `threads`). The deadline counts from now.
     pub async fn invoke(
         &self,
-        plugin: &LoadedPlugin,
+        plugin: &Arc<LoadedPlugin>,
         merchant: &MerchantContext,
         request: &OperationRequest,
     ) -> Invocation {
         let started = Instant::now();
+        let (invoker, plugin) = (self.invoker.clone(), plugin.clone());
+        let (merchant, request) = (merchant.clone(), request.clone());
+        let call = self
+            .threads
+            .spawn(async move { invoker.invoke(&plugin, &merchant, &request, started).await });
+        match call.join().await {
+            Ok(invocation) => invocation,
+            Err(error) => {
+                let why = format!("the call's task ended without an answer: {error}");
+                Invocation::failed(CallError::Host(why), started)
+            }
+        }
+    }
+}
+
+/// What a call needs of the [`Runtime`], cheap to clone onto the plugin
+/// threads.
+#[derive(Clone)]
+struct Invoker {
+    engine: Engine,
+    /// In front of the pool: one per sandbox slot.
+    permits: Arc<Semaphore>,
+    /// The gateway-wide memory budget of running calls.
+    memory: Arc<shares::MemoryAccount>,
+    max_memory_bytes: usize,
+}
+
+impl Invoker {
+    async fn invoke(
+        &self,
+        plugin: &LoadedPlugin,
+        merchant: &MerchantContext,
+        request: &OperationRequest,
+        started: Instant,
+    ) -> Invocation {
         let limits = &merchant.limits;
         let deadline_at = started + limits.deadline;
         let share = &merchant.share;
@@ -256,9 +303,7 @@ impl Runtime {
         // A merchant cannot be given more memory than a pool slot holds; past
         // it, growth would fail inside wasmtime instead of in our limiter.
         let limits = &CallLimits {
-            memory_bytes: limits
-                .memory_bytes
-                .min(self.settings.engine.max_memory_bytes),
+            memory_bytes: limits.memory_bytes.min(self.max_memory_bytes),
             ..*limits
         };
         let accounts = vec![share.memory.clone(), self.memory.clone()];
@@ -272,7 +317,9 @@ impl Runtime {
             ),
         );
         store.limiter(|state| &mut state.limiter);
-        store.epoch_deadline_callback(on_epoch_tick(deadline_at, share.cpu.clone()));
+        let turn = shares::CpuTurn::new(share, deadline_at);
+        store.call_hook_async(shares::CpuTurnHook(turn.clone()));
+        store.epoch_deadline_callback(on_epoch_tick(deadline_at, turn));
         store.set_epoch_deadline(1);
 
         // Epochs only see running wasm; this wall-clock guard also covers a
@@ -305,51 +352,64 @@ impl Runtime {
         };
         // Dropping the store resets its pool slot (and releases its memory
         // from the budgets); only then may another call have the permits.
-        drop(store);
-        drop(permit);
-        drop(merchant_permit);
+        let release = move || {
+            drop(store);
+            drop(permit);
+            drop(merchant_permit);
+        };
+        if collected.peak_memory_bytes <= engine::INLINE_RESET_BYTES {
+            release();
+        } else {
+            reset_in_background(share, release);
+        }
         collected.into_invocation(&merchant.label, outcome, started)
     }
 }
 
+/// Resets a slot that held much memory away from the answering task: giving
+/// 64 MiB back to the kernel takes about 8 ms, which would hold up the tokio
+/// worker and the callback's answer. The reset runs on the merchant's CPU
+/// turn, so that a merchant's memory-hungry calls pay for their resets out
+/// of its own share; its permits stay taken until the slot is clean.
+fn reset_in_background(share: &MerchantShare, release: impl FnOnce() + Send + 'static) {
+    let turn = shares::CpuTurn::new(share, Instant::now() + RESET_TURN_WAIT);
+    tokio::spawn(async move {
+        // Late or not, the slot is reset: a permit must not leak.
+        let _ = turn.take().await;
+        let _ = tokio::task::spawn_blocking(release).await;
+        turn.give_back();
+    });
+}
+
+/// How long a background reset waits for its merchant's CPU turn.
+const RESET_TURN_WAIT: Duration = Duration::from_secs(5);
+
 /// What happens at each epoch tick while the guest runs wasm: past the
-/// deadline, stop it; otherwise yield to other tasks and — since a call that
-/// reaches a tick is a long-running one — give up its merchant's CPU slot
-/// and queue for one again (see `shares`). A call that ends before its first
-/// tick never touches the CPU slots.
+/// deadline, stop it; otherwise give its merchant's CPU slot back, let other
+/// tasks run, and queue for a slot again behind the merchant's other calls
+/// (see `shares`).
 fn on_epoch_tick(
     deadline_at: Instant,
-    cpu: Arc<Semaphore>,
+    turn: shares::CpuTurn,
 ) -> impl FnMut(wasmtime::StoreContextMut<'_, HostState>) -> wasmtime::Result<UpdateDeadline>
 + Send
 + Sync
 + 'static {
-    let slot: Arc<Mutex<Option<OwnedSemaphorePermit>>> = Arc::default();
     move |_| {
         if Instant::now() >= deadline_at {
             return Ok(UpdateDeadline::Interrupt);
         }
-        drop(lock(&slot).take());
-        let (cpu, slot) = (cpu.clone(), slot.clone());
+        turn.give_back();
+        let turn = turn.clone();
         Ok(UpdateDeadline::YieldCustom(
             1,
             Box::pin(async move {
                 tokio::task::yield_now().await;
                 // Past the deadline without a slot: the next tick stops it.
-                let acquired =
-                    tokio::time::timeout_at(deadline_at.into(), cpu.acquire_owned()).await;
-                if let Ok(Ok(permit)) = acquired {
-                    *lock(&slot) = Some(permit);
-                }
+                turn.take().await;
             }),
         ))
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn millis(duration: Duration) -> u64 {
@@ -521,18 +581,21 @@ impl Invocation {
     }
 }
 
+/// What a call wrote to one stream, as one log event: bounded by the
+/// capture budget, escaped (it cannot forge log lines), and with what was
+/// dropped counted.
 fn log_captured(merchant: &str, stream: &'static str, captured: &Captured) {
-    for line in captured.text.lines().filter(|l| !l.trim().is_empty()) {
-        tracing::info!(target: "plugin", merchant, stream, "{line}");
+    if captured.text.trim().is_empty() && captured.dropped_bytes == 0 {
+        return;
     }
-    if captured.dropped_bytes > 0 {
-        tracing::warn!(
-            merchant,
-            stream,
-            dropped_bytes = captured.dropped_bytes,
-            "plugin output over budget was dropped"
-        );
-    }
+    tracing::info!(
+        target: "plugin",
+        merchant,
+        stream,
+        output = ?captured.text,
+        dropped_bytes = captured.dropped_bytes,
+        "plugin output"
+    );
 }
 
 /// The last two meaningful lines of `text` (a panic's location and message),

@@ -4,26 +4,29 @@
 //! - **instances**: how many of its calls may hold a sandbox at once (in
 //!   front of the global pool's semaphore, so one merchant never takes every
 //!   slot);
-//! - **CPU slots**: how many of its calls may run wasm at once *past their
-//!   first epoch tick*. A well-behaved call ends before its first tick and
-//!   never touches them; a long-running one gives its slot up at every tick
-//!   and queues for it again, so a merchant's spinning calls share its slots
-//!   instead of every core;
+//! - **CPU slots**: how many of its calls may run wasm at once. A call holds
+//!   a slot ([`CpuTurn`]) only while its wasm runs: it gives it up while it
+//!   waits in a host call (a sleep, I/O) and at every epoch tick, then queues
+//!   behind the merchant's other calls for it again. So a merchant's spinning
+//!   calls take turns on its slots instead of every core, and its sleeping
+//!   ones take none; a short call (most are) takes a free slot and is done;
 //! - **memory**: how much linear memory its running calls may hold
 //!   together, inside the gateway's overall memory budget. Growth past
 //!   either traps that call (a memory-limit failure, 000005).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use wasmtime::{CallHook, CallHookHandler, StoreContextMut, Trap};
 
 /// One merchant's share of the sandbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShareLimits {
     /// Calls holding a sandbox at once.
     pub max_instances: u32,
-    /// Calls running wasm past their first epoch tick at once.
+    /// Calls running wasm at once.
     pub cpu_slots: u32,
     /// Linear memory of all running calls together, in bytes.
     pub memory_bytes: usize,
@@ -57,6 +60,88 @@ impl MerchantShare {
     /// Linear memory this merchant's running calls hold right now.
     pub fn memory_in_use(&self) -> usize {
         self.memory.used()
+    }
+}
+
+/// One call's turn on its merchant's CPU slots: taken whenever the call
+/// enters wasm, given back whenever it leaves (for a host call, at an epoch
+/// tick, at the end). Taking a turn waits at most until the call's deadline.
+#[derive(Clone)]
+pub(crate) struct CpuTurn {
+    slots: Arc<Semaphore>,
+    held: Arc<Mutex<Option<OwnedSemaphorePermit>>>,
+    deadline_at: Instant,
+}
+
+impl CpuTurn {
+    pub(crate) fn new(share: &MerchantShare, deadline_at: Instant) -> CpuTurn {
+        CpuTurn {
+            slots: share.cpu.clone(),
+            held: Arc::default(),
+            deadline_at,
+        }
+    }
+
+    /// Takes a slot (at once when one is free); `false` if the deadline
+    /// passed first.
+    pub(crate) async fn take(&self) -> bool {
+        if self.held().is_some() {
+            return true;
+        }
+        let permit = match self.slots.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                let waited = tokio::time::timeout_at(
+                    self.deadline_at.into(),
+                    self.slots.clone().acquire_owned(),
+                )
+                .await;
+                match waited {
+                    Ok(Ok(permit)) => permit,
+                    _ => return false,
+                }
+            }
+        };
+        *self.held() = Some(permit);
+        true
+    }
+
+    pub(crate) fn give_back(&self) {
+        drop(self.held().take());
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, Option<OwnedSemaphorePermit>> {
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Takes and gives back a call's [`CpuTurn`] as wasmtime crosses between
+/// wasm and the host (`Store::call_hook_async`).
+pub(crate) struct CpuTurnHook(pub(crate) CpuTurn);
+
+#[async_trait::async_trait]
+impl<T: Send> CallHookHandler<T> for CpuTurnHook {
+    async fn handle_call_event(
+        &self,
+        _store: StoreContextMut<'_, T>,
+        transition: CallHook,
+    ) -> wasmtime::Result<()> {
+        match transition {
+            CallHook::CallingWasm | CallHook::ReturningFromHost => {
+                if self.0.take().await {
+                    Ok(())
+                } else {
+                    // Out of time waiting for a turn: the call's deadline.
+                    Err(Trap::Interrupt.into())
+                }
+            }
+            CallHook::ReturningFromWasm | CallHook::CallingHost => {
+                self.0.give_back();
+                Ok(())
+            }
+        }
     }
 }
 

@@ -257,6 +257,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Writes how `attempt` ended, only if it still holds the fence (the
     /// record is `in_flight` at that attempt). Returns whether it was written.
+    /// A final completion is durable when this returns; a transient one may
+    /// be lost in a crash (the lease then lets the next attempt take over).
     async fn complete(
         &self,
         id: &OperationId,
@@ -297,7 +299,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<InstanceRecord>, StoreError>;
 
     /// Remembers a nonce until `now_ms + memory_ms`, bound to `binding` (a
-    /// V1 token's parameter digest; `None` for a V2 nonce).
+    /// V1 token's parameter digest; `None` for a V2 nonce). Not necessarily
+    /// durable on return: a crash may forget it unless a durable write (the
+    /// request's claim, its completion) followed.
     async fn remember_nonce(
         &self,
         merchant_id: &str,

@@ -1,9 +1,11 @@
 //! The embedded default store: one SQLite file under `data_dir`, through
 //! sqlx. WAL journal, `synchronous=FULL` (an fsync per commit: these are
-//! order records), a busy timeout. Every write goes through the group-commit
-//! writer (`store::writer`): one connection, `BEGIN IMMEDIATE` (a transaction
-//! never has to upgrade a read lock, which `SQLITE_BUSY_SNAPSHOT` would fail
-//! without waiting), one fsync per batch. Reads use a pool of their own.
+//! order records) but for batches of writes a crash may lose harmlessly
+//! (`writer::Durability`), a busy timeout. Every write goes through the
+//! group-commit writer (`store::writer`): one connection, `BEGIN IMMEDIATE`
+//! (a transaction never has to upgrade a read lock, which
+//! `SQLITE_BUSY_SNAPSHOT` would fail without waiting), one fsync per batch.
+//! Reads use a pool of their own.
 //!
 //! One host only: several processes may share the file on one machine,
 //! replicas on several machines need the PostgreSQL store.
@@ -20,7 +22,7 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions as _, Row as _, SqliteConnection};
 
 use super::sql;
-use super::writer::Writer;
+use super::writer::{Durability, Writer};
 use super::{
     Claim, Completion, Health, InstanceRecord, NewOperation, OperationId, OperationRecord,
     OperationStatus, Reaped, Remembered, Store, StoreError, StuckRow,
@@ -206,10 +208,13 @@ impl Store for SqliteStore {
     ) -> Result<Claim, StoreError> {
         let op = Arc::new(op.clone());
         self.writer
-            .write(Box::new(move |conn| {
-                let op = Arc::clone(&op);
-                Box::pin(async move { claim(conn, &op, now_ms, lease_ms).await })
-            }))
+            .write(
+                Durability::Synced,
+                Box::new(move |conn| {
+                    let op = Arc::clone(&op);
+                    Box::pin(async move { claim(conn, &op, now_ms, lease_ms).await })
+                }),
+            )
             .await
     }
 
@@ -231,20 +236,23 @@ impl Store for SqliteStore {
     ) -> Result<Option<u32>, StoreError> {
         let id = Arc::new(id.clone());
         self.writer
-            .write(Box::new(move |conn| {
-                let id = Arc::clone(&id);
-                Box::pin(async move {
-                    let attempt: Option<i64> = sqlx::query_scalar(sql::TAKE_OVER)
-                        .bind(&id.merchant_id)
-                        .bind(&id.idempotency_key)
-                        .bind(i64::from(seen_attempt))
-                        .bind(now_ms + lease_ms)
-                        .bind(now_ms)
-                        .fetch_optional(&mut *conn)
-                        .await?;
-                    attempt.map(fence).transpose()
-                })
-            }))
+            .write(
+                Durability::Synced,
+                Box::new(move |conn| {
+                    let id = Arc::clone(&id);
+                    Box::pin(async move {
+                        let attempt: Option<i64> = sqlx::query_scalar(sql::TAKE_OVER)
+                            .bind(&id.merchant_id)
+                            .bind(&id.idempotency_key)
+                            .bind(i64::from(seen_attempt))
+                            .bind(now_ms + lease_ms)
+                            .bind(now_ms)
+                            .fetch_optional(&mut *conn)
+                            .await?;
+                        attempt.map(fence).transpose()
+                    })
+                }),
+            )
             .await
     }
 
@@ -256,14 +264,25 @@ impl Store for SqliteStore {
         now_ms: i64,
     ) -> Result<bool, StoreError> {
         let work = Arc::new((id.clone(), completion.clone()));
+        // A final result is answered from the store on every retry: on disk
+        // first. A transient one only says "run it again", which a lost
+        // record says too (the claim's lease runs out and it is taken over).
+        let durability = if completion.status.is_final() {
+            Durability::Synced
+        } else {
+            Durability::Lazy
+        };
         self.writer
-            .write(Box::new(move |conn| {
-                let work = Arc::clone(&work);
-                Box::pin(async move {
-                    let (id, completion) = &*work;
-                    complete(conn, id, attempt, completion, now_ms).await
-                })
-            }))
+            .write(
+                durability,
+                Box::new(move |conn| {
+                    let work = Arc::clone(&work);
+                    Box::pin(async move {
+                        let (id, completion) = &*work;
+                        complete(conn, id, attempt, completion, now_ms).await
+                    })
+                }),
+            )
             .await
     }
 
@@ -273,25 +292,28 @@ impl Store for SqliteStore {
         max_attempts: u32,
     ) -> Result<Vec<(String, String, u32)>, StoreError> {
         self.writer
-            .write(Box::new(move |conn| {
-                Box::pin(async move {
-                    let rows = sqlx::query(sql::PARK_EXHAUSTED)
-                        .bind(now_ms)
-                        .bind(i64::from(max_attempts))
-                        .fetch_all(&mut *conn)
-                        .await?;
-                    rows.iter()
-                        .map(|row| {
-                            let attempt: i64 = row.try_get("attempt")?;
-                            Ok((
-                                row.try_get("merchant_id")?,
-                                row.try_get("business_key")?,
-                                fence(attempt)?,
-                            ))
-                        })
-                        .collect()
-                })
-            }))
+            .write(
+                Durability::Synced,
+                Box::new(move |conn| {
+                    Box::pin(async move {
+                        let rows = sqlx::query(sql::PARK_EXHAUSTED)
+                            .bind(now_ms)
+                            .bind(i64::from(max_attempts))
+                            .fetch_all(&mut *conn)
+                            .await?;
+                        rows.iter()
+                            .map(|row| {
+                                let attempt: i64 = row.try_get("attempt")?;
+                                Ok((
+                                    row.try_get("merchant_id")?,
+                                    row.try_get("business_key")?,
+                                    fence(attempt)?,
+                                ))
+                            })
+                            .collect()
+                    })
+                }),
+            )
             .await
     }
 
@@ -313,21 +335,24 @@ impl Store for SqliteStore {
     async fn park(&self, id: &OperationId, reason: &str, now_ms: i64) -> Result<bool, StoreError> {
         let work = Arc::new((id.clone(), reason.to_string()));
         self.writer
-            .write(Box::new(move |conn| {
-                let work = Arc::clone(&work);
-                Box::pin(async move {
-                    let (id, reason) = &*work;
-                    let parked = sqlx::query(sql::PARK)
-                        .bind(&id.merchant_id)
-                        .bind(&id.idempotency_key)
-                        .bind(now_ms)
-                        .bind(reason)
-                        .execute(&mut *conn)
-                        .await?
-                        .rows_affected();
-                    Ok(parked == 1)
-                })
-            }))
+            .write(
+                Durability::Synced,
+                Box::new(move |conn| {
+                    let work = Arc::clone(&work);
+                    Box::pin(async move {
+                        let (id, reason) = &*work;
+                        let parked = sqlx::query(sql::PARK)
+                            .bind(&id.merchant_id)
+                            .bind(&id.idempotency_key)
+                            .bind(now_ms)
+                            .bind(reason)
+                            .execute(&mut *conn)
+                            .await?
+                            .rows_affected();
+                        Ok(parked == 1)
+                    })
+                }),
+            )
             .await
     }
 
@@ -367,45 +392,52 @@ impl Store for SqliteStore {
             nonce.to_string(),
             binding.map(str::to_string),
         ));
+        // A nonce lost in a crash lets that one request be replayed once
+        // more; every effect of a request is a synced write after its
+        // nonce's (which makes the nonce durable too), and replays of those
+        // are answered from the operation record.
         self.writer
-            .write(Box::new(move |conn| {
-                let work = Arc::clone(&work);
-                Box::pin(async move {
-                    let (merchant_id, nonce, binding) = &*work;
-                    let expires_at = now_ms.saturating_add(memory_ms);
-                    let inserted = sqlx::query(sql::REMEMBER_NONCE)
-                        .bind(merchant_id)
-                        .bind(nonce)
-                        .bind(expires_at)
-                        .bind(binding)
-                        .execute(&mut *conn)
-                        .await?
-                        .rows_affected();
-                    if inserted == 1 {
-                        return Ok(Remembered::New);
-                    }
-                    let refreshed = sqlx::query(sql::REFRESH_EXPIRED_NONCE)
-                        .bind(merchant_id)
-                        .bind(nonce)
-                        .bind(expires_at)
-                        .bind(now_ms)
-                        .bind(binding)
-                        .execute(&mut *conn)
-                        .await?
-                        .rows_affected();
-                    if refreshed == 1 {
-                        return Ok(Remembered::New);
-                    }
-                    let stored: Option<String> = sqlx::query_scalar(sql::NONCE_BINDING)
-                        .bind(merchant_id)
-                        .bind(nonce)
-                        .fetch_one(&mut *conn)
-                        .await?;
-                    Ok(Remembered::Again {
-                        same_binding: stored == *binding,
+            .write(
+                Durability::Lazy,
+                Box::new(move |conn| {
+                    let work = Arc::clone(&work);
+                    Box::pin(async move {
+                        let (merchant_id, nonce, binding) = &*work;
+                        let expires_at = now_ms.saturating_add(memory_ms);
+                        let inserted = sqlx::query(sql::REMEMBER_NONCE)
+                            .bind(merchant_id)
+                            .bind(nonce)
+                            .bind(expires_at)
+                            .bind(binding)
+                            .execute(&mut *conn)
+                            .await?
+                            .rows_affected();
+                        if inserted == 1 {
+                            return Ok(Remembered::New);
+                        }
+                        let refreshed = sqlx::query(sql::REFRESH_EXPIRED_NONCE)
+                            .bind(merchant_id)
+                            .bind(nonce)
+                            .bind(expires_at)
+                            .bind(now_ms)
+                            .bind(binding)
+                            .execute(&mut *conn)
+                            .await?
+                            .rows_affected();
+                        if refreshed == 1 {
+                            return Ok(Remembered::New);
+                        }
+                        let stored: Option<String> = sqlx::query_scalar(sql::NONCE_BINDING)
+                            .bind(merchant_id)
+                            .bind(nonce)
+                            .fetch_one(&mut *conn)
+                            .await?;
+                        Ok(Remembered::Again {
+                            same_binding: stored == *binding,
+                        })
                     })
-                })
-            }))
+                }),
+            )
             .await
     }
 
@@ -415,41 +447,48 @@ impl Store for SqliteStore {
 
     async fn probe(&self) -> Result<(), StoreError> {
         self.writer
-            .write(Box::new(|_| Box::pin(async { Ok(()) })))
+            .write(Durability::Synced, Box::new(|_| Box::pin(async { Ok(()) })))
             .await
     }
 
     async fn reap_nonces(&self, now_ms: i64) -> Result<u64, StoreError> {
+        // Reaping lost in a crash is redone by the next pass.
         self.writer
-            .write(Box::new(move |conn| {
-                Box::pin(async move {
-                    Ok(sqlx::query(sql::REAP_NONCES)
-                        .bind(now_ms)
-                        .execute(&mut *conn)
-                        .await?
-                        .rows_affected())
-                })
-            }))
+            .write(
+                Durability::Lazy,
+                Box::new(move |conn| {
+                    Box::pin(async move {
+                        Ok(sqlx::query(sql::REAP_NONCES)
+                            .bind(now_ms)
+                            .execute(&mut *conn)
+                            .await?
+                            .rows_affected())
+                    })
+                }),
+            )
             .await
     }
 
     async fn reap(&self, operations_before_ms: i64, now_ms: i64) -> Result<Reaped, StoreError> {
         self.writer
-            .write(Box::new(move |conn| {
-                Box::pin(async move {
-                    let operations = sqlx::query(sql::REAP_OPERATIONS)
-                        .bind(operations_before_ms)
-                        .execute(&mut *conn)
-                        .await?
-                        .rows_affected();
-                    let nonces = sqlx::query(sql::REAP_NONCES)
-                        .bind(now_ms)
-                        .execute(&mut *conn)
-                        .await?
-                        .rows_affected();
-                    Ok(Reaped { operations, nonces })
-                })
-            }))
+            .write(
+                Durability::Lazy,
+                Box::new(move |conn| {
+                    Box::pin(async move {
+                        let operations = sqlx::query(sql::REAP_OPERATIONS)
+                            .bind(operations_before_ms)
+                            .execute(&mut *conn)
+                            .await?
+                            .rows_affected();
+                        let nonces = sqlx::query(sql::REAP_NONCES)
+                            .bind(now_ms)
+                            .execute(&mut *conn)
+                            .await?
+                            .rows_affected();
+                        Ok(Reaped { operations, nonces })
+                    })
+                }),
+            )
             .await
     }
 }

@@ -13,8 +13,17 @@
 //! again without the failing write, re-running its neighbours (writes are
 //! re-runnable closures for this), so that one oversized write never fails
 //! the callbacks that happened to share its batch. Every caller hears its
-//! result only after the `COMMIT` of the batch its write is in: nobody is
-//! ever told "done" about a write that is not durable.
+//! result only after the `COMMIT` of the batch its write is in.
+//!
+//! Not every write needs its own fsync ([`Durability`]): a write whose loss
+//! in a crash harms nothing (a nonce, a transient failure, a reaped row) is
+//! committed `synchronous=NORMAL` when its batch holds nothing else. It is
+//! appended to the WAL all the same, and the next synced commit — which
+//! fsyncs the WAL up to its own end — makes it durable too: a synced write
+//! is never durable while an earlier lazy one is lost. So a caller told
+//! "done" about a synced write holds a durable write; about a lazy one, a
+//! write that survives anything but a crash of the machine before the next
+//! synced commit.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,8 +49,20 @@ pub type WriteFn<T> = Box<
     dyn for<'c> Fn(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send + Sync,
 >;
 
+/// What a write's caller may rely on once told it committed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// On disk: its batch's commit fsyncs the WAL (`synchronous=FULL`).
+    Synced,
+    /// Committed and visible, durable with the next synced commit; a crash
+    /// of the machine before that loses it. Only for writes whose loss harms
+    /// nothing (see the module docs).
+    Lazy,
+}
+
 /// A queued write, its result type erased.
 trait Job: Send {
+    fn durability(&self) -> Durability;
     /// Runs the write and keeps its result; says whether it succeeded.
     fn run<'c>(&'c mut self, conn: &'c mut SqliteConnection) -> BoxFuture<'c, bool>;
     /// Delivers the kept result if the batch committed, else `failed`.
@@ -50,11 +71,16 @@ trait Job: Send {
 
 struct Typed<T> {
     write: WriteFn<T>,
+    durability: Durability,
     result: Option<Result<T, StoreError>>,
     reply: oneshot::Sender<Result<T, StoreError>>,
 }
 
 impl<T: Send + 'static> Job for Typed<T> {
+    fn durability(&self) -> Durability {
+        self.durability
+    }
+
     fn run<'c>(&'c mut self, conn: &'c mut SqliteConnection) -> BoxFuture<'c, bool> {
         Box::pin(async move {
             let result = (self.write)(conn).await;
@@ -132,10 +158,15 @@ impl Writer {
     }
 
     /// Runs `write` in the next batch; resolves once the batch committed.
-    pub async fn write<T: Send + 'static>(&self, write: WriteFn<T>) -> Result<T, StoreError> {
+    pub async fn write<T: Send + 'static>(
+        &self,
+        durability: Durability,
+        write: WriteFn<T>,
+    ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
         let job: Box<dyn Job> = Box::new(Typed {
             write,
+            durability,
             result: None,
             reply,
         });
@@ -152,6 +183,8 @@ async fn run(
     mut queue: mpsc::Receiver<Box<dyn Job>>,
     state: Arc<State>,
 ) {
+    // The connection starts `synchronous=FULL` (see `SqliteStore::open`).
+    let mut synced = true;
     while let Some(first) = queue.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -160,7 +193,16 @@ async fn run(
                 Err(_) => break,
             }
         }
-        let outcome = commit_batch(&mut conn, batch).await;
+        let needs_sync = batch
+            .iter()
+            .any(|job| job.durability() == Durability::Synced);
+        let outcome = match set_synchronous(&mut conn, &mut synced, needs_sync).await {
+            Ok(()) => commit_batch(&mut conn, batch).await,
+            Err(why) => {
+                fail_all(batch, &why);
+                Err(why)
+            }
+        };
         state.batches.fetch_add(1, Ordering::Relaxed);
         match outcome {
             Ok(()) => state.failing.store(0, Ordering::Relaxed),
@@ -174,6 +216,33 @@ async fn run(
         }
     }
     let _ = conn.close().await;
+}
+
+/// Switches the connection to `synchronous=FULL` or `NORMAL` for the next
+/// batch (outside a transaction, where SQLite allows it). A batch that needs
+/// an fsync never commits without one: failing to switch fails it.
+async fn set_synchronous(
+    conn: &mut SqliteConnection,
+    synced: &mut bool,
+    needs_sync: bool,
+) -> Result<(), String> {
+    if *synced == needs_sync {
+        return Ok(());
+    }
+    let pragma = if needs_sync {
+        "PRAGMA synchronous = FULL"
+    } else {
+        "PRAGMA synchronous = NORMAL"
+    };
+    match conn.execute(pragma).await {
+        Ok(_) => {
+            *synced = needs_sync;
+            Ok(())
+        }
+        // Staying synced is always safe; only a failed switch to it is not.
+        Err(_) if !needs_sync => Ok(()),
+        Err(error) => Err(error.to_string()),
+    }
 }
 
 /// Commits `batch`: every write in its own savepoint, one `COMMIT`. An
@@ -303,12 +372,21 @@ mod tests {
         })
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_failing_write_rolls_back_alone_and_its_batch_neighbours_commit() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let writer = Writer::start(capped_connection(&dir).await);
-        // Hold the writer inside a batch of its own, so that everything
-        // queued meanwhile is committed together in the next one.
+    /// A write that reports the `synchronous` setting its batch commits at
+    /// (1 NORMAL, 2 FULL).
+    fn synchronous_seen() -> WriteFn<i64> {
+        Box::new(|conn| {
+            Box::pin(async move {
+                Ok(sqlx::query_scalar("PRAGMA synchronous")
+                    .fetch_one(&mut *conn)
+                    .await?)
+            })
+        })
+    }
+
+    /// Holds the writer inside a batch until `release` is notified, so that
+    /// what is queued meanwhile shares the next batch.
+    async fn hold(writer: &Writer) -> (tokio::task::JoinHandle<()>, Arc<tokio::sync::Notify>) {
         let (started, release) = (
             Arc::new(tokio::sync::Notify::new()),
             Arc::new(tokio::sync::Notify::new()),
@@ -317,32 +395,78 @@ mod tests {
             let (writer, started, release) = (writer.clone(), started.clone(), release.clone());
             async move {
                 writer
-                    .write::<()>(Box::new(move |_| {
-                        let (started, release) = (started.clone(), release.clone());
-                        Box::pin(async move {
-                            started.notify_one();
-                            release.notified().await;
-                            Ok(())
-                        })
-                    }))
+                    .write::<()>(
+                        Durability::Lazy,
+                        Box::new(move |_| {
+                            let (started, release) = (started.clone(), release.clone());
+                            Box::pin(async move {
+                                started.notify_one();
+                                release.notified().await;
+                                Ok(())
+                            })
+                        }),
+                    )
                     .await
+                    .expect("the holder commits");
             }
         });
         started.notified().await;
+        (holder, release)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_is_synced_unless_every_write_in_it_is_lazy() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let writer = Writer::start(capped_connection(&dir).await);
+        let seen = |durability| writer.write(durability, synchronous_seen());
+        assert_eq!(seen(Durability::Lazy).await.expect("lazy"), 1);
+        assert_eq!(seen(Durability::Synced).await.expect("synced"), 2);
+        assert_eq!(seen(Durability::Lazy).await.expect("lazy again"), 1);
+
+        // A lazy write sharing a batch with a synced one is synced with it.
+        let (holder, release) = hold(&writer).await;
+        let lazy = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.write(Durability::Lazy, synchronous_seen()).await }
+        });
+        let synced = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.write(Durability::Synced, synchronous_seen()).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        release.notify_one();
+        holder.await.expect("task");
+        assert_eq!(lazy.await.expect("task").expect("lazy"), 2);
+        assert_eq!(synced.await.expect("task").expect("synced"), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_write_rolls_back_alone_and_its_batch_neighbours_commit() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let writer = Writer::start(capped_connection(&dir).await);
+        let (holder, release) = hold(&writer).await;
         let big = tokio::spawn({
             let writer = writer.clone();
-            async move { writer.write(insert("x".repeat(1 << 20))).await }
+            async move {
+                writer
+                    .write(Durability::Synced, insert("x".repeat(1 << 20)))
+                    .await
+            }
         });
         let small: Vec<_> = (0..20)
             .map(|i| {
                 let writer = writer.clone();
-                tokio::spawn(async move { writer.write(insert(format!("n{i}"))).await })
+                tokio::spawn(async move {
+                    writer
+                        .write(Durability::Synced, insert(format!("n{i}")))
+                        .await
+                })
             })
             .collect();
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(writer.batches(), 0, "the first batch is still held");
         release.notify_one();
-        holder.await.expect("task").expect("the holder commits");
+        holder.await.expect("task");
         let full = big.await.expect("task").expect_err("the file is full");
         assert!(full.to_string().contains("full"), "{full}");
         for write in small {

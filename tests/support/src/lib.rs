@@ -6,6 +6,7 @@
 //! us. Cargo makes repeated builds no-ops, and its lock serialises concurrent
 //! test processes. Later calls in the process reuse the result.
 
+pub mod callbacks;
 pub mod process;
 
 use std::path::{Path, PathBuf};

@@ -13,6 +13,8 @@ pub struct GatewayProcess {
     pub child: Child,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
+    /// The admin listener's `http://127.0.0.1:PORT`, if it has one.
+    pub admin_url: Option<String>,
     log: PathBuf,
 }
 
@@ -46,11 +48,37 @@ impl GatewayProcess {
                 panic!("unexpected first line `{first_line}`; log:\n{log}")
             })
             .to_string();
+        let admin_url = first_line
+            .split("admin on http://")
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| c == ')' || c.is_whitespace()).next())
+            .map(|admin| format!("http://{admin}"));
         GatewayProcess {
             child,
             url: format!("http://{addr}"),
+            admin_url,
             log: log.to_path_buf(),
         }
+    }
+
+    /// One sample of `/metrics` on the admin listener: the value of the series
+    /// whose line starts with `series` (name and labels as printed), if any.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let admin = self
+            .admin_url
+            .as_ref()
+            .expect("the gateway has an admin listener");
+        let text = reqwest::get(format!("{admin}/metrics"))
+            .await
+            .and_then(|answer| answer.error_for_status())
+            .expect("/metrics answers")
+            .text()
+            .await
+            .expect("/metrics is text");
+        text.lines()
+            .find(|line| line.starts_with(series))
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|value| value.parse().ok())
     }
 
     /// Kills the process outright (SIGKILL): no drain, no cleanup.

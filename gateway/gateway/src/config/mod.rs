@@ -51,9 +51,16 @@ fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Address to listen on.
+    /// Address the marketplace's callbacks arrive on.
     #[serde(default = "defaults::listen")]
     pub listen: SocketAddr,
+    /// Connections served at once (both listeners); past it new ones wait
+    /// in the kernel's backlog.
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: usize,
+    /// How long a client may take to send its request head, in seconds.
+    #[serde(default = "defaults::header_read_timeout_secs")]
+    pub header_read_timeout_secs: u64,
     /// The embedded store and precompiled plugin artifacts live here
     /// (created owner-only).
     #[serde(default = "defaults::data_dir")]
@@ -88,7 +95,18 @@ pub struct Config {
     pub sandbox: SandboxConfig,
     #[serde(default)]
     pub store: StoreConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
     pub merchants: Vec<MerchantConfig>,
+}
+
+/// The admin listener: metrics, status (and the admin API).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Where it listens; absent = no admin listener (no metrics either).
+    /// Keep it on loopback or a private network.
+    pub listen: Option<SocketAddr>,
 }
 
 /// The durable store and the idempotency rules kept in it.
@@ -207,10 +225,15 @@ pub struct SandboxConfig {
     pub memory_budget_mib: u64,
     /// One merchant's share: calls holding a sandbox at once…
     pub merchant_max_instances: u32,
-    /// …calls running wasm past their first epoch tick at once (CPU)…
+    /// …calls running wasm at once (CPU)…
     pub merchant_cpu_slots: u32,
     /// …and linear memory of its running calls together, in MiB.
     pub merchant_memory_mib: u64,
+    /// Threads plugin calls run on (0: one per core).
+    pub threads: usize,
+    /// How far below normal OS priority those threads run (0–19), so that
+    /// the request path gets a core first.
+    pub nice: i32,
 }
 
 impl Default for SandboxConfig {
@@ -225,6 +248,8 @@ impl Default for SandboxConfig {
             merchant_max_instances: 32,
             merchant_cpu_slots: 1,
             merchant_memory_mib: 512,
+            threads: 0,
+            nice: 10,
         }
     }
 }
@@ -268,6 +293,12 @@ pub mod defaults {
     use super::*;
     pub fn listen() -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], 8080))
+    }
+    pub fn max_connections() -> usize {
+        1024
+    }
+    pub fn header_read_timeout_secs() -> u64 {
+        5
     }
     pub fn data_dir() -> PathBuf {
         PathBuf::from("./data")
@@ -339,6 +370,13 @@ impl Config {
                 .parse()
                 .map_err(|e| invalid("GATEWAY_LISTEN", format!("{e}")))?;
         }
+        if let Some(listen) = env("GATEWAY_ADMIN_LISTEN") {
+            self.admin.listen = Some(
+                listen
+                    .parse()
+                    .map_err(|e| invalid("GATEWAY_ADMIN_LISTEN", format!("{e}")))?,
+            );
+        }
         if let Some(dir) = env("GATEWAY_DATA_DIR") {
             self.data_dir = PathBuf::from(dir);
         }
@@ -397,6 +435,22 @@ impl Config {
             return Err(invalid(
                 "max_query_bytes",
                 "must be between 1024 and 1048576",
+            ));
+        }
+        if self.max_connections == 0 || self.max_connections > 1 << 20 {
+            return Err(invalid("max_connections", "must be between 1 and 1048576"));
+        }
+        if self.header_read_timeout_secs == 0 || self.header_read_timeout_secs > 60 {
+            return Err(invalid(
+                "header_read_timeout_secs",
+                "must be between 1 and 60",
+            ));
+        }
+        // Port 0 asks the kernel for a fresh port each time: never the same.
+        if self.listen.port() != 0 && self.admin.listen == Some(self.listen) {
+            return Err(invalid(
+                "admin.listen",
+                "must differ from listen: the admin listener is never the callback port",
             ));
         }
         if self.shutdown_grace_secs > 3600 {
@@ -497,6 +551,12 @@ impl Config {
                 "sandbox.merchant_cpu_slots",
                 "must be between 1 and 1024",
             ));
+        }
+        if sandbox.threads > 1024 {
+            return Err(invalid("sandbox.threads", "must be at most 1024"));
+        }
+        if !(0..=19).contains(&sandbox.nice) {
+            return Err(invalid("sandbox.nice", "must be between 0 and 19"));
         }
         if sandbox.merchant_memory_mib < sandbox.max_memory_mib
             || sandbox.merchant_memory_mib > sandbox.memory_budget_mib
@@ -750,11 +810,29 @@ mod tests {
                 format!("{MINIMAL}\nunknown_instances = \"ignore\""),
                 "unknown_instances",
             ),
+            (
+                format!("[admin]\nlisten = \"127.0.0.1:8080\"\n{MINIMAL}"),
+                "admin.listen",
+            ),
+            (format!("max_connections = 0\n{MINIMAL}"), "max_connections"),
+            (format!("[sandbox]\nnice = -5\n{MINIMAL}"), "sandbox.nice"),
+            (
+                format!("header_read_timeout_secs = 0\n{MINIMAL}"),
+                "header_read_timeout_secs",
+            ),
         ];
         for (text, expected) in cases {
             let error = parse(&text).expect_err(expected).to_string();
             assert!(error.contains(expected), "{expected}: {error}");
         }
+    }
+
+    #[test]
+    fn both_listeners_may_ask_for_ephemeral_ports() {
+        let text =
+            format!("listen = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{MINIMAL}");
+        let config = parse(&text).expect("port 0 twice is two fresh ports");
+        assert_eq!(config.admin.listen, Some(config.listen));
     }
 
     #[test]

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -25,8 +26,8 @@ use tracing::Instrument;
 use gateway_store as store;
 use koogallery_protocol::inbound::ReplayGuard;
 use koogallery_protocol::{
-    self as protocol, AccessKey, Activity, Answer, AuthError, Callback, Generation, ParseContext,
-    Rejection, ResultCode, Verified, signing, time,
+    self as protocol, AccessKey, Activity, Answer, AuthError, Callback, FieldError, Generation,
+    ParseContext, Rejection, ResultCode, Verified, signing, time,
 };
 
 use super::App;
@@ -43,6 +44,11 @@ struct Handled {
     signer: Option<AccessKey>,
     generation: Option<Generation>,
     activity: Option<Activity>,
+    /// Refused before its signature was known good: anyone can cause it, so
+    /// its log lines are throttled (the metrics count every one).
+    unauthenticated: bool,
+    /// Why it was refused, for the log (never a value from the request).
+    reason: Option<String>,
 }
 
 impl Handled {
@@ -52,18 +58,31 @@ impl Handled {
             signer,
             generation,
             activity: None,
+            unauthenticated: false,
+            reason: None,
+        }
+    }
+
+    fn unauthenticated(self, reason: impl std::fmt::Display) -> Self {
+        Handled {
+            unauthenticated: true,
+            reason: Some(reason.to_string()),
+            ..self
         }
     }
 }
 
-/// `GET|POST /callbacks/{merchant_id}`.
+/// `GET|POST /callbacks/{merchant_id}`. Whatever arrives there gets a
+/// contract answer (HTTP 200, JSON, signed): an id that is not valid UTF-8
+/// is an unknown merchant, another method is an invalid request.
 pub(super) async fn callback(
     State(app): State<Arc<App>>,
-    Path(merchant_id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     method: Method,
     uri: Uri,
     body: Body,
 ) -> Response {
+    let merchant_id = path.map(|Path(id)| id).unwrap_or_default();
     let started = Instant::now();
     let request_id = new_request_id();
     let merchant = app.merchants.get(&merchant_id).cloned();
@@ -106,15 +125,24 @@ pub(super) async fn callback(
             activity: activity.into(),
         })
         .observe(elapsed.as_secs_f64());
-    span.in_scope(|| {
-        tracing::info!(
-            generation,
-            activity,
-            result_code = handled.answer.result_code.code(),
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            "callback answered"
-        );
-    });
+    let suppressed = if handled.unauthenticated {
+        app.refusals.admit()
+    } else {
+        Some(0)
+    };
+    if let Some(suppressed) = suppressed {
+        span.in_scope(|| {
+            tracing::info!(
+                generation,
+                activity,
+                result_code = handled.answer.result_code.code(),
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                refused = handled.reason.as_deref(),
+                suppressed,
+                "callback answered"
+            );
+        });
+    }
     respond(bytes, handled.signer.as_ref(), &request_id)
 }
 
@@ -148,6 +176,10 @@ async fn handle(app: &Arc<App>, incoming: Incoming<'_>, body: Body) -> Handled {
     };
     let signs = merchant.is_none_or(|m| m.sign_responses);
     let first_key = keys.first().filter(|_| signs).cloned();
+    if method != Method::GET && method != Method::POST {
+        let message = format!("method {method} is not a callback (GET for V1, POST for V2)");
+        return refuse_early(message, first_key);
+    }
     let read = tokio::time::timeout_at(deadline, axum::body::to_bytes(body, app.max_body_bytes));
     let body = match read.await {
         Ok(Ok(body)) => body,
@@ -198,6 +230,8 @@ async fn handle(app: &Arc<App>, incoming: Incoming<'_>, body: Body) -> Handled {
             signer,
             generation: Some(callback.generation),
             activity: Some(callback.activity),
+            unauthenticated: false,
+            reason: None,
         },
         Err(rejection) => refuse(app, Some(merchant), rejection, signer, generation),
     }
@@ -374,12 +408,12 @@ async fn run_read(
 
 /// 000002 before the request could even be read.
 fn refuse_early(message: String, signer: Option<AccessKey>) -> Handled {
-    tracing::warn!("{message}");
     Handled::refused(
         Answer::new(ResultCode::InvalidParams, &message),
         signer,
         None,
     )
+    .unauthenticated(message)
 }
 
 fn refuse(
@@ -390,18 +424,22 @@ fn refuse(
     generation: Generation,
 ) -> Handled {
     let label = merchant.map_or("unknown", |m| m.id.as_str());
-    let answer = match &rejection {
+    match &rejection {
         Rejection::Auth(error) => {
-            tracing::warn!(reason = %error, "authentication failed");
             metrics::count(&app.metrics.auth_failures, label, auth_reason(error));
-            Answer::new(ResultCode::AuthFailed, "")
+            let answer = Answer::new(ResultCode::AuthFailed, "");
+            Handled::refused(answer, signer, Some(generation)).unauthenticated(error)
+        }
+        Rejection::Invalid(error @ FieldError::QueryTooLarge(_)) => {
+            let answer = Answer::new(ResultCode::InvalidParams, &error.to_string());
+            Handled::refused(answer, signer, Some(generation)).unauthenticated(error)
         }
         Rejection::Invalid(error) => {
             tracing::warn!(reason = %error, "invalid callback");
-            Answer::new(ResultCode::InvalidParams, &error.to_string())
+            let answer = Answer::new(ResultCode::InvalidParams, &error.to_string());
+            Handled::refused(answer, signer, Some(generation))
         }
-    };
-    Handled::refused(answer, signer, Some(generation))
+    }
 }
 
 fn auth_reason(error: &AuthError) -> &'static str {
@@ -413,6 +451,19 @@ fn auth_reason(error: &AuthError) -> &'static str {
         AuthError::ReplayedNonce => "replayed_nonce",
         AuthError::ReusedToken => "reused_token",
     }
+}
+
+/// Any other path: a contract-shaped answer (JSON, 000002) with HTTP 404,
+/// so that a misconfigured production URL says what is wrong.
+pub(super) async fn no_such_endpoint(uri: Uri) -> Response {
+    let shown: String = uri.path().chars().take(64).collect();
+    let answer = Answer::new(
+        ResultCode::InvalidParams,
+        &format!("no such endpoint {shown:?}; callbacks go to /callbacks/{{merchant_id}}"),
+    );
+    let mut response = respond(answer.to_bytes(), None, &new_request_id());
+    *response.status_mut() = axum::http::StatusCode::NOT_FOUND;
+    response
 }
 
 /// HTTP 200 with the exact bytes and, when signing, their `Body-Sign`.

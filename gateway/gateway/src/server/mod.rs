@@ -3,15 +3,23 @@
 //! - [`App`] holds everything a callback needs: the merchants and their
 //!   loaded plugins, the runtime, the store (nonces) and the idempotency
 //!   layer, metrics, the answer budget.
-//! - [`app`] is the router (`/callbacks/{merchant_id}`, `/healthz`,
-//!   `/readyz`, `/metrics`), testable in-process without a socket.
-//! - [`serve`] binds, serves HTTP/1.1 with title-case header names (the
-//!   marketplace's debugger looks for `Body-Sign` exactly), and shuts down
-//!   gracefully: stop accepting, finish in-flight callbacks and plugin calls.
+//! - [`app`] is the callback router (`/callbacks/{merchant_id}`,
+//!   `/healthz`, `/readyz`), [`admin::router`] the admin listener's
+//!   (`/metrics`, `/status`); both testable in-process without a socket.
+//! - [`serve`] (in `listen`) serves both listeners: HTTP/1.1 with
+//!   title-case header names (the marketplace's debugger looks for
+//!   `Body-Sign` exactly), a bounded number of connections, small request
+//!   heads read within a timeout, and a graceful shutdown: stop accepting,
+//!   finish in-flight callbacks and plugin calls.
 //!
 //! The data flow of one callback is in [`callback`].
 
+pub mod admin;
 mod callback;
+mod listen;
+mod throttle;
+
+pub use listen::{Listeners, serve};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,9 +27,9 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{any, get};
 use tokio_util::task::TaskTracker;
 
 use gateway_sandbox::{Runtime, RuntimeError};
@@ -57,6 +65,8 @@ pub struct App {
     /// Plugin calls, which may outlive their request (budget, disconnect).
     tasks: TaskTracker,
     ready: AtomicBool,
+    /// Log lines of refused, unauthenticated requests.
+    refusals: throttle::Throttle,
 }
 
 /// Why the gateway could not start.
@@ -141,6 +151,7 @@ impl App {
             max_body_bytes: config.max_body_bytes,
             tasks,
             ready: AtomicBool::new(true),
+            refusals: throttle::Throttle::new(10, Duration::from_secs(1)),
         }
     }
 
@@ -175,38 +186,47 @@ impl App {
     }
 }
 
-/// The router, for `serve` and for in-process tests.
+/// The callback router, for `serve` and for in-process tests: the
+/// marketplace's endpoint and the load balancer's probes. Everything else
+/// (metrics, status, the admin API) is on the admin listener ([`admin`]),
+/// never here, so that merchant ids and volumes are not public.
 pub fn app(state: Arc<App>) -> Router {
     Router::new()
-        .route(
-            "/callbacks/{merchant_id}",
-            get(callback::callback).post(callback::callback),
-        )
+        .route("/callbacks/{merchant_id}", any(callback::callback))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
+        .fallback(callback::no_such_endpoint)
         .with_state(state)
 }
 
+/// Ready unless draining or the store cannot write. A store that failed
+/// lately is probed (an empty write transaction, bounded), so that readiness
+/// comes back by itself once the store does.
 async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
-    if app.ready.load(Ordering::SeqCst) {
-        (StatusCode::OK, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "draining")
+    if !app.ready.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining".to_string());
+    }
+    match app.store_status().await {
+        Ok(()) => (StatusCode::OK, "ready".to_string()),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("store unavailable: {why}"),
+        ),
     }
 }
 
-async fn metrics_text(State(app): State<Arc<App>>) -> impl IntoResponse {
-    let text = app
-        .metrics
-        .render(app.runtime.stats(), app.operations.cached_results().await);
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
+impl App {
+    /// Whether the store writes now (see [`readyz`]).
+    async fn store_status(&self) -> Result<(), String> {
+        if self.store.health().failing_batches == 0 {
+            return Ok(());
+        }
+        match tokio::time::timeout(Duration::from_millis(500), self.store.probe()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err("a write did not commit within 500 ms".to_string()),
+        }
+    }
 }
 
 /// The master key: `GATEWAY_KEY` from the environment, else the key file.
@@ -250,64 +270,4 @@ pub async fn start(config: &Config) -> Result<Arc<App>, StartError> {
         }
         Err(join) => Err(StartError::Panicked(join.to_string())),
     }
-}
-
-/// Serves `app` on `listener` until `shutdown` resolves, then drains.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    app_state: Arc<App>,
-    shutdown: impl std::future::Future<Output = ()>,
-    grace: Duration,
-) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioIo, TokioTimer};
-    use hyper_util::server::graceful::GracefulShutdown;
-    use hyper_util::service::TowerToHyperService;
-    use tower::ServiceExt as _;
-
-    let router = app(app_state.clone());
-    let connections = GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (stream, _peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Out of file descriptors and the like: back off, keep serving.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let service =
-            router
-                .clone()
-                .map_request(|request: axum::http::Request<hyper::body::Incoming>| {
-                    request.map(axum::body::Body::new)
-                });
-        let connection = hyper::server::conn::http1::Builder::new()
-            .title_case_headers(true)
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(10))
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-        let connection = connections.watch(connection);
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "connection ended with an error");
-            }
-        });
-    }
-    tracing::info!("shutting down: draining in-flight callbacks");
-    app_state.ready.store(false, Ordering::SeqCst);
-    if tokio::time::timeout(grace, connections.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("connections still open after the grace period");
-    }
-    if !app_state.drain(grace).await {
-        tracing::warn!("plugin calls still running after the grace period");
-    }
-    Ok(())
 }

@@ -7,10 +7,12 @@
 //! `chatty` floods stdout, stderr and the log before answering normally,
 //! `other-id` reports an instance id other than the one assigned, and
 //! `error-<case>` declines with that `plugin-error` case (`error-sold-out`,
-//! `error-instance-not-found`, …), and `slow-<ms>-…` answers normally after
+//! `error-instance-not-found`, …), `slow-<ms>-…` answers normally after
 //! `<ms>` milliseconds (a call that is still running when duplicates
-//! arrive). Any other order id gets a normal answer, so the same component
-//! also proves the runtime still works after each failure.
+//! arrive), `log-flood` logs one record with 300,000 empty fields and
+//! `big-reason` declines with a 32 MiB reason (what a hostile plugin makes
+//! the host copy). Any other order id gets a normal answer, so the same
+//! component also proves the runtime still works after each failure.
 //!
 //! Every call first logs `executing` with the operation, the order or
 //! instance, the idempotency key and the attempt: the gateway's tests count
@@ -51,6 +53,11 @@ impl Plugin for Misbehave {
                 chatter();
                 Ok(created(&req, "chatted".into()))
             }
+            "log-flood" => {
+                flood_the_log();
+                Ok(created(&req, "flooded".into()))
+            }
+            "big-reason" => Err(error::internal("x".repeat(32 << 20))),
             id if id.starts_with("error-") => Err(declined(&id["error-".len()..])),
             _ => Ok(created(&req, "normal".into())),
         }
@@ -134,6 +141,17 @@ fn bomb() -> ! {
 fn recurse(depth: u64) -> u64 {
     let frame = std::hint::black_box([depth; 64]);
     recurse(frame[0] + 1) + frame[63]
+}
+
+/// One record with as many empty fields as fit the guest's memory.
+fn flood_the_log() {
+    let fields: Vec<log::Field> = (0..300_000)
+        .map(|_| log::Field {
+            key: String::new(),
+            value: String::new(),
+        })
+        .collect();
+    log::emit(log::Level::Info, "flood", &fields);
 }
 
 fn chatter() {
