@@ -426,6 +426,35 @@ async fn control_characters_and_odd_requests_get_contract_answers() {
     assert_eq!(elsewhere.code(), "000002");
 }
 
+/// A merchant integrated with V2 only refuses a correctly signed V1 GET
+/// before reading it; its V2 callbacks are served as before.
+#[tokio::test]
+async fn a_merchant_refuses_the_generation_it_does_not_use() {
+    let gw = TestGateway::with_config("", "generations = [\"v2\"]").await;
+    let order_id = order();
+    let v1_create = [
+        ("activity", "newInstance"),
+        ("orderId", order_id.as_str()),
+        ("customerId", "c-1"),
+        ("productId", "P"),
+        ("expireTime", "20301231235959"),
+    ];
+    let refused = gw.v1("reference", &v1_create, KEY).await;
+    assert_eq!(refused.code(), "000001", "{:?}", refused.json);
+    refused.assert_signed_by(KEY);
+    let reason = "gateway_auth_failures_total{merchant=\"reference\",reason=\"generation\"}";
+    assert_eq!(gw.metric(reason).await, Some(1));
+    assert_eq!(
+        gw.metric(&series("reference", "create", "executed")).await,
+        None
+    );
+
+    let line = format!("{order_id}-000001");
+    let v2_create = json!({"activity": "newInstance", "orderId": order_id, "orderLineId": line});
+    let served = gw.v2("reference", &v2_create, KEY).await;
+    assert_eq!(served.code(), "000000", "{:?}", served.json);
+}
+
 /// M6: a plugin cannot make the host copy more of its log than the budget.
 #[tokio::test]
 async fn a_flood_of_log_fields_is_cut_before_it_is_copied() {

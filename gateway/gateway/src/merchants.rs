@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use gateway_sandbox::{LoadError, LoadedPlugin, MerchantContext, Runtime};
 use hmac::{Hmac, Mac};
-use koogallery_protocol::{AccessKey, EncryptType};
+use koogallery_protocol::{AccessKey, EncryptType, Generation};
 use sha2::Sha256;
 
 use crate::config::{Config, CreateInFlight, MerchantConfig, UnknownInstances, lower};
@@ -50,6 +50,8 @@ pub struct Merchant {
     pub context: MerchantContext,
     pub encrypt_type: EncryptType,
     pub sign_responses: bool,
+    /// The generations whose callbacks this merchant accepts.
+    pub generations: Vec<Generation>,
     pub create_in_flight: CreateInFlight,
     pub unknown_instances: UnknownInstances,
 }
@@ -129,6 +131,7 @@ impl Merchants {
             ),
             encrypt_type: EncryptType::default(),
             sign_responses: true,
+            generations: crate::config::defaults::generations(),
             create_in_flight: CreateInFlight::default(),
             unknown_instances: UnknownInstances::default(),
         };
@@ -281,6 +284,7 @@ fn serve(
         context,
         encrypt_type: merchant.encrypt_type,
         sign_responses: merchant.sign_responses,
+        generations: merchant.generations.clone(),
         create_in_flight: merchant.create_in_flight,
         unknown_instances: merchant.unknown_instances,
     }

@@ -245,6 +245,7 @@ mod tests {
         assert_eq!(ours.memory_mib, theirs.memory_mib);
         assert_eq!(ours.encrypt_type, theirs.encrypt_type);
         assert_eq!(ours.sign_responses, theirs.sign_responses);
+        assert_eq!(ours.generations, theirs.generations);
         assert_eq!(ours.create_in_flight, theirs.create_in_flight);
         assert_eq!(ours.unknown_instances, theirs.unknown_instances);
         // Every top-level key too: the merchants aside, the whole

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use koogallery_protocol::EncryptType;
+use koogallery_protocol::{EncryptType, Generation};
 use serde::Deserialize;
 
 pub use koogallery_protocol::AccessKey;
@@ -270,6 +270,14 @@ pub struct MerchantConfig {
     /// Add `Body-Sign` to every answer.
     #[serde(default = "defaults::yes")]
     pub sign_responses: bool,
+    /// The protocol generations this merchant's product is integrated with
+    /// (`["v2"]` for a product on the current interface). A callback of any
+    /// other generation is refused as unauthenticated before its signature
+    /// is read. Both by default, so that an upgrade never refuses a
+    /// merchant's live callbacks; narrowing it takes the other generation's
+    /// readers out of an attacker's reach.
+    #[serde(default = "defaults::generations")]
+    pub generations: Vec<Generation>,
     /// The plugin call's deadline, in milliseconds.
     #[serde(default = "defaults::deadline_ms")]
     pub deadline_ms: u64,
@@ -326,6 +334,9 @@ pub mod defaults {
     }
     pub fn yes() -> bool {
         true
+    }
+    pub fn generations() -> Vec<Generation> {
+        vec![Generation::V1, Generation::V2]
     }
     pub fn deadline_ms() -> u64 {
         2_000
@@ -667,6 +678,12 @@ impl Config {
                 "keys must not be blank",
             ));
         }
+        if merchant.generations.is_empty() {
+            return Err(invalid(
+                format!("{at}.generations"),
+                "at least one of \"v1\" and \"v2\" is needed",
+            ));
+        }
         if merchant.deadline_ms == 0 || merchant.deadline_ms >= self.answer_budget_ms {
             return Err(invalid(
                 format!("{at}.deadline_ms"),
@@ -738,6 +755,7 @@ mod tests {
         assert_eq!(merchant.plugin, Path::new("/etc/gw/plugins/acme.wasm"));
         assert_eq!(merchant.encrypt_type, EncryptType::Aes256);
         assert!(merchant.sign_responses);
+        assert_eq!(merchant.generations, [Generation::V1, Generation::V2]);
         assert!(!format!("{merchant:?}").contains("k1"), "keys are redacted");
     }
 
@@ -760,6 +778,14 @@ mod tests {
             (
                 format!("{MINIMAL}\nmemory_mib = 500"),
                 "merchants[0].memory_mib",
+            ),
+            (
+                format!("{MINIMAL}\ngenerations = []"),
+                "merchants[0].generations",
+            ),
+            (
+                format!("{MINIMAL}\ngenerations = [\"v3\"]"),
+                "unknown variant `v3`",
             ),
             (format!("{MINIMAL}\nsurprise = true"), "surprise"),
             (MINIMAL.replace("\"acme\"", "\"a/b\""), "merchants[0].id"),

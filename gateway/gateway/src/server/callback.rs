@@ -202,6 +202,9 @@ async fn handle(app: &Arc<App>, incoming: Incoming<'_>, body: Body) -> Handled {
         encrypt_type,
     };
     let generation = protocol::detect_generation(is_get, raw_query);
+    if let Some(merchant) = merchant.filter(|m| !m.generations.contains(&generation)) {
+        return refuse_generation(app, merchant, generation, first_key);
+    }
     let read = protocol::read_callback(
         generation,
         raw_query,
@@ -440,6 +443,23 @@ fn refuse(
             Handled::refused(answer, signer, Some(generation))
         }
     }
+}
+
+/// A generation the merchant does not accept: refused as unauthenticated
+/// before its signature is read, so that its readers are out of reach.
+fn refuse_generation(
+    app: &App,
+    merchant: &Merchant,
+    generation: Generation,
+    signer: Option<AccessKey>,
+) -> Handled {
+    metrics::count(&app.metrics.auth_failures, &merchant.id, "generation");
+    let answer = Answer::new(ResultCode::AuthFailed, "");
+    let reason = format!(
+        "{} callbacks are not accepted for this merchant (generations)",
+        generation.label()
+    );
+    Handled::refused(answer, signer, Some(generation)).unauthenticated(reason)
 }
 
 fn auth_reason(error: &AuthError) -> &'static str {

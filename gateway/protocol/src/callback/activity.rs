@@ -1,7 +1,8 @@
 //! The protocol generations and the activities each one sends.
 
-/// The protocol generation of a callback.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// The protocol generation of a callback; `"v1"`/`"v2"` in configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Generation {
     /// GET, fields and `authToken` in the query string.
     V1,
