@@ -455,6 +455,34 @@ async fn a_merchant_refuses_the_generation_it_does_not_use() {
     assert_eq!(served.code(), "000000", "{:?}", served.json);
 }
 
+/// A merchant whose plugin cannot load answers 000005 and is named in
+/// `/readyz` (still ready: the others serve) and, with the reason, in
+/// `/status`.
+#[tokio::test]
+async fn a_merchant_that_cannot_load_is_named_where_operators_look() {
+    let broken = format!(
+        "[[merchants]]\nid = \"broken\"\naccess_keys = [\"{KEY}\"]\nplugin = \"/nowhere.wasm\"\n"
+    );
+    let gw = TestGateway::with_config(&broken, "").await;
+    let create = json!({"activity": "newInstance", "orderId": order(), "orderLineId": "L-1"});
+    assert_eq!(gw.v2("broken", &create, KEY).await.code(), "000005");
+    assert_eq!(gw.v2("reference", &create, KEY).await.code(), "000000");
+
+    let (status, text) = gw.get("/readyz").await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert_eq!(text, "ready; unavailable merchants: broken");
+    let (status, text) = gw.get_admin("/status").await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let status: Value = serde_json::from_str(&text).expect("JSON");
+    let reason = status["unavailable_merchants"]["broken"]
+        .as_str()
+        .unwrap_or("");
+    assert!(
+        reason.contains("cannot read plugin /nowhere.wasm"),
+        "{status}"
+    );
+}
+
 /// M6: a plugin cannot make the host copy more of its log than the budget.
 #[tokio::test]
 async fn a_flood_of_log_fields_is_cut_before_it_is_copied() {

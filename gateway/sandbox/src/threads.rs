@@ -8,8 +8,9 @@
 //! cores evenly between it and them. Here the kernel runs the request path
 //! first whenever both want a core, and plugins get what is left — which,
 //! except under such a plugin, is nearly everything. Measured on 2 cores
-//! (docs/benchmarks.md): another merchant's well-behaved p99 went from 2.5×
-//! to within 1.5× of its quiet value under a mixed attack.
+//! (docs/benchmarks.md, "Fairness between merchants"): together with CPU
+//! turns, another merchant's well-behaved p99 under a mixed attack stays
+//! within about 2× of its quiet value.
 //!
 //! The price is a hop per call onto these threads and back. Lowering one's
 //! own priority needs no privilege; raising it back would, which is why the

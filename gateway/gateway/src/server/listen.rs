@@ -11,7 +11,7 @@
 //! - a graceful shutdown: stop accepting, let in-flight callbacks finish.
 //!
 //! Per-client fairness is the load balancer's job (behind one, every
-//! connection comes from its addresses); ARCHITECTURE.md says so.
+//! connection comes from its addresses); docs/decisions.md says so.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

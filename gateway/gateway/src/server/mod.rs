@@ -207,7 +207,20 @@ async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining".to_string());
     }
     match app.store_status().await {
-        Ok(()) => (StatusCode::OK, "ready".to_string()),
+        // Ready all the same: one merchant's broken plugin must not take
+        // every merchant's replica out of the load balancer. Named (without
+        // the reason, which is for /status) so that a probe's log shows it.
+        Ok(()) => match app.merchants.unavailable().as_slice() {
+            [] => (StatusCode::OK, "ready".to_string()),
+            unavailable => {
+                let ids: Vec<&str> = unavailable.iter().map(|(id, _)| *id).collect();
+                let ids = ids.join(", ");
+                (
+                    StatusCode::OK,
+                    format!("ready; unavailable merchants: {ids}"),
+                )
+            }
+        },
         Err(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("store unavailable: {why}"),
