@@ -1,0 +1,296 @@
+//! `loadgen`: the served benchmark (`scripts/bench-served` runs it).
+//!
+//! - `loadgen native` serves the native baseline (`native.rs`);
+//! - `loadgen run` measures one mix against one running server;
+//! - `loadgen compare` starts `gateway serve` and the baseline as processes
+//!   of their own, measures every mix against both in the same run, and
+//!   prints the table for docs/benchmarks.md with the ratios.
+
+mod client;
+mod load;
+mod native;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use load::{Measured, Mix, Pace, Target};
+
+#[derive(Parser)]
+#[command(about = "The served benchmark: load generator and native baseline")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve the native baseline; prints `listening on http://…` first.
+    Native {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+        #[arg(long)]
+        key: String,
+    },
+    /// Measure one mix against a running server.
+    Run {
+        /// `http://host:port/callbacks/{merchant}`
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        key: String,
+        /// The server's process id (for its CPU time).
+        #[arg(long)]
+        pid: u32,
+        #[arg(long, value_enum)]
+        mix: Mix,
+        #[command(flatten)]
+        pace: PaceArgs,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// Start `gateway serve` and the baseline, and measure both.
+    Compare {
+        /// The `gateway` binary (a release build).
+        #[arg(long)]
+        gateway: PathBuf,
+        /// Its configuration, with merchant `bench` on the reference plugin.
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        key: String,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Senders in the closed-loop runs.
+        #[arg(long, default_value_t = 32)]
+        in_flight: usize,
+        /// Callbacks per second in the open-loop runs.
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+    },
+}
+
+#[derive(clap::Args)]
+struct PaceArgs {
+    /// Closed loop with this many senders…
+    #[arg(long, conflicts_with = "rate")]
+    in_flight: Option<usize>,
+    /// …or open loop at this many callbacks per second.
+    #[arg(long)]
+    rate: Option<u64>,
+}
+
+impl PaceArgs {
+    fn pace(&self) -> Pace {
+        match (self.in_flight, self.rate) {
+            (_, Some(per_second)) => Pace::Open {
+                per_second,
+                connections: 64,
+            },
+            (in_flight, None) => Pace::Closed {
+                in_flight: in_flight.unwrap_or(32),
+            },
+        }
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Cmd::Native { listen, key } => serve_native(&listen, &key).await,
+        Cmd::Run {
+            url,
+            key,
+            pid,
+            mix,
+            pace,
+            seconds,
+        } => {
+            let merchant = url.rsplit('/').next().unwrap_or("").to_string();
+            let target = Target {
+                url: &url,
+                key: &key,
+                merchant: &merchant,
+                pid,
+            };
+            let run_id = run_id(0);
+            load::warm_up(&target, mix, &run_id).await?;
+            let length = Duration::from_secs(seconds);
+            let measured = load::run(&target, mix, pace.pace(), length, &run_id).await?;
+            println!("{}", row(&format!("{mix:?}"), "server", &measured, None));
+            verdict(&measured)
+        }
+        Cmd::Compare {
+            gateway,
+            config,
+            key,
+            seconds,
+            in_flight,
+            rate,
+        } => compare(&gateway, &config, &key, seconds, in_flight, rate).await,
+    }
+}
+
+async fn serve_native(listen: &str, key: &str) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    println!("listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, native::app(key)).await?;
+    Ok(())
+}
+
+/// A server process that is killed when dropped.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `command` and reads where it listens from its first line.
+fn start(mut command: Command) -> anyhow::Result<Server> {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let mut stdout = BufReader::new(stdout);
+    let mut first = String::new();
+    stdout.read_line(&mut first)?;
+    // Keep reading, so that a later line never meets a closed pipe.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    let address = first
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .ok_or_else(|| anyhow::anyhow!("unexpected first line `{first}`"))?;
+    let url = format!("http://{address}/callbacks/bench");
+    Ok(Server { child, url })
+}
+
+async fn compare(
+    gateway: &std::path::Path,
+    config: &std::path::Path,
+    key: &str,
+    seconds: u64,
+    in_flight: usize,
+    rate: u64,
+) -> anyhow::Result<()> {
+    let mut served = Command::new(gateway);
+    served.args(["serve", "--config"]).arg(config);
+    served.env("GATEWAY_LOG", "warn");
+    let served = start(served)?;
+    let mut baseline = Command::new(std::env::current_exe()?);
+    baseline.args(["native", "--key", key]);
+    let baseline = start(baseline)?;
+    let length = Duration::from_secs(seconds);
+    let runs = [
+        (Mix::Replays, Pace::Closed { in_flight }),
+        (Mix::Creates, Pace::Closed { in_flight }),
+        (Mix::Mixed, Pace::Closed { in_flight }),
+        (
+            Mix::Replays,
+            Pace::Open {
+                per_second: rate,
+                connections: 64,
+            },
+        ),
+        (
+            Mix::Creates,
+            Pace::Open {
+                per_second: rate,
+                connections: 64,
+            },
+        ),
+    ];
+    println!(
+        "| mix | pace | server | callbacks/s | p50 | p99 | p99.9 | server CPU / callback | vs native |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let mut failed = false;
+    for (i, (mix, pace)) in runs.into_iter().enumerate() {
+        let label = match pace {
+            Pace::Closed { in_flight } => format!("{mix:?} | closed, {in_flight} in flight"),
+            Pace::Open { per_second, .. } => format!("{mix:?} | open, {per_second}/s"),
+        };
+        let mut results = Vec::new();
+        for server in [&baseline, &served] {
+            let target = Target {
+                url: &server.url,
+                key,
+                merchant: "bench",
+                pid: server.child.id(),
+            };
+            let run_id = run_id(i);
+            load::warm_up(&target, mix, &run_id).await?;
+            let measured = load::run(&target, mix, pace, length, &run_id).await?;
+            failed |= verdict(&measured).is_err();
+            results.push(measured);
+        }
+        let native = &results[0];
+        println!("{}", row(&label, "native", native, None));
+        println!(
+            "{}",
+            row(&label, "gateway", &results[1], Some((native, pace)))
+        );
+    }
+    if failed {
+        anyhow::bail!("some answers failed their checks (above)");
+    }
+    Ok(())
+}
+
+/// A fresh run id: order ids never repeat across runs or invocations.
+fn run_id(i: usize) -> String {
+    format!("{}{i}", koogallery_protocol::time::now_ms())
+}
+
+fn millis(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+/// One table row; with a baseline, the ratio that matters for the pace:
+/// throughput in a closed loop, CPU per callback in an open one.
+fn row(label: &str, server: &str, m: &Measured, baseline: Option<(&Measured, Pace)>) -> String {
+    let ratio = match baseline {
+        Some((native, Pace::Closed { .. })) => {
+            format!("{:.2}× throughput", m.per_second() / native.per_second())
+        }
+        Some((native, Pace::Open { .. })) => format!(
+            "{:.2}× CPU",
+            m.cpu_per_callback().as_secs_f64() / native.cpu_per_callback().as_secs_f64().max(1e-9)
+        ),
+        None => String::new(),
+    };
+    format!(
+        "| {label} | {server} | {:.0} | {} | {} | {} | {:.0} µs | {ratio} |",
+        m.per_second(),
+        millis(m.percentile(0.50)),
+        millis(m.percentile(0.99)),
+        millis(m.percentile(0.999)),
+        m.cpu_per_callback().as_secs_f64() * 1e6,
+    )
+}
+
+/// Every answer must be 000000, signed and consistent.
+fn verdict(m: &Measured) -> anyhow::Result<()> {
+    if !m.refused.is_empty() || !m.broken.is_empty() {
+        let first = m.broken.first().map_or("", String::as_str);
+        eprintln!(
+            "refused by code: {:?}; {} broken answers (first: {first})",
+            m.refused,
+            m.broken.len()
+        );
+        anyhow::bail!("failed checks");
+    }
+    Ok(())
+}
