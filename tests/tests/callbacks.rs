@@ -546,6 +546,7 @@ async fn health_readiness_and_metrics() {
         "gateway_callback_duration_seconds_count{merchant=\"reference\",activity=\"newInstance\"} 1",
         "gateway_plugin_compilations",
         "gateway_sandboxes_busy 0",
+        "gateway_sandbox_slot_reset{mode=\"",
     ] {
         assert!(
             metrics.contains(expected),

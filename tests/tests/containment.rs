@@ -5,7 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::{answered, failed, load, merchant, request, runtime};
+use e2e::{answered, failed, load, merchant, request, runtime, runtime_with, settings};
+use gateway::config::{PagemapScanConfig, SandboxConfig};
 use gateway::executor::coded_outcome;
 use gateway_sandbox::{CallError, Invocation, MerchantContext, Runtime};
 use koogallery_contract::{Operation, OperationOutput};
@@ -217,6 +218,61 @@ async fn many_concurrent_calls_queue_for_a_small_pool_and_all_succeed() {
     let most = sampler.join().expect("the sampler");
     assert!(most <= 4, "{most} sandboxes ran at once in a pool of 4");
     assert!(most >= 2, "the calls never overlapped (at most {most})");
+}
+
+/// Nothing of one call is left in the pool slot the next call gets, with
+/// the slot reset scanning for dirtied pages and with it clearing all.
+#[tokio::test]
+async fn no_memory_of_a_call_survives_into_the_next_on_its_slot() {
+    for pagemap_scan in [PagemapScanConfig::Auto, PagemapScanConfig::Off] {
+        let rt = runtime_with(settings(SandboxConfig {
+            max_instances: 1,
+            pagemap_scan,
+            ..SandboxConfig::default()
+        }));
+        let who = merchant(&[], Duration::from_secs(2));
+        for _ in 0..3 {
+            let (invocation, _) = create(&rt, &who, "remember").await;
+            let OperationOutput::Created(created) = answered(&invocation) else {
+                panic!("not a create output")
+            };
+            let memo = created.app_info.as_ref().and_then(|a| a.memo.as_deref());
+            assert_eq!(
+                memo,
+                Some("static 0x0, stale bytes 0"),
+                "{pagemap_scan:?}, resetting by {:?}",
+                rt.stats().slot_reset
+            );
+        }
+    }
+}
+
+/// A merchant whose call spun or hit its memory limit is demoted to the
+/// low-priority plugin threads (and still served there); a merchant whose
+/// calls are short is not, and keeps running them in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heavy_calls_demote_their_own_merchant_only() {
+    let rt = runtime(4);
+    let light = merchant(&[], DEADLINE);
+    for _ in 0..20 {
+        assert_still_serving(&rt, &light).await;
+    }
+    assert!(!light.share.demoted(), "short calls never demote");
+
+    let spinning = merchant(&[], DEADLINE);
+    let (invocation, _) = create(&rt, &spinning, "loop").await;
+    assert!(matches!(failed(&invocation), CallError::Deadline { .. }));
+    assert!(spinning.share.demoted());
+
+    let mut hungry = merchant(&[], Duration::from_secs(5));
+    hungry.limits.memory_bytes = 16 << 20;
+    let (invocation, _) = create(&rt, &hungry, "bomb").await;
+    assert!(matches!(failed(&invocation), CallError::MemoryLimit { .. }));
+    assert!(hungry.share.demoted());
+
+    assert!(!light.share.demoted(), "demotion is per merchant");
+    assert_still_serving(&rt, &spinning).await;
+    assert_still_serving(&rt, &hungry).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

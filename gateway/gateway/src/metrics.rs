@@ -36,6 +36,11 @@ pub struct OperationLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModeLabels {
+    pub mode: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub merchant: String,
     pub reason: String,
@@ -57,6 +62,7 @@ pub struct Metrics {
     pub operations: Family<OperationLabels, Counter>,
     pub in_flight: Gauge,
     busy_sandboxes: Gauge,
+    slot_reset: Family<ModeLabels, Gauge>,
     compilations: Gauge,
     artifact_hits: Gauge,
     cached_results: Gauge,
@@ -132,6 +138,13 @@ impl Metrics {
             "plugin_artifact_hits",
             "Plugin components loaded from precompiled artifacts (cache hits)",
         );
+        let slot_reset = Family::<ModeLabels, Gauge>::default();
+        registry.register(
+            "sandbox_slot_reset",
+            "How pool slots are reset between calls (1 for the mode in use): \
+             dirty_pages (pagemap scan), clear_resident or on_demand",
+            slot_reset.clone(),
+        );
         let cached_results = gauge(
             &mut registry,
             "operation_results_cached",
@@ -150,6 +163,7 @@ impl Metrics {
             compilations,
             artifact_hits,
             cached_results,
+            slot_reset,
         }
     }
 
@@ -159,6 +173,8 @@ impl Metrics {
         self.compilations.set(runtime.compilations as i64);
         self.artifact_hits.set(runtime.artifact_hits as i64);
         self.cached_results.set(cached_results as i64);
+        let mode = runtime.slot_reset.label().to_string();
+        self.slot_reset.get_or_create(&ModeLabels { mode }).set(1);
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::error::RuntimeError;
 
@@ -22,6 +22,52 @@ pub struct EngineSettings {
     /// Use the pooling allocator (about 3× cheaper per call). Turn off only
     /// where address space is scarce.
     pub pooling: bool,
+    /// Whether a pool slot's reset scans for the pages the call dirtied
+    /// (`PAGEMAP_SCAN`, Linux ≥ 6.7) instead of clearing all it keeps
+    /// resident.
+    pub pagemap_scan: PagemapScan,
+}
+
+/// [`EngineSettings::pagemap_scan`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PagemapScan {
+    /// Where the kernel has it and no swap is active: wasmtime does not
+    /// reset pages that were swapped out (its PR #14357), so with swap a
+    /// slot could hand one call's data to the next.
+    #[default]
+    Auto,
+    /// Always; the engine fails to start where the kernel lacks it. The
+    /// operator vouches that swap stays off.
+    On,
+    Off,
+}
+
+/// How pool slots are made clean between calls, as decided at start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlotReset {
+    /// Only the pages the call dirtied are reset (`PAGEMAP_SCAN`).
+    DirtyPages,
+    /// The slot's resident part is cleared whole, the rest decommitted.
+    ClearResident,
+    /// No pool: every call maps fresh memory.
+    OnDemand,
+}
+
+impl SlotReset {
+    /// The label used in the log and in `/metrics`.
+    pub fn label(self) -> &'static str {
+        match self {
+            SlotReset::DirtyPages => "dirty_pages",
+            SlotReset::ClearResident => "clear_resident",
+            SlotReset::OnDemand => "on_demand",
+        }
+    }
+}
+
+/// Whether any swap area is active (`/proc/swaps` lists one). Unreadable
+/// counts as active: the safe answer.
+fn swap_active() -> bool {
+    std::fs::read_to_string("/proc/swaps").map_or(true, |swaps| swaps.lines().count() > 1)
 }
 
 /// The epoch tick: the granularity of deadlines and of yielding to other
@@ -63,8 +109,9 @@ impl EngineSettings {
     }
 }
 
-/// Builds the engine. Call once per process.
-pub(crate) fn build_engine(settings: &EngineSettings) -> Result<Engine, RuntimeError> {
+/// Builds the engine, and says how its slots are reset. Call once per
+/// process.
+pub(crate) fn build_engine(settings: &EngineSettings) -> Result<(Engine, SlotReset), RuntimeError> {
     settings.validate()?;
     let mut config = Config::new();
     config.wasm_component_model(true);
@@ -77,10 +124,33 @@ pub(crate) fn build_engine(settings: &EngineSettings) -> Result<Engine, RuntimeE
     config.memory_reservation(settings.max_memory_bytes as u64);
     config.memory_guard_size(MEMORY_GUARD_BYTES);
     config.memory_reservation_for_growth(0);
-    if settings.pooling {
-        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool_config(settings)));
+    let reset = if settings.pooling {
+        let reset = slot_reset(settings.pagemap_scan)?;
+        let mut pool = pool_config(settings);
+        pool.pagemap_scan(match reset {
+            SlotReset::DirtyPages => Enabled::Yes,
+            _ => Enabled::No,
+        });
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        reset
+    } else {
+        SlotReset::OnDemand
+    };
+    let engine = Engine::new(&config).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+    Ok((engine, reset))
+}
+
+fn slot_reset(scan: PagemapScan) -> Result<SlotReset, RuntimeError> {
+    let available = PoolingAllocationConfig::is_pagemap_scan_available();
+    match scan {
+        PagemapScan::Off => Ok(SlotReset::ClearResident),
+        PagemapScan::On if available => Ok(SlotReset::DirtyPages),
+        PagemapScan::On => Err(RuntimeError::Settings(
+            "pagemap_scan is on, but this kernel has no PAGEMAP_SCAN (Linux 6.7 or later)".into(),
+        )),
+        PagemapScan::Auto if available && !swap_active() => Ok(SlotReset::DirtyPages),
+        PagemapScan::Auto => Ok(SlotReset::ClearResident),
     }
-    Engine::new(&config).map_err(|e| RuntimeError::Engine(format!("{e:#}")))
 }
 
 fn pool_config(settings: &EngineSettings) -> PoolingAllocationConfig {
@@ -119,4 +189,29 @@ pub(crate) fn spawn_epoch_ticker(engine: &Engine, tick: Duration) -> std::io::Re
             }
         })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dirty_page_resets_need_the_kernel_and_no_swap_unless_insisted_on() {
+        let available = PoolingAllocationConfig::is_pagemap_scan_available();
+        assert_eq!(
+            slot_reset(PagemapScan::Off).ok(),
+            Some(SlotReset::ClearResident)
+        );
+        let auto = slot_reset(PagemapScan::Auto).ok();
+        if available && !swap_active() {
+            assert_eq!(auto, Some(SlotReset::DirtyPages));
+        } else {
+            assert_eq!(auto, Some(SlotReset::ClearResident));
+        }
+        assert_eq!(
+            slot_reset(PagemapScan::On).is_ok(),
+            available,
+            "on: dirty pages where the kernel has them, else an error"
+        );
+    }
 }

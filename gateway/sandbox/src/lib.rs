@@ -27,7 +27,7 @@ mod threads;
 mod validate;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -36,7 +36,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 
 pub use artifacts::ArtifactSettings;
-pub use engine::EngineSettings;
+pub use engine::{EngineSettings, PagemapScan, SlotReset};
 pub use error::{CallError, LoadError, RuntimeError};
 pub use host::{PluginConfig, PluginLogRecord};
 pub use limits::CallLimits;
@@ -126,6 +126,8 @@ pub struct RuntimeStats {
     pub busy_sandboxes: usize,
     /// Linear memory running calls hold right now, in bytes.
     pub memory_in_use: usize,
+    /// How pool slots are reset (decided at start).
+    pub slot_reset: SlotReset,
 }
 
 /// The plugin runtime. Share it behind an `Arc`.
@@ -133,18 +135,20 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
     invoker: Invoker,
-    threads: threads::PluginThreads,
+    /// None: calls run on the caller's runtime (`ThreadSettings::threads` 0).
+    threads: Option<threads::PluginThreads>,
     max_permits: usize,
     plugins: moka::sync::Cache<String, Arc<LoadedPlugin>>,
     artifacts: ArtifactStore,
     settings: RuntimeSettings,
+    slot_reset: SlotReset,
     compilations: AtomicU64,
     artifact_hits: AtomicU64,
 }
 
 impl Runtime {
     pub fn new(settings: RuntimeSettings) -> Result<Self, RuntimeError> {
-        let engine = engine::build_engine(&settings.engine)?;
+        let (engine, slot_reset) = engine::build_engine(&settings.engine)?;
         engine::spawn_epoch_ticker(&engine, engine::EPOCH_TICK)
             .map_err(|e| RuntimeError::Engine(format!("starting the epoch ticker: {e}")))?;
         let linker = build_linker(&engine)?;
@@ -170,6 +174,7 @@ impl Runtime {
             plugins: moka::sync::Cache::new(settings.max_cached_plugins),
             artifacts,
             settings,
+            slot_reset,
             compilations: AtomicU64::new(0),
             artifact_hits: AtomicU64::new(0),
         })
@@ -181,6 +186,7 @@ impl Runtime {
             artifact_hits: self.artifact_hits.load(Ordering::Relaxed),
             busy_sandboxes: self.max_permits - self.invoker.permits.available_permits(),
             memory_in_use: self.invoker.memory.used(),
+            slot_reset: self.slot_reset,
         }
     }
 
@@ -241,10 +247,18 @@ impl Runtime {
         request: &OperationRequest,
     ) -> Invocation {
         let started = Instant::now();
+        let threads = match &self.threads {
+            Some(threads) if merchant.share.demoted() => threads,
+            _ => {
+                return self
+                    .invoker
+                    .invoke(plugin, merchant, request, started)
+                    .await;
+            }
+        };
         let (invoker, plugin) = (self.invoker.clone(), plugin.clone());
         let (merchant, request) = (merchant.clone(), request.clone());
-        let call = self
-            .threads
+        let call = threads
             .spawn(async move { invoker.invoke(&plugin, &merchant, &request, started).await });
         match call.join().await {
             Ok(invocation) => invocation,
@@ -319,7 +333,8 @@ impl Invoker {
         store.limiter(|state| &mut state.limiter);
         let turn = shares::CpuTurn::new(share, deadline_at);
         store.call_hook_async(shares::CpuTurnHook(turn.clone()));
-        store.epoch_deadline_callback(on_epoch_tick(deadline_at, turn));
+        let ticks = Arc::new(AtomicU32::new(0));
+        store.epoch_deadline_callback(on_epoch_tick(deadline_at, turn, ticks.clone()));
         store.set_epoch_deadline(1);
 
         // Epochs only see running wasm; this wall-clock guard also covers a
@@ -350,6 +365,15 @@ impl Invoker {
                 &collected.stderr.text,
             )),
         };
+        let heavy = ticks.load(Ordering::Relaxed) >= HEAVY_TICKS
+            || collected.peak_memory_bytes > engine::INLINE_RESET_BYTES
+            || matches!(
+                outcome,
+                Outcome::Failed(CallError::Deadline { .. } | CallError::MemoryLimit { .. })
+            );
+        if heavy {
+            share.demote();
+        }
         // Dropping the store resets its pool slot (and releases its memory
         // from the budgets); only then may another call have the permits.
         let release = move || {
@@ -381,6 +405,11 @@ fn reset_in_background(share: &MerchantShare, release: impl FnOnce() + Send + 's
     });
 }
 
+/// Epoch ticks seen while running wasm that make a call heavy (see
+/// `shares`' demotion): one tick can fall into any short call; two mean
+/// it ran wasm for at least a tick's length.
+const HEAVY_TICKS: u32 = 2;
+
 /// How long a background reset waits for its merchant's CPU turn.
 const RESET_TURN_WAIT: Duration = Duration::from_secs(5);
 
@@ -391,11 +420,13 @@ const RESET_TURN_WAIT: Duration = Duration::from_secs(5);
 fn on_epoch_tick(
     deadline_at: Instant,
     turn: shares::CpuTurn,
+    ticks: Arc<AtomicU32>,
 ) -> impl FnMut(wasmtime::StoreContextMut<'_, HostState>) -> wasmtime::Result<UpdateDeadline>
 + Send
 + Sync
 + 'static {
     move |_| {
+        ticks.fetch_add(1, Ordering::Relaxed);
         if Instant::now() >= deadline_at {
             return Ok(UpdateDeadline::Interrupt);
         }

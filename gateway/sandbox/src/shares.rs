@@ -13,10 +13,16 @@
 //! - **memory**: how much linear memory its running calls may hold
 //!   together, inside the gateway's overall memory budget. Growth past
 //!   either traps that call (a memory-limit failure, 000005).
+//!
+//! And a merchant whose calls were lately *heavy* (ran wasm across two epoch
+//! ticks, grew past the inline-reset size, or hit a limit) is **demoted**
+//! for [`DEMOTION`]: its calls run on the low-priority plugin threads
+//! (`threads.rs`), where their CPU and page faults yield to the request
+//! path. Everyone else's calls run in place, without that hop's cost.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::{CallHook, CallHookHandler, StoreContextMut, Trap};
@@ -39,7 +45,13 @@ pub struct MerchantShare {
     pub(crate) instances: Arc<Semaphore>,
     pub(crate) cpu: Arc<Semaphore>,
     pub(crate) memory: Arc<MemoryAccount>,
+    /// Demoted until this many ms after `created`.
+    demoted_until_ms: AtomicU64,
+    created: Instant,
 }
+
+/// How long a heavy call demotes its merchant's calls to the plugin threads.
+pub const DEMOTION: Duration = Duration::from_secs(60);
 
 impl MerchantShare {
     pub fn new(limits: ShareLimits) -> MerchantShare {
@@ -48,7 +60,25 @@ impl MerchantShare {
             cpu: Arc::new(Semaphore::new(limits.cpu_slots.max(1) as usize)),
             memory: Arc::new(MemoryAccount::new("merchant", limits.memory_bytes)),
             limits,
+            demoted_until_ms: AtomicU64::new(0),
+            created: Instant::now(),
         }
+    }
+
+    /// Whether this merchant's calls run on the plugin threads now.
+    pub fn demoted(&self) -> bool {
+        self.since_created_ms() < self.demoted_until_ms.load(Ordering::Relaxed)
+    }
+
+    /// A heavy call: demote this merchant for [`DEMOTION`] from now.
+    pub(crate) fn demote(&self) {
+        let demotion = u64::try_from(DEMOTION.as_millis()).unwrap_or(u64::MAX);
+        let until = self.since_created_ms().saturating_add(demotion);
+        self.demoted_until_ms.fetch_max(until, Ordering::Relaxed);
+    }
+
+    fn since_created_ms(&self) -> u64 {
+        u64::try_from(self.created.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Calls of this merchant holding a sandbox right now.

@@ -1,20 +1,22 @@
-//! The threads plugin calls run on: a tokio runtime of their own, whose
-//! threads lower their own OS scheduling priority (`nice`) when they start.
+//! The threads a demoted merchant's plugin calls run on (see `shares`): a
+//! tokio runtime of their own, whose threads lower their own OS scheduling
+//! priority (`nice`) when they start.
 //!
-//! Why: a merchant's spinning or memory-hungry plugin keeps one of these
-//! threads busy for as long as its CPU share allows. On the gateway's own
-//! runtime that thread would be one of the few that also accept connections,
-//! verify signatures and commit to the store, and the kernel would share the
-//! cores evenly between it and them. Here the kernel runs the request path
-//! first whenever both want a core, and plugins get what is left — which,
-//! except under such a plugin, is nearly everything. Measured on 2 cores
-//! (docs/benchmarks.md, "Fairness between merchants"): together with CPU
-//! turns, another merchant's well-behaved p99 under a mixed attack stays
-//! within about 2× of its quiet value.
+//! Why: a spinning or memory-hungry plugin keeps a thread busy for as long
+//! as its CPU share allows. On the gateway's own runtime that thread would
+//! be one of the few that also accept connections, verify signatures and
+//! commit to the store, and the kernel would share the cores evenly between
+//! it and them. Here the kernel runs the request path first whenever both
+//! want a core, and all demoted merchants together get at most these
+//! threads. Measured on 2 cores (docs/benchmarks.md, "Fairness between
+//! merchants"): a mixed attack moved a well-behaved merchant's p99 1.55×
+//! with demotion, 1.72× without; a memory-hungry one 2.05× against 3.84×.
 //!
-//! The price is a hop per call onto these threads and back. Lowering one's
-//! own priority needs no privilege; raising it back would, which is why the
-//! threads stay lowered for good rather than only during long calls.
+//! Why only the demoted: the hop onto these threads and back costs two
+//! wake-ups, which doubled a short call's time (p50 31 → 73 µs) and halved
+//! the sandbox's throughput. Lowering one's own priority needs no
+//! privilege; raising it back would, which is why the threads stay lowered
+//! for good.
 
 use std::future::Future;
 
@@ -23,7 +25,8 @@ use tokio::task::JoinHandle;
 /// How the plugin threads are set up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ThreadSettings {
-    /// Worker threads (0: one per core).
+    /// Worker threads; 0: none, calls run on the caller's own runtime
+    /// (no hop per call, no lower priority).
     pub threads: usize,
     /// How much below normal priority they run (0–19; 0 keeps normal).
     pub nice: i32,
@@ -36,20 +39,21 @@ pub(crate) struct PluginThreads {
 }
 
 impl PluginThreads {
-    pub(crate) fn start(settings: ThreadSettings) -> std::io::Result<PluginThreads> {
-        let nice = settings.nice.clamp(0, 19);
-        let mut builder = tokio::runtime::Builder::new_multi_thread();
-        if settings.threads > 0 {
-            builder.worker_threads(settings.threads);
+    /// The threads `settings` asks for; none for 0.
+    pub(crate) fn start(settings: ThreadSettings) -> std::io::Result<Option<PluginThreads>> {
+        if settings.threads == 0 {
+            return Ok(None);
         }
-        let runtime = builder
+        let nice = settings.nice.clamp(0, 19);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(settings.threads)
             .thread_name("plugin")
             .on_thread_start(move || lower_priority(nice))
             .enable_all()
             .build()?;
-        Ok(PluginThreads {
+        Ok(Some(PluginThreads {
             runtime: Some(runtime),
-        })
+        }))
     }
 
     /// Runs `call` on the plugin threads. Dropping the returned handle
@@ -115,7 +119,8 @@ mod tests {
             threads: 1,
             nice: 7,
         })
-        .expect("threads");
+        .expect("threads")
+        .expect("one thread");
         // SAFETY: no preconditions; errno is not consulted (7 is not -1).
         let seen = threads
             .spawn(async { unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) } })
@@ -133,7 +138,8 @@ mod tests {
             threads: 1,
             nice: 0,
         })
-        .expect("threads");
+        .expect("threads")
+        .expect("one thread");
         let (done, finished) = tokio::sync::oneshot::channel::<()>();
         let handle = threads.spawn(async move {
             tokio::time::sleep(std::time::Duration::from_secs(30)).await;

@@ -6,13 +6,16 @@
 use std::time::Duration;
 
 use gateway_sandbox::{
-    ArtifactSettings, CallLimits, EngineSettings, MerchantContext, MerchantShare, PluginConfig,
-    RuntimeSettings, ShareLimits, ThreadSettings,
+    ArtifactSettings, CallLimits, EngineSettings, MerchantContext, MerchantShare, PagemapScan,
+    PluginConfig, RuntimeSettings, ShareLimits, ThreadSettings,
 };
 use gateway_store::SqliteSettings;
 use koogallery_protocol::VerifyPolicy;
 
-use super::{Config, MerchantConfig, SandboxConfig, SignatureConfig, StoreConfig, defaults};
+use super::{
+    Config, MerchantConfig, PagemapScanConfig, SandboxConfig, SignatureConfig, StoreConfig,
+    defaults,
+};
 use crate::keys::Keys;
 use crate::operations::Settings as OperationSettings;
 use crate::operations::upkeep::UpkeepSettings;
@@ -27,6 +30,11 @@ pub fn runtime(sandbox: &SandboxConfig, artifacts: Option<ArtifactSettings>) -> 
             max_instances: sandbox.max_instances,
             max_memory_bytes: bytes(sandbox.max_memory_mib),
             pooling: sandbox.pooling,
+            pagemap_scan: match sandbox.pagemap_scan {
+                PagemapScanConfig::Auto => PagemapScan::Auto,
+                PagemapScanConfig::On => PagemapScan::On,
+                PagemapScanConfig::Off => PagemapScan::Off,
+            },
         },
         artifacts,
         max_component_bytes: bytes(sandbox.max_component_mib),

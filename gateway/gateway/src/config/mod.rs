@@ -156,6 +156,18 @@ impl Default for StoreConfig {
     }
 }
 
+/// `sandbox.pagemap_scan`: reset only the pages a call dirtied.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PagemapScanConfig {
+    /// Where the kernel has it (Linux ≥ 6.7) and no swap is active.
+    #[default]
+    Auto,
+    /// Always (start fails without kernel support); swap must stay off.
+    On,
+    Off,
+}
+
 /// What a duplicate newInstance hears while the first is still running.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -229,11 +241,16 @@ pub struct SandboxConfig {
     pub merchant_cpu_slots: u32,
     /// …and linear memory of its running calls together, in MiB.
     pub merchant_memory_mib: u64,
-    /// Threads plugin calls run on (0: one per core).
+    /// Threads of their own for the calls of merchants demoted after a
+    /// heavy call (long-running wasm, much memory, a limit hit), `nice`
+    /// below normal priority; other calls run in place. 0: every call runs
+    /// on the gateway's own threads.
     pub threads: usize,
     /// How far below normal OS priority those threads run (0–19), so that
     /// the request path gets a core first.
     pub nice: i32,
+    /// Reset only the pages a call dirtied when a pool slot is reused.
+    pub pagemap_scan: PagemapScanConfig,
 }
 
 impl Default for SandboxConfig {
@@ -248,8 +265,9 @@ impl Default for SandboxConfig {
             merchant_max_instances: 32,
             merchant_cpu_slots: 1,
             merchant_memory_mib: 512,
-            threads: 0,
+            threads: 2,
             nice: 10,
+            pagemap_scan: PagemapScanConfig::Auto,
         }
     }
 }

@@ -272,6 +272,8 @@ pub async fn start(config: &Config) -> Result<Arc<App>, StartError> {
     let config = config.clone();
     let built = tokio::task::spawn_blocking(move || -> Result<App, StartError> {
         let runtime = Arc::new(Runtime::new(lower::served_runtime(&config, &keys))?);
+        let slot_reset = runtime.stats().slot_reset.label();
+        tracing::info!(slot_reset, "sandbox ready");
         Ok(App::new(&config, &keys, runtime, store))
     })
     .await;

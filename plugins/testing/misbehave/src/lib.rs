@@ -58,6 +58,7 @@ impl Plugin for Misbehave {
                 Ok(created(&req, "flooded".into()))
             }
             "big-reason" => Err(error::internal("x".repeat(32 << 20))),
+            "remember" => Ok(created(&req, remember())),
             id if id.starts_with("error-") => Err(declined(&id["error-".len()..])),
             _ => Ok(created(&req, "normal".into())),
         }
@@ -74,6 +75,21 @@ impl Plugin for Misbehave {
         executing("release", &req.instance_id, &req.call);
         Ok(())
     }
+}
+
+/// Whether anything of an earlier call is left in this instance's memory:
+/// a static and a heap buffer larger than what a pool slot keeps resident
+/// are checked for the marks an earlier `remember` left, then marked.
+fn remember() -> String {
+    static MARK: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let seen_static = MARK.swap(0xfeed, std::sync::atomic::Ordering::Relaxed);
+    // Zeroed on allocation by the allocator's own assumption that fresh
+    // memory is zero: a stale byte here is the previous call's.
+    let mut buffer = vec![0u8; 4 << 20];
+    let stale = buffer.iter().filter(|b| **b != 0).count();
+    buffer.fill(0xab);
+    std::hint::black_box(&buffer);
+    format!("static {seen_static:#x}, stale bytes {stale}")
 }
 
 /// The record the gateway's tests count executions by.
