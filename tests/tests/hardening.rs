@@ -267,6 +267,38 @@ async fn no_instance_id_is_answered_before_its_claim_commits() {
     assert_eq!(gw.count(rows, &order_id).await, 0, "nothing was recorded");
 }
 
+/// Claims commit without an fsync; a create in flight is named as a success
+/// only after a synced commit has made its claim durable — and when that
+/// commit cannot happen in time, it is 000004 instead.
+#[tokio::test]
+async fn a_create_in_flight_is_named_only_once_its_claim_is_durable() {
+    let provisioner = format!(
+        "answer_budget_ms = 1000\n[store]\nbusy_timeout_ms = 300\n\
+         [[merchants]]\nid = \"provisioner\"\naccess_keys = [\"{KEY}\"]\nplugin = \"{}\"\n\
+         deadline_ms = 950\ncreate_in_flight = \"success\"\n",
+        test_support::plugin_path("misbehave").display()
+    );
+    let gw = TestGateway::with_config(&provisioner, "deadline_ms = 500").await;
+    // The plugin sleeps past the answer budget: the answer is "in flight".
+    let create =
+        |line: &str| json!({"activity": "newInstance", "orderId": "sleep", "orderLineId": line});
+
+    let named = gw.v2("provisioner", &create("L-durable"), KEY).await;
+    assert_eq!(named.code(), "000000", "{:?}", named.json);
+    let expected = koogallery_protocol::ids::instance_id("provisioner", "sleep", Some("L-durable"));
+    assert_eq!(named.json["instanceId"], expected.as_str());
+
+    let locked = create("L-locked");
+    let (reply, lock) = tokio::join!(gw.v2("provisioner", &locked, KEY), async {
+        // After the claim has committed, before the answer is due.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        WriteLock::take(&gw).await
+    });
+    assert_eq!(reply.code(), "000004", "{:?}", reply.json);
+    assert!(reply.json.get("instanceId").is_none(), "{:?}", reply.json);
+    lock.release().await;
+}
+
 /// M2: a locked store makes callbacks answer 000005 within the budget, and
 /// readiness say so until the store writes again.
 #[tokio::test]

@@ -207,9 +207,14 @@ impl Store for SqliteStore {
         lease_ms: i64,
     ) -> Result<Claim, StoreError> {
         let op = Arc::new(op.clone());
+        // No fsync of its own: a claim lost with the machine is claimed again
+        // by the marketplace's retry, with the same instance id (derived from
+        // the order) and the same idempotency key, so the plugin cannot tell.
+        // The completion's synced commit makes it durable; so does anything
+        // that names the instance before that (`create_in_flight`).
         self.writer
             .write(
-                Durability::Synced,
+                Durability::Lazy,
                 Box::new(move |conn| {
                     let op = Arc::clone(&op);
                     Box::pin(async move { claim(conn, &op, now_ms, lease_ms).await })

@@ -16,7 +16,8 @@
 //! result only after the `COMMIT` of the batch its write is in.
 //!
 //! Not every write needs its own fsync ([`Durability`]): a write whose loss
-//! in a crash harms nothing (a nonce, a transient failure, a reaped row) is
+//! in a crash harms nothing (a nonce, a claim, a transient failure, a
+//! reaped row) is
 //! committed `synchronous=NORMAL` when its batch holds nothing else. It is
 //! appended to the WAL all the same, and the next synced commit — which
 //! fsyncs the WAL up to its own end — makes it durable too: a synced write

@@ -31,7 +31,7 @@ use koogallery_protocol::{
 };
 
 use super::App;
-use crate::config::UnknownInstances;
+use crate::config::{CreateInFlight, UnknownInstances};
 use crate::executor;
 use crate::merchants::Merchant;
 use crate::metrics::{self, CallbackLabels, LatencyLabels, OperationLabels};
@@ -285,8 +285,44 @@ async fn answer_callback(
     let Some(op) = op else {
         return Ok(run_read(app, merchant, callback, key, deadline).await);
     };
-    let (decision, path) = app.operations.run(op.clone(), deadline).await;
+    // A merchant whose creates in flight are answered as successes keeps
+    // some of the budget for making the claim durable first.
+    let run_until = match merchant.create_in_flight {
+        CreateInFlight::Success => deadline - NAMING_MARGIN,
+        CreateInFlight::Processing => deadline,
+    };
+    let (decision, path) = app.operations.run(op.clone(), run_until).await;
+    let decision = durable_before_named(app, merchant, decision, deadline).await;
     Ok(decided(app, merchant, &op, decision, path))
+}
+
+/// What [`durable_before_named`] may take of the answer budget.
+const NAMING_MARGIN: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// A create in flight is answered with its instance id (`create_in_flight
+/// = "success"`) only once its claim is on disk. Claims commit without an
+/// fsync (a lost one is re-claimed with the same id and key); a synced
+/// commit makes every earlier write durable, so one is made here first.
+/// If it fails or is late, the answer is 000004 instead.
+async fn durable_before_named(
+    app: &App,
+    merchant: &Merchant,
+    decision: Decision,
+    deadline: tokio::time::Instant,
+) -> Decision {
+    let named = matches!(
+        decision,
+        Decision::InProgress {
+            instance_id: Some(_)
+        }
+    );
+    if !named || merchant.create_in_flight != CreateInFlight::Success {
+        return decision;
+    }
+    match tokio::time::timeout_at(deadline, app.store.probe()).await {
+        Ok(Ok(())) => decision,
+        _ => Decision::InProgress { instance_id: None },
+    }
 }
 
 /// What remembering a request's replay guard found.
