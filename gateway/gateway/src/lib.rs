@@ -19,8 +19,8 @@
 //!   (`plugin invoke`, tests, benches).
 //!
 //! Below it: `koogallery_protocol` (wire protocol, pure), `gateway_sandbox`
-//! (the only crate with wasmtime), `gateway_store` (the only crate with
-//! sqlx), `koogallery_contract` (the plugin contract's data). ARCHITECTURE.md
+//! (the only crate with wasmtime), `gateway_store` (the only crate with an
+//! SQL driver), `koogallery_contract` (the plugin contract's data). ARCHITECTURE.md
 //! at the repository root describes how these fit together.
 
 pub mod config;

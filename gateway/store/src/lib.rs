@@ -1,5 +1,5 @@
 //! The gateway's durable state: the only crate that speaks SQL (and the
-//! only one that depends on sqlx).
+//! only one that depends on an SQL driver).
 //!
 //! It owns three things (schema in `migrations/`):
 //! - **instances**: which instance id the gateway assigned to which order
@@ -31,14 +31,17 @@ pub use writer::Health;
 /// transient from the marketplace's point of view (000005, retried).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("opening the store at {path}: {source}")]
-    Open { path: PathBuf, source: sqlx::Error },
+    #[error("opening the store at {path}: {reason}")]
+    Open { path: PathBuf, reason: String },
     #[error("migrating the store to version {version}: {source}")]
-    Migrate { version: i64, source: sqlx::Error },
+    Migrate {
+        version: i64,
+        source: rusqlite::Error,
+    },
     #[error("the store has schema version {found}, newer than this gateway knows ({known})")]
     TooNew { found: i64, known: i64 },
     #[error("store query failed: {0}")]
-    Query(#[from] sqlx::Error),
+    Sql(#[from] rusqlite::Error),
     #[error("a stored row is corrupt: {0}")]
     Corrupt(String),
     #[error("the store did not commit: {0}")]

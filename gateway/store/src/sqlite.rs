@@ -1,25 +1,23 @@
 //! The embedded default store: one SQLite file under `data_dir`, through
-//! sqlx. WAL journal, `synchronous=FULL` (an fsync per commit: these are
+//! rusqlite, run synchronously: writes on the writer's own thread, reads in
+//! place on the caller's (a WAL read of a few indexed rows takes
+//! microseconds and never waits for the writer, so a hop to another thread
+//! would cost more than the read). WAL journal, `synchronous=FULL` (an fsync per commit: these are
 //! order records) but for batches of writes a crash may lose harmlessly
 //! (`writer::Durability`), a busy timeout. Every write goes through the
 //! group-commit writer (`store::writer`): one connection, `BEGIN IMMEDIATE`
 //! (a transaction never has to upgrade a read lock, which
 //! `SQLITE_BUSY_SNAPSHOT` would fail without waiting), one fsync per batch.
-//! Reads use a pool of their own.
+//! Reads use connections of their own.
 //!
 //! One host only: several processes may share the file on one machine,
 //! replicas on several machines need the PostgreSQL store.
 
 use std::path::PathBuf;
-use std::str::FromStr as _;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
-};
-use sqlx::{ConnectOptions as _, Row as _, SqliteConnection};
+use rusqlite::{Connection, ToSql};
 
 use super::sql;
 use super::writer::{Durability, Writer};
@@ -39,16 +37,46 @@ pub struct SqliteSettings {
     pub max_size_bytes: Option<u64>,
 }
 
-/// Connections for reads (WAL readers never wait for the writer).
-const READ_CONNECTIONS: u32 = 8;
+/// Idle read connections kept for reuse (more are opened while busy).
+const IDLE_READERS: usize = 8;
 
 /// The SQLite store.
 #[derive(Clone)]
 pub struct SqliteStore {
     /// Reads (WAL: they never wait for the writer).
-    pool: SqlitePool,
+    readers: Arc<Readers>,
     /// Every write, group-committed on one connection.
     writer: Writer,
+}
+
+/// Read connections: one is taken for each read and put back after.
+struct Readers {
+    settings: SqliteSettings,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    /// Runs `read` on an idle connection, or a new one.
+    fn read<T>(
+        &self,
+        read: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => connection(&self.settings)?,
+        };
+        let result = read(&conn);
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < IDLE_READERS {
+            idle.push(conn);
+        }
+        result
+    }
 }
 
 /// SQLite's page size, for turning a byte cap into `max_page_count`.
@@ -75,58 +103,132 @@ impl SqliteStore {
     /// Opens (creating if needed, readable by its owner only) and migrates
     /// the store.
     pub async fn open(settings: &SqliteSettings) -> Result<SqliteStore, StoreError> {
-        let opened = |source| StoreError::Open {
-            path: settings.path.clone(),
-            source,
-        };
-        create_private(&settings.path).map_err(|e| opened(sqlx::Error::Io(e)))?;
-        let mut options = SqliteConnectOptions::from_str("sqlite://")
-            .map_err(opened)?
-            .filename(&settings.path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(settings.busy_timeout)
-            .foreign_keys(true)
-            .pragma("page_size", PAGE_SIZE.to_string())
-            // `max_size_bytes` caps the database, not its WAL: this bounds
-            // what the WAL keeps after each checkpoint.
-            .pragma("journal_size_limit", WAL_LIMIT_BYTES.to_string());
-        if let Some(bytes) = settings.max_size_bytes {
-            options = options.pragma("max_page_count", (bytes / PAGE_SIZE).max(1).to_string());
-        }
-        let pool = SqlitePoolOptions::new()
-            .max_connections(READ_CONNECTIONS)
-            .connect_with(options.clone())
+        let settings = settings.clone();
+        tokio::task::spawn_blocking(move || SqliteStore::open_blocking(settings))
             .await
-            .map_err(opened)?;
-        migrate(&pool).await?;
-        let conn = options.connect().await.map_err(opened)?;
+            .map_err(|e| StoreError::Commit(format!("opening the store stopped: {e}")))?
+    }
+
+    fn open_blocking(settings: SqliteSettings) -> Result<SqliteStore, StoreError> {
+        let opened = |reason: String| StoreError::Open {
+            path: settings.path.clone(),
+            reason,
+        };
+        create_private(&settings.path).map_err(|e| opened(e.to_string()))?;
+        let mut conn = connection(&settings)?;
+        migrate(&mut conn)?;
+        let writer = Writer::start(conn).map_err(|e| opened(e.to_string()))?;
+        let readers = Readers {
+            settings,
+            idle: Mutex::new(Vec::new()),
+        };
         Ok(SqliteStore {
-            pool,
-            writer: Writer::start(conn),
+            readers: Arc::new(readers),
+            writer,
         })
     }
 
-    /// Closes every connection (tests reopen the same file).
+    /// Closes the idle read connections (tests reopen the same file; the
+    /// writer's closes with the last handle of the store).
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.readers
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
+}
+
+/// A connection to the store: WAL, `synchronous=FULL`, the busy timeout, the
+/// size cap.
+fn connection(settings: &SqliteSettings) -> Result<Connection, StoreError> {
+    let opened = |error: rusqlite::Error| StoreError::Open {
+        path: settings.path.clone(),
+        reason: error.to_string(),
+    };
+    let conn = Connection::open(&settings.path).map_err(opened)?;
+    conn.busy_timeout(settings.busy_timeout).map_err(opened)?;
+    // `max_size_bytes` caps the database, not its WAL: `journal_size_limit`
+    // bounds what the WAL keeps after each checkpoint. The page size only
+    // takes effect on a new file.
+    let mut pragmas = format!(
+        "PRAGMA page_size = {PAGE_SIZE}; PRAGMA journal_mode = WAL; \
+         PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+         PRAGMA journal_size_limit = {WAL_LIMIT_BYTES};"
+    );
+    if let Some(bytes) = settings.max_size_bytes {
+        let pages = (bytes / PAGE_SIZE).max(1);
+        pragmas.push_str(&format!(" PRAGMA max_page_count = {pages};"));
+    }
+    conn.execute_batch(&pragmas).map_err(opened)?;
+    Ok(conn)
+}
+
+/// Runs `sql` with `args` bound to `$1`, `$2`… (the portable SQL's numbered
+/// parameters, which SQLite treats as names: bound by name, whatever order
+/// they first appear in).
+fn execute(conn: &Connection, sql: &str, args: &[&dyn ToSql]) -> Result<usize, StoreError> {
+    let mut statement = conn.prepare_cached(sql)?;
+    bind(&mut statement, args)?;
+    Ok(statement.raw_execute()?)
+}
+
+/// The first row of `sql` with `args` (see [`execute`]), mapped.
+fn query_row<T>(
+    conn: &Connection,
+    sql: &str,
+    args: &[&dyn ToSql],
+    map: impl FnOnce(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    let mut statement = conn.prepare_cached(sql)?;
+    bind(&mut statement, args)?;
+    let mut rows = statement.raw_query();
+    match rows.next()? {
+        Some(row) => map(row).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Every row of `sql` with `args`, mapped.
+fn query_all<T>(
+    conn: &Connection,
+    sql: &str,
+    args: &[&dyn ToSql],
+    mut map: impl FnMut(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut statement = conn.prepare_cached(sql)?;
+    bind(&mut statement, args)?;
+    let mut rows = statement.raw_query();
+    let mut mapped = Vec::new();
+    while let Some(row) = rows.next()? {
+        mapped.push(map(row)?);
+    }
+    Ok(mapped)
+}
+
+fn bind(statement: &mut rusqlite::Statement<'_>, args: &[&dyn ToSql]) -> Result<(), StoreError> {
+    for (i, arg) in args.iter().enumerate() {
+        let name = format!("${}", i + 1);
+        let index = statement
+            .parameter_index(&name)?
+            .ok_or_else(|| StoreError::Corrupt(format!("no parameter {name} in the statement")))?;
+        statement.raw_bind_parameter(index, arg)?;
+    }
+    Ok(())
 }
 
 /// Applies the migrations this gateway knows and the store lacks, each in
 /// its own immediate transaction; refuses a store from a newer gateway.
-async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
-    sqlx::query(sql::CREATE_MIGRATIONS_TABLE)
-        .execute(pool)
-        .await?;
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    conn.execute_batch(sql::CREATE_MIGRATIONS_TABLE)?;
     let known = sql::MIGRATIONS.last().map_or(0, |(v, _)| *v);
     for &(version, script) in sql::MIGRATIONS {
         let failed = |source| StoreError::Migrate { version, source };
-        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
-        let found: i64 = sqlx::query_scalar(sql::SCHEMA_VERSION)
-            .fetch_one(&mut *tx)
-            .await
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(failed)?;
+        let found: i64 = tx
+            .query_row(sql::SCHEMA_VERSION, [], |row| row.get(0))
             .map_err(failed)?;
         if found > known {
             return Err(StoreError::TooNew { found, known });
@@ -134,17 +236,13 @@ async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
         if found >= version {
             continue;
         }
-        sqlx::raw_sql(sqlx::AssertSqlSafe(script))
-            .execute(&mut *tx)
-            .await
-            .map_err(failed)?;
-        sqlx::query(sql::RECORD_MIGRATION)
-            .bind(version)
-            .bind(unix_ms())
-            .execute(&mut *tx)
-            .await
-            .map_err(failed)?;
-        tx.commit().await.map_err(failed)?;
+        tx.execute_batch(script).map_err(failed)?;
+        let args: [&dyn ToSql; 2] = [&version, &unix_ms()];
+        execute(&tx, sql::RECORD_MIGRATION, &args).map_err(|e| match e {
+            StoreError::Sql(source) => failed(source),
+            other => other,
+        })?;
+        tx.commit().map_err(failed)?;
     }
     Ok(())
 }
@@ -157,37 +255,38 @@ fn unix_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-fn record(row: &SqliteRow) -> Result<OperationRecord, StoreError> {
-    let attempt: i64 = row.try_get("attempt")?;
+fn record(row: &rusqlite::Row<'_>) -> Result<OperationRecord, StoreError> {
+    let attempt: i64 = row.get("attempt")?;
+    let status: String = row.get("status")?;
     Ok(OperationRecord {
         id: OperationId {
-            merchant_id: row.try_get("merchant_id")?,
-            idempotency_key: row.try_get("idempotency_key")?,
+            merchant_id: row.get("merchant_id")?,
+            idempotency_key: row.get("idempotency_key")?,
         },
-        test: row.try_get("test")?,
-        kind: row.try_get("kind")?,
-        business_key: row.try_get("business_key")?,
-        instance_id: row.try_get("instance_id")?,
-        fingerprint: row.try_get("fingerprint")?,
-        status: OperationStatus::parse(row.try_get("status")?)?,
+        test: row.get("test")?,
+        kind: row.get("kind")?,
+        business_key: row.get("business_key")?,
+        instance_id: row.get("instance_id")?,
+        fingerprint: row.get("fingerprint")?,
+        status: OperationStatus::parse(&status)?,
         attempt: fence(attempt)?,
-        locked_until: row.try_get("locked_until")?,
-        request_json: row.try_get("request_json")?,
-        result_json: row.try_get("result_json")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
+        locked_until: row.get("locked_until")?,
+        request_json: row.get("request_json")?,
+        result_json: row.get("result_json")?,
+        created_at: row.get("created_at")?,
+        updated_at: row.get("updated_at")?,
     })
 }
 
 /// A stuck row, or why it cannot be read (its key is always readable: the
 /// columns are `NOT NULL` text).
-fn stuck_row(row: &SqliteRow) -> StuckRow {
+fn stuck_row(row: &rusqlite::Row<'_>) -> StuckRow {
     match record(row) {
         Ok(record) => StuckRow::Record(record),
         Err(error) => StuckRow::Unreadable {
             id: OperationId {
-                merchant_id: row.try_get("merchant_id").unwrap_or_default(),
-                idempotency_key: row.try_get("idempotency_key").unwrap_or_default(),
+                merchant_id: row.get("merchant_id").unwrap_or_default(),
+                idempotency_key: row.get("idempotency_key").unwrap_or_default(),
             },
             why: error.to_string(),
         },
@@ -206,7 +305,7 @@ impl Store for SqliteStore {
         now_ms: i64,
         lease_ms: i64,
     ) -> Result<Claim, StoreError> {
-        let op = Arc::new(op.clone());
+        let op = op.clone();
         // No fsync of its own: a claim lost with the machine is claimed again
         // by the marketplace's retry, with the same instance id (derived from
         // the order) and the same idempotency key, so the plugin cannot tell.
@@ -215,21 +314,15 @@ impl Store for SqliteStore {
         self.writer
             .write(
                 Durability::Lazy,
-                Box::new(move |conn| {
-                    let op = Arc::clone(&op);
-                    Box::pin(async move { claim(conn, &op, now_ms, lease_ms).await })
-                }),
+                Box::new(move |conn| claim(conn, &op, now_ms, lease_ms)),
             )
             .await
     }
 
     async fn load(&self, id: &OperationId) -> Result<Option<OperationRecord>, StoreError> {
-        let row = sqlx::query(sql::LOAD_OPERATION)
-            .bind(&id.merchant_id)
-            .bind(&id.idempotency_key)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(record).transpose()
+        let args: [&dyn ToSql; 2] = [&id.merchant_id, &id.idempotency_key];
+        self.readers
+            .read(|conn| query_row(conn, sql::LOAD_OPERATION, &args, record))
     }
 
     async fn take_over(
@@ -239,23 +332,21 @@ impl Store for SqliteStore {
         now_ms: i64,
         lease_ms: i64,
     ) -> Result<Option<u32>, StoreError> {
-        let id = Arc::new(id.clone());
+        let id = id.clone();
         self.writer
             .write(
                 Durability::Synced,
                 Box::new(move |conn| {
-                    let id = Arc::clone(&id);
-                    Box::pin(async move {
-                        let attempt: Option<i64> = sqlx::query_scalar(sql::TAKE_OVER)
-                            .bind(&id.merchant_id)
-                            .bind(&id.idempotency_key)
-                            .bind(i64::from(seen_attempt))
-                            .bind(now_ms + lease_ms)
-                            .bind(now_ms)
-                            .fetch_optional(&mut *conn)
-                            .await?;
-                        attempt.map(fence).transpose()
-                    })
+                    let args: [&dyn ToSql; 5] = [
+                        &id.merchant_id,
+                        &id.idempotency_key,
+                        &i64::from(seen_attempt),
+                        &(now_ms + lease_ms),
+                        &now_ms,
+                    ];
+                    let attempt =
+                        query_row(conn, sql::TAKE_OVER, &args, |row| Ok(row.get::<_, i64>(0)?))?;
+                    attempt.map(fence).transpose()
                 }),
             )
             .await
@@ -268,7 +359,7 @@ impl Store for SqliteStore {
         completion: &Completion,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        let work = Arc::new((id.clone(), completion.clone()));
+        let work = (id.clone(), completion.clone());
         // A final result is answered from the store on every retry: on disk
         // first. A transient one only says "run it again", which a lost
         // record says too (the claim's lease runs out and it is taken over).
@@ -281,11 +372,8 @@ impl Store for SqliteStore {
             .write(
                 durability,
                 Box::new(move |conn| {
-                    let work = Arc::clone(&work);
-                    Box::pin(async move {
-                        let (id, completion) = &*work;
-                        complete(conn, id, attempt, completion, now_ms).await
-                    })
+                    let (id, completion) = &work;
+                    complete(conn, id, attempt, completion, now_ms)
                 }),
             )
             .await
@@ -300,22 +388,14 @@ impl Store for SqliteStore {
             .write(
                 Durability::Synced,
                 Box::new(move |conn| {
-                    Box::pin(async move {
-                        let rows = sqlx::query(sql::PARK_EXHAUSTED)
-                            .bind(now_ms)
-                            .bind(i64::from(max_attempts))
-                            .fetch_all(&mut *conn)
-                            .await?;
-                        rows.iter()
-                            .map(|row| {
-                                let attempt: i64 = row.try_get("attempt")?;
-                                Ok((
-                                    row.try_get("merchant_id")?,
-                                    row.try_get("business_key")?,
-                                    fence(attempt)?,
-                                ))
-                            })
-                            .collect()
+                    let args: [&dyn ToSql; 2] = [&now_ms, &i64::from(max_attempts)];
+                    query_all(conn, sql::PARK_EXHAUSTED, &args, |row| {
+                        let attempt: i64 = row.get("attempt")?;
+                        Ok((
+                            row.get("merchant_id")?,
+                            row.get("business_key")?,
+                            fence(attempt)?,
+                        ))
                     })
                 }),
             )
@@ -328,34 +408,21 @@ impl Store for SqliteStore {
         max_attempts: u32,
         limit: u32,
     ) -> Result<Vec<StuckRow>, StoreError> {
-        let rows = sqlx::query(sql::STUCK_OPERATIONS)
-            .bind(now_ms)
-            .bind(i64::from(max_attempts))
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(stuck_row).collect())
+        let args: [&dyn ToSql; 3] = [&now_ms, &i64::from(max_attempts), &i64::from(limit)];
+        self.readers
+            .read(|conn| query_all(conn, sql::STUCK_OPERATIONS, &args, |row| Ok(stuck_row(row))))
     }
 
     async fn park(&self, id: &OperationId, reason: &str, now_ms: i64) -> Result<bool, StoreError> {
-        let work = Arc::new((id.clone(), reason.to_string()));
+        let work = (id.clone(), reason.to_string());
         self.writer
             .write(
                 Durability::Synced,
                 Box::new(move |conn| {
-                    let work = Arc::clone(&work);
-                    Box::pin(async move {
-                        let (id, reason) = &*work;
-                        let parked = sqlx::query(sql::PARK)
-                            .bind(&id.merchant_id)
-                            .bind(&id.idempotency_key)
-                            .bind(now_ms)
-                            .bind(reason)
-                            .execute(&mut *conn)
-                            .await?
-                            .rows_affected();
-                        Ok(parked == 1)
-                    })
+                    let (id, reason) = &work;
+                    let args: [&dyn ToSql; 4] =
+                        [&id.merchant_id, &id.idempotency_key, &now_ms, reason];
+                    Ok(execute(conn, sql::PARK, &args)? == 1)
                 }),
             )
             .await
@@ -366,22 +433,21 @@ impl Store for SqliteStore {
         merchant_id: &str,
         instance_id: &str,
     ) -> Result<Option<InstanceRecord>, StoreError> {
-        let row = sqlx::query(sql::LOAD_INSTANCE)
-            .bind(merchant_id)
-            .bind(instance_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(Some(InstanceRecord {
-            merchant_id: row.try_get("merchant_id")?,
-            instance_id: row.try_get("instance_id")?,
-            order_id: row.try_get("order_id")?,
-            order_line_key: row.try_get("order_line_key")?,
-            origin: row.try_get("origin")?,
-            status: row.try_get("status")?,
-            expires_at: row.try_get("expires_at")?,
-            status_changed_at: row.try_get("status_changed_at")?,
-        }))
+        let args: [&dyn ToSql; 2] = [&merchant_id, &instance_id];
+        self.readers.read(|conn| {
+            query_row(conn, sql::LOAD_INSTANCE, &args, |row| {
+                Ok(InstanceRecord {
+                    merchant_id: row.get("merchant_id")?,
+                    instance_id: row.get("instance_id")?,
+                    order_id: row.get("order_id")?,
+                    order_line_key: row.get("order_line_key")?,
+                    origin: row.get("origin")?,
+                    status: row.get("status")?,
+                    expires_at: row.get("expires_at")?,
+                    status_changed_at: row.get("status_changed_at")?,
+                })
+            })
+        })
     }
 
     async fn remember_nonce(
@@ -392,11 +458,11 @@ impl Store for SqliteStore {
         now_ms: i64,
         memory_ms: i64,
     ) -> Result<Remembered, StoreError> {
-        let work = Arc::new((
+        let work = (
             merchant_id.to_string(),
             nonce.to_string(),
             binding.map(str::to_string),
-        ));
+        );
         // A nonce lost in a crash lets that one request be replayed once
         // more; every effect of a request is a synced write after its
         // nonce's (which makes the nonce durable too), and replays of those
@@ -405,41 +471,23 @@ impl Store for SqliteStore {
             .write(
                 Durability::Lazy,
                 Box::new(move |conn| {
-                    let work = Arc::clone(&work);
-                    Box::pin(async move {
-                        let (merchant_id, nonce, binding) = &*work;
-                        let expires_at = now_ms.saturating_add(memory_ms);
-                        let inserted = sqlx::query(sql::REMEMBER_NONCE)
-                            .bind(merchant_id)
-                            .bind(nonce)
-                            .bind(expires_at)
-                            .bind(binding)
-                            .execute(&mut *conn)
-                            .await?
-                            .rows_affected();
-                        if inserted == 1 {
-                            return Ok(Remembered::New);
-                        }
-                        let refreshed = sqlx::query(sql::REFRESH_EXPIRED_NONCE)
-                            .bind(merchant_id)
-                            .bind(nonce)
-                            .bind(expires_at)
-                            .bind(now_ms)
-                            .bind(binding)
-                            .execute(&mut *conn)
-                            .await?
-                            .rows_affected();
-                        if refreshed == 1 {
-                            return Ok(Remembered::New);
-                        }
-                        let stored: Option<String> = sqlx::query_scalar(sql::NONCE_BINDING)
-                            .bind(merchant_id)
-                            .bind(nonce)
-                            .fetch_one(&mut *conn)
-                            .await?;
-                        Ok(Remembered::Again {
-                            same_binding: stored == *binding,
-                        })
+                    let (merchant_id, nonce, binding) = &work;
+                    let expires_at = now_ms.saturating_add(memory_ms);
+                    let args: [&dyn ToSql; 4] = [merchant_id, nonce, &expires_at, binding];
+                    if execute(conn, sql::REMEMBER_NONCE, &args)? == 1 {
+                        return Ok(Remembered::New);
+                    }
+                    let args: [&dyn ToSql; 5] = [merchant_id, nonce, &expires_at, &now_ms, binding];
+                    if execute(conn, sql::REFRESH_EXPIRED_NONCE, &args)? == 1 {
+                        return Ok(Remembered::New);
+                    }
+                    let args: [&dyn ToSql; 2] = [merchant_id, nonce];
+                    let stored = query_row(conn, sql::NONCE_BINDING, &args, |row| {
+                        Ok(row.get::<_, Option<String>>(0)?)
+                    })?
+                    .flatten();
+                    Ok(Remembered::Again {
+                        same_binding: stored == *binding,
                     })
                 }),
             )
@@ -452,7 +500,7 @@ impl Store for SqliteStore {
 
     async fn probe(&self) -> Result<(), StoreError> {
         self.writer
-            .write(Durability::Synced, Box::new(|_| Box::pin(async { Ok(()) })))
+            .write(Durability::Synced, Box::new(|_| Ok(())))
             .await
     }
 
@@ -461,15 +509,7 @@ impl Store for SqliteStore {
         self.writer
             .write(
                 Durability::Lazy,
-                Box::new(move |conn| {
-                    Box::pin(async move {
-                        Ok(sqlx::query(sql::REAP_NONCES)
-                            .bind(now_ms)
-                            .execute(&mut *conn)
-                            .await?
-                            .rows_affected())
-                    })
-                }),
+                Box::new(move |conn| Ok(execute(conn, sql::REAP_NONCES, &[&now_ms])? as u64)),
             )
             .await
     }
@@ -479,18 +519,11 @@ impl Store for SqliteStore {
             .write(
                 Durability::Lazy,
                 Box::new(move |conn| {
-                    Box::pin(async move {
-                        let operations = sqlx::query(sql::REAP_OPERATIONS)
-                            .bind(operations_before_ms)
-                            .execute(&mut *conn)
-                            .await?
-                            .rows_affected();
-                        let nonces = sqlx::query(sql::REAP_NONCES)
-                            .bind(now_ms)
-                            .execute(&mut *conn)
-                            .await?
-                            .rows_affected();
-                        Ok(Reaped { operations, nonces })
+                    let operations = execute(conn, sql::REAP_OPERATIONS, &[&operations_before_ms])?;
+                    let nonces = execute(conn, sql::REAP_NONCES, &[&now_ms])?;
+                    Ok(Reaped {
+                        operations: operations as u64,
+                        nonces: nonces as u64,
                     })
                 }),
             )
@@ -500,75 +533,63 @@ impl Store for SqliteStore {
 
 /// The claim's statements: propose the instance, insert the record, or read
 /// the existing one.
-async fn claim(
-    conn: &mut SqliteConnection,
+fn claim(
+    conn: &Connection,
     op: &NewOperation,
     now_ms: i64,
     lease_ms: i64,
 ) -> Result<Claim, StoreError> {
+    let merchant = &op.id.merchant_id;
     let mut instance_id = op.instance_id.clone();
     if let Some(assignment) = &op.assignment {
-        sqlx::query(sql::PROPOSE_INSTANCE)
-            .bind(&op.id.merchant_id)
-            .bind(&assignment.instance_id)
-            .bind(&assignment.order_id)
-            .bind(&assignment.order_line_key)
-            .bind(now_ms)
-            .execute(&mut *conn)
-            .await?;
-        let assigned: String = sqlx::query_scalar(sql::INSTANCE_FOR_ORDER_LINE)
-            .bind(&op.id.merchant_id)
-            .bind(&assignment.order_id)
-            .bind(&assignment.order_line_key)
-            .fetch_one(&mut *conn)
-            .await?;
+        let (order, line) = (&assignment.order_id, &assignment.order_line_key);
+        let args: [&dyn ToSql; 5] = [merchant, &assignment.instance_id, order, line, &now_ms];
+        execute(conn, sql::PROPOSE_INSTANCE, &args)?;
+        let args: [&dyn ToSql; 3] = [merchant, order, line];
+        let assigned = query_row(conn, sql::INSTANCE_FOR_ORDER_LINE, &args, |row| {
+            Ok(row.get::<_, String>(0)?)
+        })?
+        .ok_or_else(|| StoreError::Corrupt("the proposed instance is not there".into()))?;
         instance_id = Some(assigned);
     }
-    let won = sqlx::query(sql::CLAIM)
-        .bind(&op.id.merchant_id)
-        .bind(&op.id.idempotency_key)
-        .bind(op.test)
-        .bind(&op.kind)
-        .bind(&op.business_key)
-        .bind(&instance_id)
-        .bind(&op.fingerprint)
-        .bind(now_ms + lease_ms)
-        .bind(&op.request_json)
-        .bind(now_ms)
-        .fetch_optional(&mut *conn)
-        .await?
-        .is_some();
-    if won {
+    let args: [&dyn ToSql; 10] = [
+        merchant,
+        &op.id.idempotency_key,
+        &op.test,
+        &op.kind,
+        &op.business_key,
+        &instance_id,
+        &op.fingerprint,
+        &(now_ms + lease_ms),
+        &op.request_json,
+        &now_ms,
+    ];
+    if query_row(conn, sql::CLAIM, &args, |_| Ok(()))?.is_some() {
         return Ok(Claim::Won { instance_id });
     }
-    let row = sqlx::query(sql::LOAD_OPERATION)
-        .bind(&op.id.merchant_id)
-        .bind(&op.id.idempotency_key)
-        .fetch_one(&mut *conn)
-        .await?;
-    Ok(Claim::Exists(Box::new(record(&row)?)))
+    let args: [&dyn ToSql; 2] = [merchant, &op.id.idempotency_key];
+    let existing = query_row(conn, sql::LOAD_OPERATION, &args, record)?
+        .ok_or_else(|| StoreError::Corrupt("a claim lost to a record that is not there".into()))?;
+    Ok(Claim::Exists(Box::new(existing)))
 }
 
 /// The fenced completion and what it teaches the instance row.
-async fn complete(
-    conn: &mut SqliteConnection,
+fn complete(
+    conn: &Connection,
     id: &OperationId,
     attempt: u32,
     completion: &Completion,
     now_ms: i64,
 ) -> Result<bool, StoreError> {
-    let written = sqlx::query(sql::COMPLETE)
-        .bind(&id.merchant_id)
-        .bind(&id.idempotency_key)
-        .bind(i64::from(attempt))
-        .bind(completion.status.as_str())
-        .bind(&completion.result_json)
-        .bind(now_ms)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected()
-        == 1;
-    if !written {
+    let args: [&dyn ToSql; 6] = [
+        &id.merchant_id,
+        &id.idempotency_key,
+        &i64::from(attempt),
+        &completion.status.as_str(),
+        &completion.result_json,
+        &now_ms,
+    ];
+    if execute(conn, sql::COMPLETE, &args)? != 1 {
         return Ok(false);
     }
     let Some(change) = &completion.instance else {
@@ -579,22 +600,18 @@ async fn complete(
     } else {
         sql::UPDATE_INSTANCE
     };
-    sqlx::query(statement)
-        .bind(&id.merchant_id)
-        .bind(&change.instance_id)
-        .bind(change.status)
-        .bind(change.expires_at)
-        .bind(now_ms)
-        .bind(change.status_changed_at)
-        .execute(&mut *conn)
-        .await?;
+    let args: [&dyn ToSql; 6] = [
+        &id.merchant_id,
+        &change.instance_id,
+        &change.status,
+        &change.expires_at,
+        &now_ms,
+        &change.status_changed_at,
+    ];
+    execute(conn, statement, &args)?;
     for kind in &completion.supersedes {
-        sqlx::query(sql::SUPERSEDE)
-            .bind(&id.merchant_id)
-            .bind(&change.instance_id)
-            .bind(kind)
-            .execute(&mut *conn)
-            .await?;
+        let args: [&dyn ToSql; 3] = [&id.merchant_id, &change.instance_id, kind];
+        execute(conn, sql::SUPERSEDE, &args)?;
     }
     Ok(true)
 }

@@ -1,6 +1,13 @@
-//! Group commit: every write of the store goes through one task that owns
+//! Group commit: every write of the store goes through one thread that owns
 //! one connection, and commits whatever writes are waiting together — one
 //! transaction, one fsync for the whole batch.
+//!
+//! A thread of its own, running SQLite synchronously (rusqlite): a write
+//! costs its caller two wake-ups (the job in, the result out), whatever the
+//! number of statements in it. Through an async driver every statement —
+//! and `BEGIN`, each `SAVEPOINT`, `RELEASE` and `COMMIT` — was a round trip
+//! to a worker thread; measured, those context switches were most of a
+//! create's CPU (docs/benchmarks.md).
 //!
 //! Why: SQLite has one writer at a time and `synchronous=FULL` makes every
 //! commit an fsync. Separate connections writing at once take turns through
@@ -28,10 +35,10 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
 
-use futures_util::future::BoxFuture;
-use sqlx::{Connection as _, Executor as _, SqliteConnection};
-use tokio::sync::{mpsc, oneshot};
+use rusqlite::Connection;
+use tokio::sync::oneshot;
 
 use super::StoreError;
 
@@ -44,11 +51,8 @@ const MAX_BATCH: usize = 64;
 const MAX_QUEUED: usize = 4096;
 
 /// One write: runs its statements on the writer's connection, inside the
-/// batch's transaction. It may run more than once (see the module docs), so
-/// it clones what it needs on each run.
-pub type WriteFn<T> = Box<
-    dyn for<'c> Fn(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send + Sync,
->;
+/// batch's transaction. It may run more than once (see the module docs).
+pub type WriteFn<T> = Box<dyn Fn(&Connection) -> Result<T, StoreError> + Send>;
 
 /// What a write's caller may rely on once told it committed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,7 +69,7 @@ pub enum Durability {
 trait Job: Send {
     fn durability(&self) -> Durability;
     /// Runs the write and keeps its result; says whether it succeeded.
-    fn run<'c>(&'c mut self, conn: &'c mut SqliteConnection) -> BoxFuture<'c, bool>;
+    fn run(&mut self, conn: &Connection) -> bool;
     /// Delivers the kept result if the batch committed, else `failed`.
     fn deliver(self: Box<Self>, committed: Result<(), String>);
 }
@@ -82,13 +86,11 @@ impl<T: Send + 'static> Job for Typed<T> {
         self.durability
     }
 
-    fn run<'c>(&'c mut self, conn: &'c mut SqliteConnection) -> BoxFuture<'c, bool> {
-        Box::pin(async move {
-            let result = (self.write)(conn).await;
-            let succeeded = result.is_ok();
-            self.result = Some(result);
-            succeeded
-        })
+    fn run(&mut self, conn: &Connection) -> bool {
+        let result = (self.write)(conn);
+        let succeeded = result.is_ok();
+        self.result = Some(result);
+        succeeded
     }
 
     fn deliver(self: Box<Self>, committed: Result<(), String>) {
@@ -103,14 +105,15 @@ impl<T: Send + 'static> Job for Typed<T> {
     }
 }
 
-/// The handle callers write through.
+/// The handle callers write through. The writer thread ends (and closes
+/// its connection) once every handle is dropped.
 #[derive(Clone)]
 pub struct Writer {
-    jobs: mpsc::Sender<Box<dyn Job>>,
+    jobs: mpsc::SyncSender<Box<dyn Job>>,
     state: Arc<State>,
 }
 
-/// What the writer task shares with its handles.
+/// What the writer thread shares with its handles.
 #[derive(Default)]
 struct State {
     /// Batches finished, for the tests that prove what shared a batch.
@@ -131,12 +134,15 @@ pub struct Health {
 }
 
 impl Writer {
-    /// Starts the writer task on `conn`.
-    pub fn start(conn: SqliteConnection) -> Writer {
-        let (jobs, queue) = mpsc::channel(MAX_QUEUED);
+    /// Starts the writer thread on `conn` (in `synchronous=FULL` mode).
+    pub fn start(conn: Connection) -> std::io::Result<Writer> {
+        let (jobs, queue) = mpsc::sync_channel(MAX_QUEUED);
         let state = Arc::new(State::default());
-        tokio::spawn(run(conn, queue, state.clone()));
-        Writer { jobs, state }
+        let shared = state.clone();
+        std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || run(conn, &queue, &shared))?;
+        Ok(Writer { jobs, state })
     }
 
     /// How the last batches went.
@@ -172,21 +178,16 @@ impl Writer {
             reply,
         });
         self.jobs.try_send(job).map_err(|error| match error {
-            mpsc::error::TrySendError::Full(_) => StoreError::Busy,
-            mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
+            mpsc::TrySendError::Full(_) => StoreError::Busy,
+            mpsc::TrySendError::Disconnected(_) => StoreError::Closed,
         })?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 }
 
-async fn run(
-    mut conn: SqliteConnection,
-    mut queue: mpsc::Receiver<Box<dyn Job>>,
-    state: Arc<State>,
-) {
-    // The connection starts `synchronous=FULL` (see `SqliteStore::open`).
+fn run(conn: Connection, queue: &mpsc::Receiver<Box<dyn Job>>, state: &State) {
     let mut synced = true;
-    while let Some(first) = queue.recv().await {
+    while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match queue.try_recv() {
@@ -197,8 +198,8 @@ async fn run(
         let needs_sync = batch
             .iter()
             .any(|job| job.durability() == Durability::Synced);
-        let outcome = match set_synchronous(&mut conn, &mut synced, needs_sync).await {
-            Ok(()) => commit_batch(&mut conn, batch).await,
+        let outcome = match set_synchronous(&conn, &mut synced, needs_sync) {
+            Ok(()) => commit_batch(&conn, batch),
             Err(why) => {
                 fail_all(batch, &why);
                 Err(why)
@@ -216,17 +217,12 @@ async fn run(
             }
         }
     }
-    let _ = conn.close().await;
 }
 
 /// Switches the connection to `synchronous=FULL` or `NORMAL` for the next
 /// batch (outside a transaction, where SQLite allows it). A batch that needs
 /// an fsync never commits without one: failing to switch fails it.
-async fn set_synchronous(
-    conn: &mut SqliteConnection,
-    synced: &mut bool,
-    needs_sync: bool,
-) -> Result<(), String> {
+fn set_synchronous(conn: &Connection, synced: &mut bool, needs_sync: bool) -> Result<(), String> {
     if *synced == needs_sync {
         return Ok(());
     }
@@ -235,8 +231,8 @@ async fn set_synchronous(
     } else {
         "PRAGMA synchronous = NORMAL"
     };
-    match conn.execute(pragma).await {
-        Ok(_) => {
+    match conn.execute_batch(pragma) {
+        Ok(()) => {
             *synced = needs_sync;
             Ok(())
         }
@@ -249,25 +245,22 @@ async fn set_synchronous(
 /// Commits `batch`: every write in its own savepoint, one `COMMIT`. An
 /// error says the store itself failed (the batch could not begin or commit),
 /// as opposed to one write failing on its own.
-async fn commit_batch(
-    conn: &mut SqliteConnection,
-    mut batch: Vec<Box<dyn Job>>,
-) -> Result<(), String> {
+fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Job>>) -> Result<(), String> {
     // Each round either commits or drops one write that took the whole
     // transaction down with it, so this ends after at most `batch.len()`.
     // Such a write means the store itself is in trouble (a full disk, an I/O
     // error): the batch counts as failed even if its neighbours commit.
     let mut lost = None;
     loop {
-        if let Err(error) = conn.execute("BEGIN IMMEDIATE").await {
+        if let Err(error) = conn.execute_batch("BEGIN IMMEDIATE") {
             let why = error.to_string();
             fail_all(batch, &why);
             return Err(why);
         }
-        match run_all(conn, &mut batch).await {
+        match run_all(conn, &mut batch) {
             Round::Ran => break,
             Round::TransactionLost { culprit } => {
-                let _ = conn.execute("ROLLBACK").await;
+                let _ = conn.execute_batch("ROLLBACK");
                 batch.remove(culprit).deliver(Ok(()));
                 lost = Some(
                     "a write made SQLite roll back its transaction (a full disk or an I/O \
@@ -279,16 +272,16 @@ async fn commit_batch(
                 }
             }
             Round::Unknown(why) => {
-                let _ = conn.execute("ROLLBACK").await;
+                let _ = conn.execute_batch("ROLLBACK");
                 fail_all(batch, &why);
                 return Err(why);
             }
         }
     }
-    let committed = match conn.execute("COMMIT").await {
-        Ok(_) => Ok(()),
+    let committed = match conn.execute_batch("COMMIT") {
+        Ok(()) => Ok(()),
         Err(error) => {
-            let _ = conn.execute("ROLLBACK").await;
+            let _ = conn.execute_batch("ROLLBACK");
             Err(error.to_string())
         }
     };
@@ -309,22 +302,22 @@ enum Round {
     Unknown(String),
 }
 
-async fn run_all(conn: &mut SqliteConnection, batch: &mut [Box<dyn Job>]) -> Round {
+fn run_all(conn: &Connection, batch: &mut [Box<dyn Job>]) -> Round {
     for (index, job) in batch.iter_mut().enumerate() {
-        if let Err(error) = conn.execute("SAVEPOINT write").await {
+        if let Err(error) = conn.execute_batch("SAVEPOINT write") {
             return Round::Unknown(error.to_string());
         }
-        if job.run(conn).await {
-            if let Err(error) = conn.execute("RELEASE write").await {
+        if job.run(conn) {
+            if let Err(error) = conn.execute_batch("RELEASE write") {
                 return Round::Unknown(error.to_string());
             }
             continue;
         }
-        if conn.execute("ROLLBACK TO write").await.is_err() {
+        if conn.is_autocommit() || conn.execute_batch("ROLLBACK TO write").is_err() {
             // The savepoint is gone: the failure rolled back the transaction.
             return Round::TransactionLost { culprit: index };
         }
-        if let Err(error) = conn.execute("RELEASE write").await {
+        if let Err(error) = conn.execute_batch("RELEASE write") {
             return Round::Unknown(error.to_string());
         }
     }
@@ -340,85 +333,65 @@ fn fail_all(batch: Vec<Box<dyn Job>>, why: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sqlx::ConnectOptions as _;
     use std::time::Duration;
 
     /// A connection to a fresh file that cannot grow past a few pages.
-    async fn capped_connection(dir: &tempfile::TempDir) -> SqliteConnection {
-        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(dir.path().join("w.db"))
-            .create_if_missing(true)
-            .connect()
-            .await
-            .expect("opens");
-        conn.execute("CREATE TABLE t (x TEXT NOT NULL)")
-            .await
-            .expect("a table");
-        conn.execute("PRAGMA max_page_count = 16")
-            .await
-            .expect("a cap");
+    fn capped_connection(dir: &tempfile::TempDir) -> Connection {
+        let conn = Connection::open(dir.path().join("w.db")).expect("opens");
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+             CREATE TABLE t (x TEXT NOT NULL); PRAGMA max_page_count = 16;",
+        )
+        .expect("a capped table");
         conn
     }
 
     fn insert(text: String) -> WriteFn<()> {
         Box::new(move |conn| {
-            let text = text.clone();
-            Box::pin(async move {
-                sqlx::query("INSERT INTO t (x) VALUES ($1)")
-                    .bind(text)
-                    .execute(&mut *conn)
-                    .await?;
-                Ok(())
-            })
+            conn.execute("INSERT INTO t (x) VALUES (?1)", [&text])?;
+            Ok(())
         })
     }
 
     /// A write that reports the `synchronous` setting its batch commits at
     /// (1 NORMAL, 2 FULL).
     fn synchronous_seen() -> WriteFn<i64> {
-        Box::new(|conn| {
-            Box::pin(async move {
-                Ok(sqlx::query_scalar("PRAGMA synchronous")
-                    .fetch_one(&mut *conn)
-                    .await?)
-            })
-        })
+        Box::new(|conn| Ok(conn.query_row("PRAGMA synchronous", [], |row| row.get(0))?))
     }
 
-    /// Holds the writer inside a batch until `release` is notified, so that
+    /// Holds the writer inside a batch until `release` is sent, so that
     /// what is queued meanwhile shares the next batch.
-    async fn hold(writer: &Writer) -> (tokio::task::JoinHandle<()>, Arc<tokio::sync::Notify>) {
-        let (started, release) = (
-            Arc::new(tokio::sync::Notify::new()),
-            Arc::new(tokio::sync::Notify::new()),
-        );
+    async fn hold(writer: &Writer) -> (tokio::task::JoinHandle<()>, std::sync::mpsc::Sender<()>) {
+        let (started, is_started) = tokio::sync::oneshot::channel::<()>();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let started = std::sync::Mutex::new(Some(started));
+        let released = std::sync::Mutex::new(released);
         let holder = tokio::spawn({
-            let (writer, started, release) = (writer.clone(), started.clone(), release.clone());
+            let writer = writer.clone();
             async move {
                 writer
                     .write::<()>(
                         Durability::Lazy,
                         Box::new(move |_| {
-                            let (started, release) = (started.clone(), release.clone());
-                            Box::pin(async move {
-                                started.notify_one();
-                                release.notified().await;
-                                Ok(())
-                            })
+                            if let Some(started) = started.lock().expect("lock").take() {
+                                let _ = started.send(());
+                            }
+                            let _ = released.lock().expect("lock").recv();
+                            Ok(())
                         }),
                     )
                     .await
                     .expect("the holder commits");
             }
         });
-        started.notified().await;
+        is_started.await.expect("the holder runs");
         (holder, release)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_batch_is_synced_unless_every_write_in_it_is_lazy() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let writer = Writer::start(capped_connection(&dir).await);
+        let writer = Writer::start(capped_connection(&dir)).expect("writer");
         let seen = |durability| writer.write(durability, synchronous_seen());
         assert_eq!(seen(Durability::Lazy).await.expect("lazy"), 1);
         assert_eq!(seen(Durability::Synced).await.expect("synced"), 2);
@@ -435,7 +408,7 @@ mod tests {
             async move { writer.write(Durability::Synced, synchronous_seen()).await }
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
-        release.notify_one();
+        release.send(()).expect("released");
         holder.await.expect("task");
         assert_eq!(lazy.await.expect("task").expect("lazy"), 2);
         assert_eq!(synced.await.expect("task").expect("synced"), 2);
@@ -444,7 +417,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failing_write_rolls_back_alone_and_its_batch_neighbours_commit() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let writer = Writer::start(capped_connection(&dir).await);
+        let writer = Writer::start(capped_connection(&dir)).expect("writer");
         let (holder, release) = hold(&writer).await;
         let big = tokio::spawn({
             let writer = writer.clone();
@@ -466,7 +439,7 @@ mod tests {
             .collect();
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(writer.batches(), 0, "the first batch is still held");
-        release.notify_one();
+        release.send(()).expect("released");
         holder.await.expect("task");
         let full = big.await.expect("task").expect_err("the file is full");
         assert!(full.to_string().contains("full"), "{full}");
@@ -481,14 +454,9 @@ mod tests {
             2,
             "the failing write and its 20 neighbours shared one batch"
         );
-        let mut check = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(dir.path().join("w.db"))
-            .connect()
-            .await
-            .expect("a second connection");
-        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
-            .fetch_one(&mut check)
-            .await
+        let check = Connection::open(dir.path().join("w.db")).expect("a second connection");
+        let rows: i64 = check
+            .query_row("SELECT COUNT(*) FROM t", [], |row| row.get(0))
             .expect("counted");
         assert_eq!(rows, 20, "durable, and nothing of the big write");
     }

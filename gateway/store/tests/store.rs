@@ -517,7 +517,7 @@ async fn a_store_that_cannot_grow_fails_the_claim_and_keeps_what_it_had() {
         .claim(&big, 2_000, LEASE)
         .await
         .expect_err("the disk is full");
-    assert!(matches!(error, StoreError::Query(_)), "{error}");
+    assert!(matches!(error, StoreError::Sql(_)), "{error}");
     assert_eq!(
         store.load(&big.id).await.expect("the store answers"),
         None,
@@ -552,20 +552,10 @@ async fn a_store_from_a_newer_gateway_is_refused() {
         .expect("reopening keeps the schema");
     store.close().await;
     let path = dir.path().join("gateway.db");
-    {
-        use sqlx::ConnectOptions as _;
-        let url = format!("sqlite://{}", path.display());
-        let mut conn = url
-            .parse::<sqlx::sqlite::SqliteConnectOptions>()
-            .expect("options")
-            .connect()
-            .await
-            .expect("connects");
-        sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (999, 0)")
-            .execute(&mut conn)
-            .await
-            .expect("inserts");
-    }
+    rusqlite::Connection::open(&path)
+        .expect("connects")
+        .execute_batch("INSERT INTO schema_migrations (version, applied_at) VALUES (999, 0)")
+        .expect("inserts");
     let refused = SqliteStore::open(&settings(&path)).await;
     assert!(
         matches!(refused, Err(StoreError::TooNew { found: 999, .. })),
@@ -590,17 +580,10 @@ async fn a_corrupt_row_is_returned_on_its_own_and_can_be_parked() {
             .expect("the store answers");
     }
     store.close().await;
-    {
-        use sqlx::{ConnectOptions as _, Executor as _};
-        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(dir.path().join("gateway.db"))
-            .connect()
-            .await
-            .expect("a second connection");
-        conn.execute("UPDATE operations SET attempt = -1 WHERE idempotency_key = 'bad'")
-            .await
-            .expect("corrupted");
-    }
+    rusqlite::Connection::open(dir.path().join("gateway.db"))
+        .expect("a second connection")
+        .execute_batch("UPDATE operations SET attempt = -1 WHERE idempotency_key = 'bad'")
+        .expect("corrupted");
     let store = open(&dir).await;
     let stuck = store
         .stuck(2_000, 5, 10)
