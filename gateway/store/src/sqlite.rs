@@ -1,14 +1,18 @@
 //! The embedded default store: one SQLite file under `data_dir`, through
-//! rusqlite, run synchronously: writes on the writer's own thread, reads in
-//! place on the caller's (a WAL read of a few indexed rows takes
-//! microseconds and never waits for the writer, so a hop to another thread
-//! would cost more than the read). WAL journal, `synchronous=FULL` (an fsync per commit: these are
-//! order records) but for batches of writes a crash may lose harmlessly
-//! (`writer::Durability`), a busy timeout. Every write goes through the
-//! group-commit writer (`store::writer`): one connection, `BEGIN IMMEDIATE`
-//! (a transaction never has to upgrade a read lock, which
-//! `SQLITE_BUSY_SNAPSHOT` would fail without waiting), one fsync per batch.
-//! Reads use connections of their own.
+//! rusqlite, run synchronously. WAL journal, `synchronous=FULL` (an fsync
+//! per commit: these are order records) but for batches of writes a crash
+//! may lose harmlessly (`writer::Durability`), a busy timeout.
+//!
+//! Every write goes through the group-commit writer (`store::writer`): one
+//! connection on a thread of its own, `BEGIN IMMEDIATE` (a transaction never
+//! has to upgrade a read lock, which `SQLITE_BUSY_SNAPSHOT` would fail
+//! without waiting), one fsync per batch.
+//!
+//! Reads run in place, on the caller's thread, on connections of their own:
+//! a WAL read of a few indexed rows takes microseconds and does not wait for
+//! the writer, so a hop to another thread would cost more than the read.
+//! (The exception, a reader meeting a checkpoint or recovery, waits at most
+//! the busy timeout, which the configuration keeps below the answer budget.)
 //!
 //! One host only: several processes may share the file on one machine,
 //! replicas on several machines need the PostgreSQL store.

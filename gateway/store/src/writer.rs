@@ -116,7 +116,7 @@ pub struct Writer {
 /// What the writer thread shares with its handles.
 #[derive(Default)]
 struct State {
-    /// Batches finished, for the tests that prove what shared a batch.
+    /// Batches begun, for the tests that prove what shared a batch.
     #[cfg_attr(not(test), allow(dead_code))]
     batches: AtomicU64,
     /// Batches in a row that could not begin or commit (0: healthy).
@@ -158,7 +158,7 @@ impl Writer {
         }
     }
 
-    /// Batches the writer has finished (committed or not).
+    /// Batches the writer has begun (committed or not).
     #[cfg(test)]
     fn batches(&self) -> u64 {
         self.state.batches.load(Ordering::Relaxed)
@@ -198,6 +198,8 @@ fn run(conn: Connection, queue: &mpsc::Receiver<Box<dyn Job>>, state: &State) {
         let needs_sync = batch
             .iter()
             .any(|job| job.durability() == Durability::Synced);
+        // Counted before any write of it is answered.
+        state.batches.fetch_add(1, Ordering::Relaxed);
         let outcome = match set_synchronous(&conn, &mut synced, needs_sync) {
             Ok(()) => commit_batch(&conn, batch),
             Err(why) => {
@@ -205,7 +207,6 @@ fn run(conn: Connection, queue: &mpsc::Receiver<Box<dyn Job>>, state: &State) {
                 Err(why)
             }
         };
-        state.batches.fetch_add(1, Ordering::Relaxed);
         match outcome {
             Ok(()) => state.failing.store(0, Ordering::Relaxed),
             Err(why) => {
@@ -252,7 +253,7 @@ fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Job>>) -> Result<(), S
     // error): the batch counts as failed even if its neighbours commit.
     let mut lost = None;
     loop {
-        if let Err(error) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(error) = control(conn, "BEGIN IMMEDIATE") {
             let why = error.to_string();
             fail_all(batch, &why);
             return Err(why);
@@ -260,7 +261,7 @@ fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Job>>) -> Result<(), S
         match run_all(conn, &mut batch) {
             Round::Ran => break,
             Round::TransactionLost { culprit } => {
-                let _ = conn.execute_batch("ROLLBACK");
+                let _ = control(conn, "ROLLBACK");
                 batch.remove(culprit).deliver(Ok(()));
                 lost = Some(
                     "a write made SQLite roll back its transaction (a full disk or an I/O \
@@ -272,23 +273,32 @@ fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Job>>) -> Result<(), S
                 }
             }
             Round::Unknown(why) => {
-                let _ = conn.execute_batch("ROLLBACK");
+                let _ = control(conn, "ROLLBACK");
                 fail_all(batch, &why);
                 return Err(why);
             }
         }
     }
-    let committed = match conn.execute_batch("COMMIT") {
-        Ok(()) => Ok(()),
-        Err(error) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(error.to_string())
-        }
-    };
+    let committed = commit(conn);
     for job in batch {
         job.deliver(committed.clone());
     }
     committed.and(lost.map_or(Ok(()), Err))
+}
+
+fn commit(conn: &Connection) -> Result<(), String> {
+    match control(conn, "COMMIT") {
+        Ok(()) => Ok(()),
+        Err(error) => {
+            let _ = control(conn, "ROLLBACK");
+            Err(error.to_string())
+        }
+    }
+}
+
+/// A transaction-control statement, prepared once per connection.
+fn control(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
 /// How one round of a batch went.
@@ -304,20 +314,20 @@ enum Round {
 
 fn run_all(conn: &Connection, batch: &mut [Box<dyn Job>]) -> Round {
     for (index, job) in batch.iter_mut().enumerate() {
-        if let Err(error) = conn.execute_batch("SAVEPOINT write") {
+        if let Err(error) = control(conn, "SAVEPOINT write") {
             return Round::Unknown(error.to_string());
         }
         if job.run(conn) {
-            if let Err(error) = conn.execute_batch("RELEASE write") {
+            if let Err(error) = control(conn, "RELEASE write") {
                 return Round::Unknown(error.to_string());
             }
             continue;
         }
-        if conn.is_autocommit() || conn.execute_batch("ROLLBACK TO write").is_err() {
+        if conn.is_autocommit() || control(conn, "ROLLBACK TO write").is_err() {
             // The savepoint is gone: the failure rolled back the transaction.
             return Round::TransactionLost { culprit: index };
         }
-        if let Err(error) = conn.execute_batch("RELEASE write") {
+        if let Err(error) = control(conn, "RELEASE write") {
             return Round::Unknown(error.to_string());
         }
     }
@@ -438,7 +448,7 @@ mod tests {
             })
             .collect();
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(writer.batches(), 0, "the first batch is still held");
+        assert_eq!(writer.batches(), 1, "the first batch is still held");
         release.send(()).expect("released");
         holder.await.expect("task");
         let full = big.await.expect("task").expect_err("the file is full");
@@ -459,5 +469,38 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM t", [], |row| row.get(0))
             .expect("counted");
         assert_eq!(rows, 20, "durable, and nothing of the big write");
+    }
+
+    #[tokio::test]
+    async fn a_write_alone_fails_alone_and_the_next_one_commits() {
+        // (Each write here is a batch of its own: none is queued meanwhile.)
+        let dir = tempfile::tempdir().expect("temp dir");
+        let writer = Writer::start(capped_connection(&dir)).expect("writer");
+        let full = writer
+            .write(Durability::Synced, insert("x".repeat(1 << 20)))
+            .await
+            .expect_err("the file is full");
+        assert!(full.to_string().contains("full"), "{full}");
+        let refused = writer
+            .write::<()>(
+                Durability::Synced,
+                Box::new(|conn| {
+                    conn.execute("INSERT INTO t (x) VALUES (NULL)", [])?;
+                    Ok(())
+                }),
+            )
+            .await
+            .expect_err("NOT NULL");
+        assert!(refused.to_string().contains("NOT NULL"), "{refused}");
+        writer
+            .write(Durability::Synced, insert("small".into()))
+            .await
+            .expect("the next write commits");
+        assert_eq!(
+            writer.health().failing_batches,
+            0,
+            "a refused write is no store failure"
+        );
+        assert_eq!(writer.batches(), 3, "each write was a batch of its own");
     }
 }
