@@ -69,6 +69,10 @@ enum Cmd {
         /// Callbacks per second in the open-loop runs.
         #[arg(long, default_value_t = 1000)]
         rate: u64,
+        /// Instead of the mixes: replays and creates, closed loop, at each of
+        /// these numbers in flight (`--sweep 1,8,32,128,512`).
+        #[arg(long, value_delimiter = ',')]
+        sweep: Vec<usize>,
     },
 }
 
@@ -129,7 +133,20 @@ async fn main() -> anyhow::Result<()> {
             seconds,
             in_flight,
             rate,
-        } => compare(&gateway, &config, &key, seconds, in_flight, rate).await,
+            sweep,
+        } => {
+            let runs = if sweep.is_empty() {
+                mixes(in_flight, rate)
+            } else {
+                sweep
+                    .iter()
+                    .flat_map(|&in_flight| {
+                        [Mix::Replays, Mix::Creates].map(|mix| (mix, Pace::Closed { in_flight }))
+                    })
+                    .collect()
+            };
+            compare(&gateway, &config, &key, seconds, &runs).await
+        }
     }
 }
 
@@ -177,13 +194,28 @@ fn start(mut command: Command) -> anyhow::Result<Server> {
     Ok(Server { child, url })
 }
 
+/// The default runs: every mix in a closed loop, replays and creates in an
+/// open one.
+fn mixes(in_flight: usize, rate: u64) -> Vec<(Mix, Pace)> {
+    let open = Pace::Open {
+        per_second: rate,
+        connections: 64,
+    };
+    vec![
+        (Mix::Replays, Pace::Closed { in_flight }),
+        (Mix::Creates, Pace::Closed { in_flight }),
+        (Mix::Mixed, Pace::Closed { in_flight }),
+        (Mix::Replays, open),
+        (Mix::Creates, open),
+    ]
+}
+
 async fn compare(
     gateway: &std::path::Path,
     config: &std::path::Path,
     key: &str,
     seconds: u64,
-    in_flight: usize,
-    rate: u64,
+    runs: &[(Mix, Pace)],
 ) -> anyhow::Result<()> {
     let mut served = Command::new(gateway);
     served.args(["serve", "--config"]).arg(config);
@@ -193,31 +225,12 @@ async fn compare(
     baseline.args(["native", "--key", key]);
     let baseline = start(baseline)?;
     let length = Duration::from_secs(seconds);
-    let runs = [
-        (Mix::Replays, Pace::Closed { in_flight }),
-        (Mix::Creates, Pace::Closed { in_flight }),
-        (Mix::Mixed, Pace::Closed { in_flight }),
-        (
-            Mix::Replays,
-            Pace::Open {
-                per_second: rate,
-                connections: 64,
-            },
-        ),
-        (
-            Mix::Creates,
-            Pace::Open {
-                per_second: rate,
-                connections: 64,
-            },
-        ),
-    ];
     println!(
         "| mix | pace | server | callbacks/s | p50 | p99 | p99.9 | server CPU / callback | vs native |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     let mut failed = false;
-    for (i, (mix, pace)) in runs.into_iter().enumerate() {
+    for (i, &(mix, pace)) in runs.iter().enumerate() {
         let label = match pace {
             Pace::Closed { in_flight } => format!("{mix:?} | closed, {in_flight} in flight"),
             Pace::Open { per_second, .. } => format!("{mix:?} | open, {per_second}/s"),
