@@ -261,3 +261,20 @@ async fn send_to(router: &Router, method: Method, uri: &str, body: Body) -> Repl
         json,
     }
 }
+
+/// Another connection holding the store's write lock (a stuck writer, a
+/// backup tool): every write of the gateway fails after its busy timeout.
+pub struct WriteLock(rusqlite::Connection);
+
+impl WriteLock {
+    pub async fn take(gw: &TestGateway) -> WriteLock {
+        let conn = rusqlite::Connection::open(gw.database()).expect("a second connection");
+        conn.execute_batch("BEGIN EXCLUSIVE")
+            .expect("the write lock");
+        WriteLock(conn)
+    }
+
+    pub async fn release(self) {
+        self.0.execute_batch("COMMIT").expect("released");
+    }
+}

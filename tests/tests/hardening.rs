@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
-use e2e::served::{KEY, TestGateway};
+use e2e::served::{KEY, TestGateway, WriteLock};
 use gateway::operations::{Decision, RecordedOperation};
 use koogallery_protocol::{
     EncryptType, Generation, ParseContext, marketplace, read_callback, time::now_ms,
@@ -195,29 +195,6 @@ async fn old_v1_urls_and_stale_status_changes_are_not_applied() {
     assert_eq!(gw.count(active, &instance).await, 1, "still unfrozen");
 }
 
-/// Another connection holding the store's write lock.
-struct WriteLock(sqlx::SqliteConnection);
-
-impl WriteLock {
-    async fn take(gw: &TestGateway) -> WriteLock {
-        use sqlx::{ConnectOptions as _, Executor as _};
-        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(gw.database())
-            .connect()
-            .await
-            .expect("a second connection");
-        conn.execute("BEGIN EXCLUSIVE")
-            .await
-            .expect("the write lock");
-        WriteLock(conn)
-    }
-
-    async fn release(mut self) {
-        use sqlx::Executor as _;
-        self.0.execute("COMMIT").await.expect("released");
-    }
-}
-
 /// The recorded operation a signed V2 body becomes.
 fn recorded(gw: &TestGateway, merchant: &str, body: &Value) -> RecordedOperation {
     let bytes = serde_json::to_vec(body).expect("JSON");
@@ -343,26 +320,20 @@ async fn a_full_store_still_replays_final_answers() {
     assert_eq!(first.code(), "000000", "{:?}", first.json);
     // Fill the store to its cap.
     {
-        use sqlx::ConnectOptions as _;
-        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(gw.database())
-            .pragma("max_page_count", "256")
-            .connect()
-            .await
-            .expect("a second connection");
+        let conn = rusqlite::Connection::open(gw.database()).expect("a second connection");
+        conn.execute_batch("PRAGMA max_page_count = 256")
+            .expect("the cap");
         // Nonces, large then smaller, until not one more fits: the next
         // request's own nonce then needs a page the store cannot have.
         let mut n = 0;
         for size in [8000, 1000, 100, 10] {
             loop {
                 n += 1;
-                let inserted = sqlx::query(
-                    "INSERT INTO seen_nonces (merchant_id, nonce, expires_at) VALUES ('filler', $1, $2)",
-                )
-                .bind(format!("{n}-{}", "x".repeat(size)))
-                .bind(i64::MAX)
-                .execute(&mut conn)
-                .await;
+                let nonce = format!("{n}-{}", "x".repeat(size));
+                let inserted = conn.execute(
+                    "INSERT INTO seen_nonces (merchant_id, nonce, expires_at) VALUES ('filler', ?1, ?2)",
+                    rusqlite::params![nonce, i64::MAX],
+                );
                 if inserted.is_err() {
                     break;
                 }

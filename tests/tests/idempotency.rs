@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use e2e::served::{KEY, Reply, TestGateway};
+use e2e::served::{KEY, Reply, TestGateway, WriteLock};
 use gateway::config::{StoreConfig, lower};
 use gateway::operations::RecordedOperation;
 use gateway::operations::upkeep::UpkeepSettings;
@@ -348,29 +348,20 @@ async fn unreadable_and_corrupt_records_are_parked_alone_and_never_starve_the_co
     // Older than it, 20 records this gateway cannot read (a kind from another
     // version) and one with a column out of range.
     {
-        use sqlx::ConnectOptions as _;
-        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(gw.database())
-            .connect()
-            .await
-            .expect("a second connection");
+        let conn = rusqlite::Connection::open(gw.database()).expect("a second connection");
         for i in 0..21 {
             let (kind, attempt) = if i < 20 {
                 ("status:suspend", 1)
             } else {
                 ("renew", -1)
             };
-            sqlx::query(
+            conn.execute(
                 "INSERT INTO operations (merchant_id, idempotency_key, test, kind, business_key, \
                  instance_id, fingerprint, status, attempt, locked_until, request_json, \
-                 result_json, created_at, updated_at) VALUES ('reference', $1, FALSE, $2, \
-                 'other', 'i', 'f', 'failed_retryable', $3, NULL, '{}', NULL, 1, 1)",
+                 result_json, created_at, updated_at) VALUES ('reference', ?1, FALSE, ?2, \
+                 'other', 'i', 'f', 'failed_retryable', ?3, NULL, '{}', NULL, 1, 1)",
+                rusqlite::params![format!("kg-unreadable-{i}"), kind, attempt],
             )
-            .bind(format!("kg-unreadable-{i}"))
-            .bind(kind)
-            .bind(attempt)
-            .execute(&mut conn)
-            .await
             .expect("an unreadable row");
         }
     }
@@ -401,30 +392,6 @@ async fn unreadable_and_corrupt_records_are_parked_alone_and_never_starve_the_co
         .await
         .expect("a pass");
     assert_eq!(next, Default::default(), "parked rows do not come back");
-}
-
-/// Another connection holding the store's write lock (a stuck writer, a
-/// backup tool): every write of the gateway fails after its busy timeout.
-struct WriteLock(sqlx::SqliteConnection);
-
-impl WriteLock {
-    async fn take(gw: &TestGateway) -> WriteLock {
-        use sqlx::{ConnectOptions as _, Executor as _};
-        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(gw.database())
-            .connect()
-            .await
-            .expect("a second connection");
-        conn.execute("BEGIN EXCLUSIVE")
-            .await
-            .expect("the write lock");
-        WriteLock(conn)
-    }
-
-    async fn release(mut self) {
-        use sqlx::Executor as _;
-        self.0.execute("COMMIT").await.expect("released");
-    }
 }
 
 #[tokio::test]

@@ -164,16 +164,9 @@ fn plugin_field(line: &str, key: &str) -> String {
 /// One number from a gateway's SQLite store, opened read-only: `sql` with
 /// `bind` as `$1`.
 pub async fn store_number(database: &Path, sql: &'static str, bind: &str) -> i64 {
-    use sqlx::ConnectOptions as _;
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(database)
-        .read_only(true)
-        .connect()
-        .await
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+    let conn = rusqlite::Connection::open_with_flags(database, flags)
         .unwrap_or_else(|e| panic!("opening {} read-only: {e}", database.display()));
-    sqlx::query_scalar(sql)
-        .bind(bind)
-        .fetch_one(&mut conn)
-        .await
+    conn.query_row(sql, [bind], |row| row.get(0))
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
