@@ -68,10 +68,36 @@ pub enum Durability {
 /// A queued write, its result type erased.
 trait Job: Send {
     fn durability(&self) -> Durability;
-    /// Runs the write and keeps its result; says whether it succeeded.
-    fn run(&mut self, conn: &Connection) -> bool;
+    /// Runs the write and keeps its result; says how it went.
+    fn run(&mut self, conn: &Connection) -> Ran;
     /// Delivers the kept result if the batch committed, else `failed`.
     fn deliver(self: Box<Self>, committed: Result<(), String>);
+}
+
+/// How one write went.
+enum Ran {
+    Succeeded,
+    /// Refused on its own account (a constraint): the store is fine.
+    Refused,
+    /// Failed because the store is (a full disk, an I/O error…).
+    StoreInTrouble(String),
+}
+
+/// Whether `error` says the store itself is in trouble, not the write.
+fn store_in_trouble(error: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::*;
+    matches!(
+        error.sqlite_error_code(),
+        Some(
+            DiskFull
+                | SystemIoFailure
+                | DatabaseCorrupt
+                | NotADatabase
+                | OutOfMemory
+                | CannotOpen
+                | ReadOnly
+        )
+    )
 }
 
 struct Typed<T> {
@@ -86,11 +112,17 @@ impl<T: Send + 'static> Job for Typed<T> {
         self.durability
     }
 
-    fn run(&mut self, conn: &Connection) -> bool {
+    fn run(&mut self, conn: &Connection) -> Ran {
         let result = (self.write)(conn);
-        let succeeded = result.is_ok();
+        let ran = match &result {
+            Ok(_) => Ran::Succeeded,
+            Err(StoreError::Sql(error)) if store_in_trouble(error) => {
+                Ran::StoreInTrouble(error.to_string())
+            }
+            Err(_) => Ran::Refused,
+        };
         self.result = Some(result);
-        succeeded
+        ran
     }
 
     fn deliver(self: Box<Self>, committed: Result<(), String>) {
@@ -198,12 +230,14 @@ fn run(conn: Connection, queue: &mpsc::Receiver<Box<dyn Job>>, state: &State) {
         let needs_sync = batch
             .iter()
             .any(|job| job.durability() == Durability::Synced);
-        // Counted before any write of it is answered.
+        // Counted, and its health recorded, before any write of it is
+        // answered: a caller who heard back sees the state its batch left.
         state.batches.fetch_add(1, Ordering::Relaxed);
+        let mut replies = Vec::with_capacity(batch.len());
         let outcome = match set_synchronous(&conn, &mut synced, needs_sync) {
-            Ok(()) => commit_batch(&conn, batch),
+            Ok(()) => commit_batch(&conn, batch, &mut replies),
             Err(why) => {
-                fail_all(batch, &why);
+                fail_all(batch, &why, &mut replies);
                 Err(why)
             }
         };
@@ -217,8 +251,14 @@ fn run(conn: Connection, queue: &mpsc::Receiver<Box<dyn Job>>, state: &State) {
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why);
             }
         }
+        for (job, committed) in replies {
+            job.deliver(committed);
+        }
     }
 }
+
+/// Answers held back until the batch's health is recorded.
+type Replies = Vec<(Box<dyn Job>, Result<(), String>)>;
 
 /// Switches the connection to `synchronous=FULL` or `NORMAL` for the next
 /// batch (outside a transaction, where SQLite allows it). A batch that needs
@@ -246,7 +286,11 @@ fn set_synchronous(conn: &Connection, synced: &mut bool, needs_sync: bool) -> Re
 /// Commits `batch`: every write in its own savepoint, one `COMMIT`. An
 /// error says the store itself failed (the batch could not begin or commit),
 /// as opposed to one write failing on its own.
-fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Job>>) -> Result<(), String> {
+fn commit_batch(
+    conn: &Connection,
+    mut batch: Vec<Box<dyn Job>>,
+    replies: &mut Replies,
+) -> Result<(), String> {
     // Each round either commits or drops one write that took the whole
     // transaction down with it, so this ends after at most `batch.len()`.
     // Such a write means the store itself is in trouble (a full disk, an I/O
@@ -255,14 +299,19 @@ fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Job>>) -> Result<(), S
     loop {
         if let Err(error) = control(conn, "BEGIN IMMEDIATE") {
             let why = error.to_string();
-            fail_all(batch, &why);
+            fail_all(batch, &why, replies);
             return Err(why);
         }
         match run_all(conn, &mut batch) {
-            Round::Ran => break,
+            Round::Ran { trouble: None } => break,
+            Round::Ran { trouble } => {
+                // Its neighbours commit; the store is in trouble all the same.
+                lost = trouble;
+                break;
+            }
             Round::TransactionLost { culprit } => {
                 let _ = control(conn, "ROLLBACK");
-                batch.remove(culprit).deliver(Ok(()));
+                replies.push((batch.remove(culprit), Ok(())));
                 lost = Some(
                     "a write made SQLite roll back its transaction (a full disk or an I/O \
                      error)"
@@ -274,14 +323,14 @@ fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Job>>) -> Result<(), S
             }
             Round::Unknown(why) => {
                 let _ = control(conn, "ROLLBACK");
-                fail_all(batch, &why);
+                fail_all(batch, &why, replies);
                 return Err(why);
             }
         }
     }
     let committed = commit(conn);
     for job in batch {
-        job.deliver(committed.clone());
+        replies.push((job, committed.clone()));
     }
     committed.and(lost.map_or(Ok(()), Err))
 }
@@ -303,8 +352,9 @@ fn control(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 
 /// How one round of a batch went.
 enum Round {
-    /// Every write ran (each succeeded or was rolled back to its savepoint).
-    Ran,
+    /// Every write ran (each succeeded or was rolled back to its savepoint);
+    /// `trouble` if one failed because of the store itself.
+    Ran { trouble: Option<String> },
     /// The write at `culprit` failed and SQLite rolled the whole transaction
     /// back with it.
     TransactionLost { culprit: usize },
@@ -313,15 +363,20 @@ enum Round {
 }
 
 fn run_all(conn: &Connection, batch: &mut [Box<dyn Job>]) -> Round {
+    let mut trouble = None;
     for (index, job) in batch.iter_mut().enumerate() {
         if let Err(error) = control(conn, "SAVEPOINT write") {
             return Round::Unknown(error.to_string());
         }
-        if job.run(conn) {
-            if let Err(error) = control(conn, "RELEASE write") {
-                return Round::Unknown(error.to_string());
+        match job.run(conn) {
+            Ran::Succeeded => {
+                if let Err(error) = control(conn, "RELEASE write") {
+                    return Round::Unknown(error.to_string());
+                }
+                continue;
             }
-            continue;
+            Ran::Refused => {}
+            Ran::StoreInTrouble(why) => trouble = Some(why),
         }
         if conn.is_autocommit() || control(conn, "ROLLBACK TO write").is_err() {
             // The savepoint is gone: the failure rolled back the transaction.
@@ -331,12 +386,12 @@ fn run_all(conn: &Connection, batch: &mut [Box<dyn Job>]) -> Round {
             return Round::Unknown(error.to_string());
         }
     }
-    Round::Ran
+    Round::Ran { trouble }
 }
 
-fn fail_all(batch: Vec<Box<dyn Job>>, why: &str) {
+fn fail_all(batch: Vec<Box<dyn Job>>, why: &str, replies: &mut Replies) {
     for job in batch {
-        job.deliver(Err(why.to_string()));
+        replies.push((job, Err(why.to_string())));
     }
 }
 
@@ -481,6 +536,11 @@ mod tests {
             .await
             .expect_err("the file is full");
         assert!(full.to_string().contains("full"), "{full}");
+        assert_eq!(
+            writer.health().failing_batches,
+            1,
+            "a full disk is the store's trouble, whatever SQLite did with the transaction"
+        );
         let refused = writer
             .write::<()>(
                 Durability::Synced,
@@ -502,5 +562,38 @@ mod tests {
             "a refused write is no store failure"
         );
         assert_eq!(writer.batches(), 3, "each write was a batch of its own");
+    }
+
+    /// A write failing because of the store (here a disk-full code while
+    /// SQLite kept the transaction) marks the store in trouble; its
+    /// neighbours still commit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_failing_for_the_store_marks_it_in_trouble() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let writer = Writer::start(capped_connection(&dir)).expect("writer");
+        let disk_full = || -> WriteFn<()> {
+            Box::new(|_| {
+                let code = rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL);
+                Err(rusqlite::Error::SqliteFailure(code, None).into())
+            })
+        };
+        let (holder, release) = hold(&writer).await;
+        let failing = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.write(Durability::Synced, disk_full()).await }
+        });
+        let neighbour = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.write(Durability::Synced, insert("n".into())).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        release.send(()).expect("released");
+        holder.await.expect("task");
+        failing.await.expect("task").expect_err("its own error");
+        neighbour
+            .await
+            .expect("task")
+            .expect("the neighbour commits");
+        assert_eq!(writer.health().failing_batches, 1, "{:?}", writer.health());
     }
 }
