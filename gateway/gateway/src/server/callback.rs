@@ -288,7 +288,7 @@ async fn answer_callback(
     // A merchant whose creates in flight are answered as successes keeps
     // some of the budget for making the claim durable first.
     let run_until = match merchant.create_in_flight {
-        CreateInFlight::Success => deadline - NAMING_MARGIN,
+        CreateInFlight::Success => deadline.checked_sub(NAMING_MARGIN).unwrap_or(deadline),
         CreateInFlight::Processing => deadline,
     };
     let (decision, path) = app.operations.run(op.clone(), run_until).await;
