@@ -212,12 +212,13 @@ impl TestGateway {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let query = marketplace::v1_query(key, &params, now_ms());
-        self.send(
-            Method::GET,
-            &format!("/callbacks/{merchant}?{query}"),
-            Vec::new(),
-        )
-        .await
+        self.get_query(merchant, &query).await
+    }
+
+    /// A GET callback with `query` exactly as given (a V1 URL as captured).
+    pub async fn get_query(&self, merchant: &str, query: &str) -> Reply {
+        let uri = format!("/callbacks/{merchant}?{query}");
+        self.send(Method::GET, &uri, Vec::new()).await
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, String) {

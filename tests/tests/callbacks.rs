@@ -335,13 +335,7 @@ async fn the_negative_set_answers_000001_and_never_reaches_the_plugin() {
         without("timeStamp"),
         v1.replace("trap", "trip"),
     ] {
-        let reply = gw
-            .send(
-                Method::GET,
-                &format!("/callbacks/misbehave?{query}"),
-                Vec::new(),
-            )
-            .await;
+        let reply = gw.get_query("misbehave", &query).await;
         assert_eq!(reply.code(), "000001", "{query}: {:?}", reply.json);
     }
 

@@ -28,13 +28,7 @@ async fn a_huge_query_is_refused_before_anything_is_decoded() {
     let names: Vec<String> = (0..10_000).map(|i| format!("p{i}")).collect();
     let query = format!("{}&authToken=A&timeStamp=1", names.join("&"));
     let started = Instant::now();
-    let reply = gw
-        .send(
-            Method::GET,
-            &format!("/callbacks/reference?{query}"),
-            Vec::new(),
-        )
-        .await;
+    let reply = gw.get_query("reference", &query).await;
     let took = started.elapsed();
     reply.assert_signed_by(KEY);
     assert_eq!(reply.code(), "000002", "{:?}", reply.json);
@@ -49,13 +43,7 @@ async fn a_huge_query_is_refused_before_anything_is_decoded() {
         .map(|i| format!("p{i}=1"))
         .collect::<Vec<_>>()
         .join("&");
-    let reply = gw
-        .send(
-            Method::GET,
-            &format!("/callbacks/reference?{many}"),
-            Vec::new(),
-        )
-        .await;
+    let reply = gw.get_query("reference", &many).await;
     assert!(
         reply.message().contains("more than 64 parameters"),
         "{}",
@@ -82,26 +70,14 @@ async fn a_v1_token_cannot_be_folded_into_another_request() {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     let query = marketplace::v1_query(KEY, &owned, now_ms());
-    let test_create = gw
-        .send(
-            Method::GET,
-            &format!("/callbacks/reference?{query}"),
-            Vec::new(),
-        )
-        .await;
+    let test_create = gw.get_query("reference", &query).await;
     assert_eq!(test_create.code(), "000000", "{:?}", test_create.json);
     // The attack: drop testFlag and fold it into the parameter before it.
     let folded = query
         .replace("productId=P&", "productId=P%26testFlag%3D1&")
         .replace("&testFlag=1", "");
     assert_ne!(folded, query);
-    let live = gw
-        .send(
-            Method::GET,
-            &format!("/callbacks/reference?{folded}"),
-            Vec::new(),
-        )
-        .await;
+    let live = gw.get_query("reference", &folded).await;
     live.assert_signed_by(KEY);
     assert_eq!(live.code(), "000001", "{:?}", live.json);
     assert_eq!(
@@ -110,13 +86,7 @@ async fn a_v1_token_cannot_be_folded_into_another_request() {
         "only the test create ran"
     );
     // The marketplace resending the very same URL is not refused.
-    let resent = gw
-        .send(
-            Method::GET,
-            &format!("/callbacks/reference?{query}"),
-            Vec::new(),
-        )
-        .await;
+    let resent = gw.get_query("reference", &query).await;
     assert_eq!(resent.code(), "000000", "{:?}", resent.json);
 }
 
@@ -145,35 +115,17 @@ async fn old_v1_urls_and_stale_status_changes_are_not_applied() {
     };
     let thirty_days_ago = now_ms() - 30 * 24 * 3600 * 1000;
     let ancient = marketplace::v1_query(KEY, &status("FREEZE"), thirty_days_ago);
-    let reply = gw
-        .send(
-            Method::GET,
-            &format!("/callbacks/reference?{ancient}"),
-            Vec::new(),
-        )
-        .await;
+    let reply = gw.get_query("reference", &ancient).await;
     assert_eq!(reply.code(), "000001", "a 30-day-old URL: {:?}", reply.json);
 
     let freeze = marketplace::v1_query(KEY, &status("FREEZE"), now_ms() - 60_000);
     let unfreeze = marketplace::v1_query(KEY, &status("NORMAL"), now_ms() - 30_000);
     for query in [&freeze, &unfreeze] {
-        let reply = gw
-            .send(
-                Method::GET,
-                &format!("/callbacks/reference?{query}"),
-                Vec::new(),
-            )
-            .await;
+        let reply = gw.get_query("reference", query).await;
         assert_eq!(reply.code(), "000000", "{:?}", reply.json);
     }
     // The captured FREEZE URL again, after the later unfreeze.
-    let replayed = gw
-        .send(
-            Method::GET,
-            &format!("/callbacks/reference?{freeze}"),
-            Vec::new(),
-        )
-        .await;
+    let replayed = gw.get_query("reference", &freeze).await;
     assert_eq!(replayed.code(), "000000", "{:?}", replayed.json);
     assert!(
         replayed.message().contains("superseded"),

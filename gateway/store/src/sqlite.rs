@@ -210,11 +210,19 @@ fn query_all<T>(
     Ok(mapped)
 }
 
+/// The names of the portable SQL's parameters, `$1` to `$12` (the most any
+/// statement of `sql.rs` takes), so that binding allocates nothing.
+const PARAMETERS: [&str; 12] = [
+    "$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9", "$10", "$11", "$12",
+];
+
 fn bind(statement: &mut rusqlite::Statement<'_>, args: &[&dyn ToSql]) -> Result<(), StoreError> {
-    for (i, arg) in args.iter().enumerate() {
-        let name = format!("${}", i + 1);
+    if args.len() > PARAMETERS.len() {
+        return Err(StoreError::Corrupt(format!("{} parameters", args.len())));
+    }
+    for (name, arg) in PARAMETERS.iter().zip(args) {
         let index = statement
-            .parameter_index(&name)?
+            .parameter_index(name)?
             .ok_or_else(|| StoreError::Corrupt(format!("no parameter {name} in the statement")))?;
         statement.raw_bind_parameter(index, arg)?;
     }
