@@ -31,6 +31,13 @@ pub struct TestGateway {
     _data: tempfile::TempDir,
 }
 
+/// The body of an admin API request.
+pub enum AdminBody {
+    Empty,
+    Json(Value),
+    Wasm(Vec<u8>),
+}
+
 /// An answer as the marketplace sees it.
 #[derive(Debug)]
 pub struct Reply {
@@ -129,7 +136,11 @@ impl TestGateway {
         let runtime = Arc::new(
             Runtime::new(lower::served_runtime(&config, &keys)).expect("the runtime starts"),
         );
-        let app = Arc::new(App::new(&config, &keys, runtime, store));
+        let app = Arc::new(
+            App::new(&config, &keys, runtime, store)
+                .await
+                .expect("the merchants load"),
+        );
         TestGateway {
             router: server::app(app.clone()),
             admin: server::admin::router(app.clone()),
@@ -193,6 +204,47 @@ impl TestGateway {
             String::from_utf8_lossy(&reply.bytes).into_owned(),
         )
     }
+    /// A request to the admin API (on the admin listener's router), with a
+    /// bearer `token`; the answer's status and JSON body (`null` if empty).
+    pub async fn admin(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: AdminBody,
+    ) -> (StatusCode, Value) {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let body = match body {
+            AdminBody::Empty => Body::empty(),
+            AdminBody::Json(value) => {
+                request = request.header("content-type", "application/json");
+                Body::from(serde_json::to_vec(&value).expect("JSON"))
+            }
+            AdminBody::Wasm(bytes) => {
+                request = request.header("content-type", "application/wasm");
+                Body::from(bytes)
+            }
+        };
+        let request = request.body(body).expect("a valid request");
+        let response = self
+            .admin
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("the router answers");
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("the body reads");
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
     /// A V2 callback signed with `key` now.
     pub async fn v2(&self, merchant: &str, body: &Value, key: &str) -> Reply {
         let bytes = serde_json::to_vec(body).expect("JSON");

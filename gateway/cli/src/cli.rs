@@ -13,7 +13,7 @@ use gateway::config::{SandboxConfig, lower};
 use gateway::keys::{self, Keys};
 use gateway_sandbox::{ArtifactSettings, Runtime};
 
-use crate::{invoke, serve, simulate};
+use crate::{admin, invoke, serve, simulate};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -53,6 +53,9 @@ enum Command {
     /// Work with plugin components.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Manage a running gateway through its admin API: merchants, keys,
+    /// plugin versions, tokens, the audit log.
+    Admin(admin::AdminArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,6 +66,9 @@ enum PluginCommand {
     /// Run one operation of a plugin under production limits and print the
     /// typed result, its result code, the duration and the peak memory as JSON.
     Invoke(invoke::InvokeArgs),
+    /// Upload a plugin to a running gateway (admin API) for a merchant, and
+    /// optionally activate it.
+    Upload(admin::UploadArgs),
 }
 
 #[derive(Debug, Args)]
@@ -122,6 +128,8 @@ pub fn run() -> ExitCode {
         Command::Simulate(args) => simulate::run(&args),
         Command::Plugin(PluginCommand::Check(args)) => check(&args),
         Command::Plugin(PluginCommand::Invoke(args)) => invoke::run(&args),
+        Command::Plugin(PluginCommand::Upload(args)) => admin::upload(&args),
+        Command::Admin(args) => admin::run(&args),
     };
     match result {
         Ok(code) => code,

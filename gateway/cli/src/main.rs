@@ -2,6 +2,7 @@
 //! `cli`; each command in its own module. The served gateway itself is the
 //! `gateway` library.
 
+mod admin;
 mod cli;
 mod invoke;
 mod serve;

@@ -47,7 +47,7 @@ impl Executor for HandlerExecutor {
         request: OperationRequest,
         sealing_key: Option<AccessKey>,
     ) -> Option<Executed> {
-        let merchant = self.merchants.get(merchant_id)?.clone();
+        let merchant = self.merchants.get(merchant_id)?;
         let key = sealing_key.or_else(|| merchant.keys.first().cloned())?;
         Some(run(&self.runtime, &self.metrics, &merchant, &request, &key).await)
     }

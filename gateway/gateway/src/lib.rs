@@ -4,8 +4,12 @@
 //! - [`config`] — the `gateway serve` configuration: TOML, defaults (their
 //!   one home), environment overrides, validation, and [`config::lower`],
 //!   the one place each layer's settings are built from it.
-//! - [`merchants`] — the merchants served: keys, loaded plugin, limits,
-//!   answer options, and the decoy for unknown ids.
+//! - [`merchants`] — the merchants served right now: keys, loaded plugin
+//!   and its version, limits, answer options, and the decoy for unknown ids;
+//!   swapped one merchant at a time.
+//! - [`registry`] — the store's merchants (bootstrapped from the
+//!   configuration file) turned into served ones, at start and after every
+//!   administrative change.
 //! - [`executor`] — runs a merchant's plugin and turns the outcome into an
 //!   unsigned answer (the one outcome → result code mapping).
 //! - [`operations`] — idempotency: the recorded operation, the hot cache,
@@ -29,6 +33,7 @@ pub mod keys;
 pub mod merchants;
 pub mod metrics;
 pub mod operations;
+pub mod registry;
 pub mod request_json;
 pub mod sealing;
 pub mod server;

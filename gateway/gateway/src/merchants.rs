@@ -1,7 +1,12 @@
-//! The merchants a gateway serves: keys, loaded plugin, limits, share of the
-//! sandbox and answer options, by id. Built at start from the configuration.
+//! The merchants a gateway serves right now: keys, loaded plugin (and its
+//! version), limits, share of the sandbox and answer options, by id.
+//! Filled from the store by `crate::registry`, and changed while serving:
+//! [`Merchants::install`] replaces a merchant in one step. A callback takes
+//! its merchant (an `Arc`) once, at its start, and runs to the end on what it
+//! took: a callback in flight during an activation finishes on the version
+//! it started with, the next one starts on the new version.
 //!
-//! Merchants are loaded independently and in parallel, each within a time
+//! Plugins are loaded independently and in parallel, each within a time
 //! limit: a plugin that is missing, invalid or slow to compile makes only its
 //! own merchant *unavailable* (its verified callbacks answer 000005, so the
 //! marketplace retries, and the reason is logged and shown on the admin
@@ -13,7 +18,7 @@
 //! answer nor its timing tells whether the merchant exists.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex, RwLock, mpsc};
 use std::time::{Duration, Instant};
 
 use gateway_sandbox::{LoadError, LoadedPlugin, MerchantContext, Runtime};
@@ -21,7 +26,7 @@ use hmac::{Hmac, Mac};
 use koogallery_protocol::{AccessKey, EncryptType, Generation};
 use sha2::Sha256;
 
-use crate::config::{Config, CreateInFlight, MerchantConfig, UnknownInstances, lower};
+use crate::config::{CreateInFlight, MerchantSettings, SandboxConfig, UnknownInstances, lower};
 
 /// Native code answering a merchant's requests in place of a plugin (the
 /// benchmarks' baseline; only with the `native-handlers` feature).
@@ -47,6 +52,8 @@ pub struct Merchant {
     pub id: String,
     pub keys: Vec<AccessKey>,
     pub handler: Handler,
+    /// The plugin version its handler runs (`None`: none is active).
+    pub version: Option<i64>,
     pub context: MerchantContext,
     pub encrypt_type: EncryptType,
     pub sign_responses: bool,
@@ -59,100 +66,79 @@ pub struct Merchant {
 /// Why a merchant's plugin could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum MerchantError {
-    #[error("cannot read plugin {path}: {source}")]
-    Read {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path} is not a valid plugin: {source}")]
-    Load {
-        path: std::path::PathBuf,
-        source: LoadError,
-    },
-    #[error("loading {path} took longer than {limit_secs} s")]
-    TooSlow {
-        path: std::path::PathBuf,
-        limit_secs: u64,
-    },
+    #[error("plugin version {version} is not a valid plugin: {source}")]
+    Load { version: i64, source: LoadError },
+    #[error("loading plugin version {version} took longer than {limit_secs} s")]
+    TooSlow { version: i64, limit_secs: u64 },
 }
 
-/// Every configured merchant, by id.
-#[derive(Clone)]
+/// A plugin to load for a merchant: its version and bytes.
+pub struct PluginSource {
+    pub merchant_id: String,
+    pub version: i64,
+    pub wasm: Vec<u8>,
+}
+
+/// The merchants served right now, by id (see the module docs).
 pub struct Merchants {
-    by_id: HashMap<String, Arc<Merchant>>,
+    by_id: RwLock<HashMap<String, Arc<Merchant>>>,
     decoy_secret: [u8; 32],
 }
 
-impl Merchants {
-    /// Loads every merchant's plugin (compiling it, or reusing an artifact)
-    /// on a few threads, each merchant within `config.load_timeout_secs`.
-    /// Blocking: call from a blocking context.
-    pub fn load(config: &Config, runtime: &Arc<Runtime>) -> Merchants {
-        let limit = Duration::from_secs(config.load_timeout_secs);
-        let mut plugins = load_plugins(&config.merchants, runtime, limit);
-        let by_id = config
-            .merchants
-            .iter()
-            .map(|merchant| {
-                let handler = match plugins.remove(&merchant.id) {
-                    Some(Ok(plugin)) => Handler::Plugin(plugin),
-                    Some(Err(error)) => unavailable(&merchant.id, &error),
-                    None => unavailable(
-                        &merchant.id,
-                        &MerchantError::TooSlow {
-                            path: merchant.plugin.clone(),
-                            limit_secs: limit.as_secs(),
-                        },
-                    ),
-                };
-                let served = serve(merchant, handler, &config.sandbox);
-                (merchant.id.clone(), Arc::new(served))
-            })
-            .collect();
+impl Default for Merchants {
+    fn default() -> Self {
         Merchants {
-            by_id,
+            by_id: RwLock::default(),
             decoy_secret: rand::random(),
         }
+    }
+}
+
+impl Merchants {
+    /// Serves `merchant` from now on, in place of the one with its id.
+    pub fn install(&self, merchant: Merchant) {
+        let merchant = Arc::new(merchant);
+        write(&self.by_id).insert(merchant.id.clone(), merchant);
+    }
+
+    /// Stops serving `id` (its callbacks get the decoy from now on).
+    pub fn remove(&self, id: &str) {
+        write(&self.by_id).remove(id);
     }
 
     /// Adds (or replaces) a merchant answered by native code, with default
     /// answer options (benchmarks only).
     #[cfg(feature = "native-handlers")]
-    pub fn insert_native(&mut self, id: &str, keys: Vec<AccessKey>, handler: NativeHandler) {
-        let merchant = Merchant {
-            id: id.to_string(),
+    pub fn install_native(&self, id: &str, keys: Vec<AccessKey>, handler: NativeHandler) {
+        let settings = MerchantSettings::default();
+        let sandbox = SandboxConfig::default();
+        self.install(Merchant::new(
+            id,
             keys,
-            handler: Handler::Native(handler),
-            context: lower::merchant_context(
-                id,
-                Default::default(),
-                lower::default_call_limits(),
-                &crate::config::SandboxConfig::default(),
-            ),
-            encrypt_type: EncryptType::default(),
-            sign_responses: true,
-            generations: crate::config::defaults::generations(),
-            create_in_flight: CreateInFlight::default(),
-            unknown_instances: UnknownInstances::default(),
-        };
-        self.by_id.insert(id.to_string(), Arc::new(merchant));
+            &settings,
+            Handler::Native(handler),
+            None,
+            &sandbox,
+        ));
     }
 
-    pub fn get(&self, id: &str) -> Option<&Arc<Merchant>> {
-        self.by_id.get(id)
+    /// The merchant as served right now.
+    pub fn get(&self, id: &str) -> Option<Arc<Merchant>> {
+        read(&self.by_id).get(id).cloned()
     }
 
-    pub fn ids(&self) -> impl Iterator<Item = &str> {
-        self.by_id.keys().map(String::as_str)
+    pub fn ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = read(&self.by_id).keys().cloned().collect();
+        ids.sort_unstable();
+        ids
     }
 
     /// The merchants that cannot serve, and why.
-    pub fn unavailable(&self) -> Vec<(&str, &str)> {
-        let mut unavailable: Vec<(&str, &str)> = self
-            .by_id
+    pub fn unavailable(&self) -> Vec<(String, String)> {
+        let mut unavailable: Vec<(String, String)> = read(&self.by_id)
             .values()
             .filter_map(|merchant| match &merchant.handler {
-                Handler::Unavailable(why) => Some((merchant.id.as_str(), &**why)),
+                Handler::Unavailable(why) => Some((merchant.id.clone(), why.to_string())),
                 _ => None,
             })
             .collect();
@@ -169,33 +155,77 @@ impl Merchants {
     }
 }
 
-fn unavailable(merchant: &str, error: &MerchantError) -> Handler {
-    tracing::error!(
-        merchant,
-        %error,
-        "merchant unavailable: its callbacks answer 000005 until its plugin loads"
-    );
-    Handler::Unavailable(error.to_string().into())
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Loads the merchants' plugins on up to `available_parallelism` threads.
-/// What did not load within `limit` of its start is missing from the
-/// result; its thread finishes on its own (a compile cannot be interrupted)
-/// and its result is dropped.
-fn load_plugins(
-    merchants: &[MerchantConfig],
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Merchant {
+    /// A merchant as served: its handler and a fresh call context (its own
+    /// share of the sandbox).
+    pub fn new(
+        id: &str,
+        keys: Vec<AccessKey>,
+        settings: &MerchantSettings,
+        handler: Handler,
+        version: Option<i64>,
+        sandbox: &SandboxConfig,
+    ) -> Merchant {
+        let context = lower::merchant_context(
+            id,
+            settings.config.clone(),
+            lower::call_limits(settings),
+            sandbox,
+        );
+        Merchant {
+            id: id.to_string(),
+            keys,
+            handler,
+            version,
+            context,
+            encrypt_type: settings.encrypt_type,
+            sign_responses: settings.sign_responses,
+            generations: settings.generations.clone(),
+            create_in_flight: settings.create_in_flight,
+            unknown_instances: settings.unknown_instances,
+        }
+    }
+}
+
+/// The handler of a merchant that cannot serve (its plugin did not load,
+/// none is active, it is disabled): unavailable, and why (logged).
+pub fn unavailable(merchant: &str, why: &str) -> Handler {
+    tracing::error!(
+        merchant,
+        why,
+        "merchant unavailable: its callbacks answer 000005 until it can serve"
+    );
+    Handler::Unavailable(why.into())
+}
+
+/// Loads plugins on up to `available_parallelism` threads, by merchant id.
+/// What did not load within `limit` of its start is a `TooSlow` error; its
+/// thread finishes on its own (a compile cannot be interrupted) and its
+/// result is dropped. Blocking: call from a blocking context.
+pub fn load_plugins(
+    sources: Vec<PluginSource>,
     runtime: &Arc<Runtime>,
     limit: Duration,
 ) -> HashMap<String, Result<Arc<LoadedPlugin>, MerchantError>> {
-    let queue: Arc<Mutex<VecDeque<(String, std::path::PathBuf)>>> = Arc::new(Mutex::new(
-        merchants
-            .iter()
-            .map(|m| (m.id.clone(), m.plugin.clone()))
-            .collect(),
-    ));
+    let versions: HashMap<String, i64> = sources
+        .iter()
+        .map(|s| (s.merchant_id.clone(), s.version))
+        .collect();
+    let count = sources.len();
+    let queue: Arc<Mutex<VecDeque<PluginSource>>> = Arc::new(Mutex::new(sources.into()));
     let threads = std::thread::available_parallelism()
         .map_or(2, usize::from)
-        .min(merchants.len().max(1));
+        .min(count.max(1));
     let (done, results) = mpsc::channel();
     let started = Arc::new(Mutex::new(HashMap::new()));
     for _ in 0..threads {
@@ -208,10 +238,13 @@ fn load_plugins(
         std::thread::spawn(move || {
             loop {
                 let next = lock(&queue).pop_front();
-                let Some((id, path)) = next else { break };
-                lock(&started).insert(id.clone(), Instant::now());
-                let loaded = load_plugin(&path, &runtime);
-                if done.send((id, loaded)).is_err() {
+                let Some(source) = next else { break };
+                lock(&started).insert(source.merchant_id.clone(), Instant::now());
+                let loaded = runtime.load(&source.wasm).map_err(|e| MerchantError::Load {
+                    version: source.version,
+                    source: e,
+                });
+                if done.send((source.merchant_id, loaded)).is_err() {
                     break;
                 }
             }
@@ -219,7 +252,7 @@ fn load_plugins(
     }
     drop(done);
     let mut loaded = HashMap::new();
-    while loaded.len() < merchants.len() {
+    while loaded.len() < count {
         // Wait until the earliest running load passes its limit.
         let wait = lock(&started)
             .iter()
@@ -242,6 +275,12 @@ fn load_plugins(
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
+    for (id, version) in versions {
+        loaded.entry(id).or_insert(Err(MerchantError::TooSlow {
+            version,
+            limit_secs: limit.as_secs(),
+        }));
+    }
     loaded
 }
 
@@ -249,43 +288,4 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn load_plugin(
-    path: &std::path::Path,
-    runtime: &Runtime,
-) -> Result<Arc<LoadedPlugin>, MerchantError> {
-    let wasm = std::fs::read(path).map_err(|source| MerchantError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    runtime.load(&wasm).map_err(|source| MerchantError::Load {
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
-/// A merchant as served: its handler and its call context.
-fn serve(
-    merchant: &MerchantConfig,
-    handler: Handler,
-    sandbox: &crate::config::SandboxConfig,
-) -> Merchant {
-    let context = lower::merchant_context(
-        &merchant.id,
-        merchant.config.clone(),
-        lower::call_limits(merchant),
-        sandbox,
-    );
-    Merchant {
-        id: merchant.id.clone(),
-        keys: merchant.access_keys.clone(),
-        handler,
-        context,
-        encrypt_type: merchant.encrypt_type,
-        sign_responses: merchant.sign_responses,
-        generations: merchant.generations.clone(),
-        create_in_flight: merchant.create_in_flight,
-        unknown_instances: merchant.unknown_instances,
-    }
 }

@@ -11,6 +11,9 @@
 //!   a fencing attempt number). Reaped after the retention window.
 //! - **seen nonces**: V2 replay protection shared by every process on the
 //!   store and surviving restarts.
+//! - **the registry** ([`registry`]): merchants, sealed access keys, plugin
+//!   modules (content-addressed) and versions, the active version, hashed
+//!   admin tokens and the audit of administrative changes.
 //!
 //! [`Store`] is the abstraction; [`SqliteStore`] the embedded default. The
 //! SQL text lives in `sql` and is written to be portable to PostgreSQL
@@ -18,12 +21,20 @@
 //! *mean* (when to claim, take over, replay) is decided by the gateway's
 //! idempotency layer, not here; this crate stores text it does not parse.
 
+pub mod registry;
 mod sql;
 mod sqlite;
 mod writer;
 
 use std::path::PathBuf;
 
+pub use registry::Registry;
+
+/// Everything the gateway keeps: operations and nonces ([`Store`]) and the
+/// registry ([`Registry`]), on one backend.
+pub trait Backend: Store + Registry {}
+
+impl<T: Store + Registry> Backend for T {}
 pub use sqlite::{SqliteSettings, SqliteStore};
 pub use writer::Health;
 

@@ -11,6 +11,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("migrations/0003_replay_binding_and_status_order.sql"),
     ),
+    (4, include_str!("migrations/0004_registry.sql")),
 ];
 
 pub const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (\

@@ -17,6 +17,8 @@
 //! One host only: several processes may share the file on one machine,
 //! replicas on several machines need the PostgreSQL store.
 
+mod registry;
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use gateway::config::{AccessKey, Config, lower};
-use gateway::merchants::{Merchants, NativeHandler};
+use gateway::merchants::NativeHandler;
 use gateway::server::{self, App};
 use gateway_sandbox::{Outcome, Runtime};
 use koogallery_contract::{AppInfo, Created, OperationOutput, OperationRequest};
@@ -60,9 +60,10 @@ pub async fn build_app(name: &str) -> Arc<App> {
     let store = server::open_store(&config).await.expect("store");
     let keys = server::load_keys(&config).expect("the master key");
     let runtime = Arc::new(Runtime::new(lower::served_runtime(&config, &keys)).expect("runtime"));
-    let mut merchants = Merchants::load(&config, &runtime);
-    merchants.insert_native("native", vec![AccessKey::new(KEY)], native_reference());
-    Arc::new(App::with_merchants(
-        &config, &keys, runtime, store, merchants,
-    ))
+    let app = App::new(&config, &keys, runtime, store)
+        .await
+        .expect("the merchants load");
+    app.merchants()
+        .install_native("native", vec![AccessKey::new(KEY)], native_reference());
+    Arc::new(app)
 }

@@ -13,7 +13,7 @@ use gateway_store::SqliteSettings;
 use koogallery_protocol::VerifyPolicy;
 
 use super::{
-    Config, MerchantConfig, PagemapScanConfig, SandboxConfig, SignatureConfig, StoreConfig,
+    Config, MerchantSettings, PagemapScanConfig, SandboxConfig, SignatureConfig, StoreConfig,
     defaults,
 };
 use crate::keys::Keys;
@@ -37,7 +37,7 @@ pub fn runtime(sandbox: &SandboxConfig, artifacts: Option<ArtifactSettings>) -> 
             },
         },
         artifacts,
-        max_component_bytes: bytes(sandbox.max_component_mib),
+        max_component_bytes: max_component_bytes(sandbox),
         max_cached_plugins: sandbox.max_cached_plugins,
         memory_budget_bytes: bytes(sandbox.memory_budget_mib),
         threads: ThreadSettings {
@@ -66,6 +66,11 @@ pub fn served_runtime(config: &Config, keys: &Keys) -> RuntimeSettings {
     runtime(&config.sandbox, Some(artifacts))
 }
 
+/// The largest plugin component accepted, in bytes.
+pub fn max_component_bytes(sandbox: &SandboxConfig) -> usize {
+    bytes(sandbox.max_component_mib)
+}
+
 /// Who a call is for: a merchant `label`, the configuration its plugin
 /// reads, its call limits, and a fresh share of the sandbox (one per
 /// merchant: build it once and clone the context for each call).
@@ -84,8 +89,8 @@ pub fn merchant_context(
 }
 
 /// A merchant's call limits.
-pub fn call_limits(merchant: &MerchantConfig) -> CallLimits {
-    limits(merchant.deadline_ms, merchant.memory_mib)
+pub fn call_limits(settings: &MerchantSettings) -> CallLimits {
+    limits(settings.deadline_ms, settings.memory_mib)
 }
 
 /// Call limits from a deadline and a memory size.
@@ -190,7 +195,7 @@ mod tests {
         );
         assert_eq!(config.key_file, Path::new("/srv/./data/gateway.key"));
 
-        let limits = call_limits(&config.merchants[0]);
+        let limits = call_limits(&config.merchants[0].settings);
         assert_eq!(limits.deadline, Duration::from_millis(2000));
         assert_eq!(limits.memory_bytes, 64 << 20);
         assert_eq!(limits, default_call_limits());
@@ -249,13 +254,13 @@ mod tests {
             format!("{:?}", defaults.store),
         );
         let (ours, theirs) = (&documented.merchants[0], &defaults.merchants[0]);
-        assert_eq!(ours.deadline_ms, theirs.deadline_ms);
-        assert_eq!(ours.memory_mib, theirs.memory_mib);
-        assert_eq!(ours.encrypt_type, theirs.encrypt_type);
-        assert_eq!(ours.sign_responses, theirs.sign_responses);
-        assert_eq!(ours.generations, theirs.generations);
-        assert_eq!(ours.create_in_flight, theirs.create_in_flight);
-        assert_eq!(ours.unknown_instances, theirs.unknown_instances);
+        assert_eq!(
+            MerchantSettings {
+                config: Default::default(),
+                ..ours.settings.clone()
+            },
+            theirs.settings
+        );
         // Every top-level key too: the merchants aside, the whole
         // configuration reads the same.
         let (mut documented, mut defaults) = (documented, defaults);

@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use koogallery_protocol::{EncryptType, Generation};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub use koogallery_protocol::AccessKey;
 
@@ -97,17 +97,43 @@ pub struct Config {
     pub store: StoreConfig,
     #[serde(default)]
     pub admin: AdminConfig,
+    /// Bootstrapped into the store at start (see `crate::registry`); more
+    /// are made through the admin API.
+    #[serde(default)]
     pub merchants: Vec<MerchantConfig>,
 }
 
-/// The admin listener: metrics, status (and the admin API).
+/// The admin listener: metrics, status and the admin API (`/admin/v1`).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
-    /// Where it listens; absent = no admin listener (no metrics either).
-    /// Keep it on loopback or a private network.
+    /// Where it listens; absent = no admin listener (no metrics, no admin
+    /// API). Keep it on loopback or a private network.
     pub listen: Option<SocketAddr>,
+    /// A file holding the operator token (used when `GATEWAY_ADMIN_TOKEN`
+    /// is not set); relative to `data_dir`.
+    pub token_file: Option<PathBuf>,
+    /// The operator token, from `GATEWAY_ADMIN_TOKEN` or `token_file`.
+    /// Without one, only merchant tokens exist, and none can be made.
+    #[serde(skip)]
+    pub token: Option<AdminToken>,
 }
+
+/// A secret admin token. Its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(pub String);
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(<redacted>)")
+    }
+}
+
+/// The environment variable holding the operator token.
+pub const ADMIN_TOKEN_ENV: &str = "GATEWAY_ADMIN_TOKEN";
+
+/// The shortest operator token accepted (it guards every merchant).
+const MIN_ADMIN_TOKEN_CHARS: usize = 24;
 
 /// The durable store and the idempotency rules kept in it.
 #[derive(Clone, Debug, Deserialize)]
@@ -169,7 +195,7 @@ pub enum PagemapScanConfig {
 }
 
 /// What a duplicate newInstance hears while the first is still running.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CreateInFlight {
     /// 000004: the marketplace retries and gets the final answer. Safe: the
@@ -183,7 +209,7 @@ pub enum CreateInFlight {
 }
 
 /// What an operation on an instance the gateway never assigned gets.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum UnknownInstances {
     /// 000003 without reaching the plugin.
@@ -272,8 +298,12 @@ impl Default for SandboxConfig {
     }
 }
 
+/// A merchant in the configuration file: who it is, its keys, its plugin
+/// file and its [`MerchantSettings`] (the same table: `deadline_ms = …`
+/// sits next to `id = …`). Bootstraps the store's merchant (see
+/// `crate::registry`).
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawMerchant")]
 pub struct MerchantConfig {
     /// The `{merchant_id}` of `/callbacks/{merchant_id}`.
     pub id: String,
@@ -282,6 +312,41 @@ pub struct MerchantConfig {
     pub access_keys: Vec<AccessKey>,
     /// The merchant's plugin component (.wasm).
     pub plugin: PathBuf,
+    pub settings: MerchantSettings,
+}
+
+/// A merchant's table as written: its identity, and the rest read as
+/// [`MerchantSettings`] (which refuses unknown keys; `flatten` would not).
+#[derive(Deserialize)]
+struct RawMerchant {
+    id: String,
+    access_keys: Vec<AccessKey>,
+    plugin: PathBuf,
+    #[serde(flatten)]
+    settings: toml::Table,
+}
+
+impl TryFrom<RawMerchant> for MerchantConfig {
+    type Error = String;
+
+    fn try_from(raw: RawMerchant) -> Result<Self, String> {
+        let settings = toml::Value::Table(raw.settings)
+            .try_into()
+            .map_err(|e: toml::de::Error| format!("merchant `{}`: {e}", raw.id))?;
+        Ok(MerchantConfig {
+            id: raw.id,
+            access_keys: raw.access_keys,
+            plugin: raw.plugin,
+            settings,
+        })
+    }
+}
+
+/// How a merchant is served: what the configuration file's merchant table
+/// and the admin API both set, and what the store keeps (as JSON).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MerchantSettings {
     /// 1 = AES-256 (default), 2 = AES-128, for appInfo credentials.
     #[serde(default)]
     pub encrypt_type: EncryptType,
@@ -311,6 +376,21 @@ pub struct MerchantConfig {
     /// Values the plugin reads through the `config` import.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+}
+
+impl Default for MerchantSettings {
+    fn default() -> Self {
+        MerchantSettings {
+            encrypt_type: EncryptType::default(),
+            sign_responses: true,
+            generations: defaults::generations(),
+            deadline_ms: defaults::deadline_ms(),
+            memory_mib: defaults::memory_mib(),
+            create_in_flight: CreateInFlight::default(),
+            unknown_instances: UnknownInstances::default(),
+            config: BTreeMap::new(),
+        }
+    }
 }
 
 /// The defaults of top-level and per-merchant keys (the sections' defaults
@@ -389,6 +469,7 @@ impl Config {
         })?;
         config.apply_env(env)?;
         config.resolve_paths(base);
+        config.read_admin_token()?;
         config.validate()?;
         Ok(config)
     }
@@ -409,6 +490,9 @@ impl Config {
         if let Some(dir) = env("GATEWAY_DATA_DIR") {
             self.data_dir = PathBuf::from(dir);
         }
+        if let Some(token) = env(ADMIN_TOKEN_ENV) {
+            self.admin.token = Some(AdminToken(token.trim().to_string()));
+        }
         if let Some(budget) = env("GATEWAY_ANSWER_BUDGET_MS") {
             self.answer_budget_ms = budget
                 .parse()
@@ -427,6 +511,22 @@ impl Config {
         Ok(())
     }
 
+    /// The operator token from `token_file`, unless the environment gave
+    /// one.
+    fn read_admin_token(&mut self) -> Result<(), ConfigError> {
+        if self.admin.token.is_some() {
+            return Ok(());
+        }
+        if let Some(file) = &self.admin.token_file {
+            let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+                path: file.clone(),
+                source,
+            })?;
+            self.admin.token = Some(AdminToken(text.trim().to_string()));
+        }
+        Ok(())
+    }
+
     fn resolve_paths(&mut self, base: &Path) {
         if self.data_dir.is_relative() {
             self.data_dir = base.join(&self.data_dir);
@@ -436,6 +536,11 @@ impl Config {
         }
         if self.key_file.is_relative() {
             self.key_file = self.data_dir.join(&self.key_file);
+        }
+        if let Some(file) = &mut self.admin.token_file
+            && file.is_relative()
+        {
+            *file = self.data_dir.join(&*file);
         }
         for merchant in &mut self.merchants {
             if merchant.plugin.is_relative() {
@@ -536,8 +641,22 @@ impl Config {
         }
         self.validate_shares()?;
         self.validate_store()?;
-        if self.merchants.is_empty() {
-            return Err(invalid("merchants", "at least one merchant is needed"));
+        if let Some(token) = &self.admin.token
+            && token.0.chars().count() < MIN_ADMIN_TOKEN_CHARS
+        {
+            return Err(invalid(
+                "admin.token",
+                format!(
+                    "the operator token ({ADMIN_TOKEN_ENV} or admin.token_file) must be at least \
+                     {MIN_ADMIN_TOKEN_CHARS} characters"
+                ),
+            ));
+        }
+        if self.merchants.is_empty() && self.admin.listen.is_none() {
+            return Err(invalid(
+                "merchants",
+                "at least one merchant is needed (or an admin listener to create them)",
+            ));
         }
         let mut seen = std::collections::BTreeSet::new();
         for (i, merchant) in self.merchants.iter().enumerate() {
@@ -603,7 +722,7 @@ impl Config {
 
     fn validate_store(&self) -> Result<(), ConfigError> {
         let store = &self.store;
-        let longest_deadline = self.merchants.iter().map(|m| m.deadline_ms).max();
+        let longest_deadline = self.merchants.iter().map(|m| m.settings.deadline_ms).max();
         let lease_floor = longest_deadline
             .unwrap_or(0)
             .saturating_mul(2)
@@ -696,13 +815,23 @@ impl Config {
                 "keys must not be blank",
             ));
         }
-        if merchant.generations.is_empty() {
+        self.validate_settings(at, &merchant.settings)
+    }
+
+    /// Checks a merchant's settings against this gateway's bounds (also for
+    /// settings sent to the admin API); the error names `{at}.<key>`.
+    pub fn validate_settings(
+        &self,
+        at: &str,
+        settings: &MerchantSettings,
+    ) -> Result<(), ConfigError> {
+        if settings.generations.is_empty() {
             return Err(invalid(
                 format!("{at}.generations"),
                 "at least one of \"v1\" and \"v2\" is needed",
             ));
         }
-        if merchant.deadline_ms == 0 || merchant.deadline_ms >= self.answer_budget_ms {
+        if settings.deadline_ms == 0 || settings.deadline_ms >= self.answer_budget_ms {
             return Err(invalid(
                 format!("{at}.deadline_ms"),
                 format!(
@@ -711,7 +840,7 @@ impl Config {
                 ),
             ));
         }
-        if merchant.memory_mib == 0 || merchant.memory_mib > self.sandbox.max_memory_mib {
+        if settings.memory_mib == 0 || settings.memory_mib > self.sandbox.max_memory_mib {
             return Err(invalid(
                 format!("{at}.memory_mib"),
                 format!(
@@ -768,12 +897,21 @@ mod tests {
         assert_eq!(config.store.path, Path::new("/etc/gw/./data/gateway.db"));
         assert_eq!(config.store.retention_days, 7);
         let merchant = &config.merchants[0];
-        assert_eq!(merchant.create_in_flight, CreateInFlight::Processing);
-        assert_eq!(merchant.unknown_instances, UnknownInstances::Reject);
+        assert_eq!(
+            merchant.settings.create_in_flight,
+            CreateInFlight::Processing
+        );
+        assert_eq!(
+            merchant.settings.unknown_instances,
+            UnknownInstances::Reject
+        );
         assert_eq!(merchant.plugin, Path::new("/etc/gw/plugins/acme.wasm"));
-        assert_eq!(merchant.encrypt_type, EncryptType::Aes256);
-        assert!(merchant.sign_responses);
-        assert_eq!(merchant.generations, [Generation::V1, Generation::V2]);
+        assert_eq!(merchant.settings.encrypt_type, EncryptType::Aes256);
+        assert!(merchant.settings.sign_responses);
+        assert_eq!(
+            merchant.settings.generations,
+            [Generation::V1, Generation::V2]
+        );
         assert!(!format!("{merchant:?}").contains("k1"), "keys are redacted");
     }
 

@@ -3,7 +3,8 @@
 //!
 //! - `GET /metrics` — the Prometheus text exposition;
 //! - `GET /status` — JSON: readiness, the store's health, and the merchants
-//!   that cannot serve with the reason.
+//!   that cannot serve with the reason;
+//! - `/admin/v1/…` — the admin API ([`super::admin_api`]).
 
 use std::sync::Arc;
 
@@ -20,7 +21,8 @@ pub fn router(state: Arc<App>) -> Router {
     Router::new()
         .route("/metrics", get(metrics_text))
         .route("/status", get(status))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(super::admin_api::router(state))
 }
 
 async fn metrics_text(State(app): State<Arc<App>>) -> impl IntoResponse {
@@ -42,12 +44,12 @@ async fn status(State(app): State<Arc<App>>) -> impl IntoResponse {
         .merchants
         .unavailable()
         .into_iter()
-        .map(|(id, why)| (id.to_string(), json!(why)))
+        .map(|(id, why)| (id, json!(why)))
         .collect();
     axum::Json(json!({
         "ready": app.ready.load(std::sync::atomic::Ordering::SeqCst) && store.is_ok(),
         "store": match &store { Ok(()) => json!("ok"), Err(why) => json!(why) },
-        "merchants": app.merchants.ids().count(),
+        "merchants": app.merchants.ids().len(),
         "unavailable_merchants": unavailable,
     }))
 }

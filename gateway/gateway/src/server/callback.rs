@@ -85,7 +85,7 @@ pub(super) async fn callback(
     let merchant_id = path.map(|Path(id)| id).unwrap_or_default();
     let started = Instant::now();
     let request_id = new_request_id();
-    let merchant = app.merchants.get(&merchant_id).cloned();
+    let merchant = app.merchants.get(&merchant_id);
     let merchant_label = merchant
         .as_ref()
         .map_or("unknown", |m| m.id.as_str())

@@ -15,6 +15,7 @@
 //! The data flow of one callback is in [`callback`].
 
 pub mod admin;
+pub mod admin_api;
 mod callback;
 mod listen;
 mod throttle;
@@ -33,7 +34,7 @@ use axum::routing::{any, get};
 use tokio_util::task::TaskTracker;
 
 use gateway_sandbox::{Runtime, RuntimeError};
-use gateway_store::{SqliteStore, Store, StoreError};
+use gateway_store::{Backend, SqliteStore, Store, StoreError};
 use koogallery_protocol::VerifyPolicy;
 use tokio_util::sync::CancellationToken;
 
@@ -44,11 +45,14 @@ use crate::merchants::Merchants;
 use crate::metrics::Metrics;
 use crate::operations::Operations;
 use crate::operations::upkeep::UpkeepSettings;
+use crate::registry::{Registry, RegistryError};
 use crate::sealing::Sealer;
 
 /// Everything the handlers share.
 pub struct App {
     merchants: Arc<Merchants>,
+    registry: Arc<Registry>,
+    admin_api: admin_api::AdminState,
     runtime: Arc<Runtime>,
     store: Arc<dyn Store>,
     operations: Operations,
@@ -84,6 +88,8 @@ pub enum StartError {
     #[error("loading the merchants' plugins panicked: {0}")]
     Panicked(String),
     #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
     Key(#[from] KeyError),
     #[error("listening on {addr}: {source}")]
     Bind {
@@ -93,7 +99,7 @@ pub enum StartError {
 }
 
 /// Opens (creating and migrating) the configured store.
-pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Backend>, StartError> {
     if let Some(dir) = config.store.path.parent() {
         std::fs::create_dir_all(dir).map_err(|source| StartError::DataDir {
             path: dir.to_path_buf(),
@@ -105,23 +111,26 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
 }
 
 impl App {
-    /// Loads every merchant's plugin into `runtime`; a merchant whose
-    /// plugin does not load is served as unavailable. Blocking (it may
-    /// compile): call it from a blocking context.
-    pub fn new(config: &Config, keys: &Keys, runtime: Arc<Runtime>, store: Arc<dyn Store>) -> App {
-        let merchants = Merchants::load(config, &runtime);
-        App::with_merchants(config, keys, runtime, store, merchants)
-    }
-
-    /// The app for merchants already loaded.
-    pub fn with_merchants(
+    /// Bootstraps the configuration file's merchants into the store, then
+    /// loads every stored merchant's active plugin into `runtime`; a
+    /// merchant that cannot serve is served as unavailable.
+    pub async fn new(
         config: &Config,
         keys: &Keys,
         runtime: Arc<Runtime>,
-        store: Arc<dyn Store>,
-        merchants: Merchants,
-    ) -> App {
-        let merchants = Arc::new(merchants);
+        store: Arc<dyn Backend>,
+    ) -> Result<App, StartError> {
+        let registry = Registry::new(config, keys, store.clone(), runtime.clone());
+        let unreadable = registry.bootstrap(config).await?;
+        registry.load_all(&unreadable).await?;
+        Ok(App::with_registry(config, keys, Arc::new(registry)))
+    }
+
+    /// The app for a registry already loaded.
+    pub fn with_registry(config: &Config, keys: &Keys, registry: Arc<Registry>) -> App {
+        let merchants = registry.merchants().clone();
+        let runtime = registry.runtime().clone();
+        let store: Arc<dyn Store> = registry.store().clone();
         let metrics = Arc::new(Metrics::new());
         let tasks = TaskTracker::new();
         let executor = HandlerExecutor {
@@ -138,6 +147,8 @@ impl App {
         );
         App {
             merchants,
+            registry,
+            admin_api: admin_api::AdminState::new(config),
             runtime,
             store,
             operations,
@@ -153,6 +164,17 @@ impl App {
             ready: AtomicBool::new(true),
             refusals: throttle::Throttle::new(10, Duration::from_secs(1)),
         }
+    }
+
+    /// The merchants served right now.
+    pub fn merchants(&self) -> &Arc<Merchants> {
+        &self.merchants
+    }
+
+    /// The registry behind them (the admin API changes merchants through
+    /// it).
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
     }
 
     /// The idempotency layer (tests drive its completer and reaper).
@@ -171,9 +193,7 @@ impl App {
     }
 
     pub fn merchant_ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self.merchants.ids().map(str::to_string).collect();
-        ids.sort();
-        ids
+        self.merchants.ids()
     }
 
     /// Stops reporting ready (the load balancer drains us) and waits for
@@ -213,7 +233,7 @@ async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
         Ok(()) => match app.merchants.unavailable().as_slice() {
             [] => (StatusCode::OK, "ready".to_string()),
             unavailable => {
-                let ids: Vec<&str> = unavailable.iter().map(|(id, _)| *id).collect();
+                let ids: Vec<&str> = unavailable.iter().map(|(id, _)| id.as_str()).collect();
                 let ids = ids.join(", ");
                 (
                     StatusCode::OK,
@@ -269,20 +289,13 @@ pub async fn start(config: &Config) -> Result<Arc<App>, StartError> {
     create_data_dir(config)?;
     let keys = load_keys(config)?;
     let store = open_store(config).await?;
-    let config = config.clone();
-    let built = tokio::task::spawn_blocking(move || -> Result<App, StartError> {
-        let runtime = Arc::new(Runtime::new(lower::served_runtime(&config, &keys))?);
-        let slot_reset = runtime.stats().slot_reset.label();
-        tracing::info!(slot_reset, "sandbox ready");
-        Ok(App::new(&config, &keys, runtime, store))
-    })
-    .await;
-    match built {
-        Ok(app) => {
-            let app = app?;
-            app.start_upkeep();
-            Ok(Arc::new(app))
-        }
-        Err(join) => Err(StartError::Panicked(join.to_string())),
-    }
+    let settings = lower::served_runtime(config, &keys);
+    let runtime = tokio::task::spawn_blocking(move || Runtime::new(settings))
+        .await
+        .map_err(|join| StartError::Panicked(join.to_string()))??;
+    let slot_reset = runtime.stats().slot_reset.label();
+    tracing::info!(slot_reset, "sandbox ready");
+    let app = App::new(config, &keys, Arc::new(runtime), store).await?;
+    app.start_upkeep();
+    Ok(Arc::new(app))
 }

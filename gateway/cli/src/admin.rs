@@ -1,0 +1,381 @@
+//! `gateway admin …` and `gateway plugin upload`: the admin API from the
+//! command line, for people (readable tables) and scripts (`--output json`,
+//! exit codes). Every command reads `--url`/`GATEWAY_ADMIN_URL` and
+//! `--token`/`GATEWAY_ADMIN_TOKEN`.
+//!
+//! Exit codes: 0 done; 2 the API refused the request (a 4xx: the message
+//! names the reason and its stable code); 3 the gateway could not be reached
+//! or failed (a 5xx); 1 anything else (a file that cannot be read).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::{Value, json};
+
+#[derive(Debug, Args)]
+pub(crate) struct Connection {
+    /// The admin listener, e.g. http://127.0.0.1:9090.
+    #[arg(
+        long,
+        env = "GATEWAY_ADMIN_URL",
+        global = true,
+        default_value = "http://127.0.0.1:9090"
+    )]
+    url: String,
+    /// An operator or merchant token.
+    #[arg(
+        long,
+        env = "GATEWAY_ADMIN_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
+    token: Option<String>,
+    /// How to print answers.
+    #[arg(long, value_enum, global = true, default_value = "table")]
+    output: Output,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AdminArgs {
+    #[command(flatten)]
+    connection: Connection,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Merchants: list, show, create, update.
+    #[command(subcommand)]
+    Merchants(MerchantCommand),
+    /// Access keys: add, retire.
+    #[command(subcommand)]
+    Keys(KeyCommand),
+    /// Plugin versions: list, show, activate, rollback, delete.
+    #[command(subcommand)]
+    Plugins(PluginsCommand),
+    /// Merchant tokens: create, list, revoke (operator only).
+    #[command(subcommand)]
+    Tokens(TokenCommand),
+    /// The audit log of administrative changes, newest first.
+    Audit {
+        #[arg(long)]
+        merchant: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MerchantCommand {
+    List,
+    Show {
+        id: String,
+    },
+    Create {
+        id: String,
+        /// Repeat for several keys.
+        #[arg(long = "access-key", required = true)]
+        access_keys: Vec<String>,
+        /// The settings as JSON, e.g. '{"deadline_ms": 1500}'.
+        #[arg(long)]
+        settings: Option<String>,
+    },
+    Update {
+        id: String,
+        /// Replaces the settings (JSON).
+        #[arg(long)]
+        settings: Option<String>,
+        #[arg(long, conflicts_with = "enable")]
+        disable: bool,
+        #[arg(long)]
+        enable: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    Add {
+        merchant: String,
+        access_key: String,
+    },
+    Retire {
+        merchant: String,
+        key_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginsCommand {
+    List { merchant: String },
+    Show { merchant: String, version: i64 },
+    Activate { merchant: String, version: i64 },
+    Rollback { merchant: String },
+    Delete { merchant: String, version: i64 },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    Create { merchant: String },
+    List,
+    Revoke { token_id: String },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UploadArgs {
+    /// The plugin component (.wasm).
+    file: PathBuf,
+    #[arg(long)]
+    merchant: String,
+    /// Activate it once uploaded.
+    #[arg(long)]
+    activate: bool,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+/// A request to the admin API.
+struct Call {
+    method: reqwest::Method,
+    path: String,
+    body: Option<Body>,
+}
+
+enum Body {
+    Json(Value),
+    Wasm(Vec<u8>),
+}
+
+impl Call {
+    fn get(path: String) -> Call {
+        Call {
+            method: reqwest::Method::GET,
+            path,
+            body: None,
+        }
+    }
+
+    fn post(path: String, body: Option<Value>) -> Call {
+        Call {
+            method: reqwest::Method::POST,
+            path,
+            body: Some(Body::Json(body.unwrap_or(json!({})))),
+        }
+    }
+}
+
+fn settings(text: Option<&str>) -> anyhow::Result<Option<Value>> {
+    text.map(|t| serde_json::from_str(t).context("--settings is not JSON"))
+        .transpose()
+}
+
+pub(crate) fn run(args: &AdminArgs) -> anyhow::Result<ExitCode> {
+    let p = "/admin/v1";
+    let call = match &args.command {
+        AdminCommand::Merchants(MerchantCommand::List) => Call::get(format!("{p}/merchants")),
+        AdminCommand::Merchants(MerchantCommand::Show { id }) => {
+            Call::get(format!("{p}/merchants/{id}"))
+        }
+        AdminCommand::Merchants(MerchantCommand::Create {
+            id,
+            access_keys,
+            settings: text,
+        }) => Call::post(
+            format!("{p}/merchants"),
+            Some(
+                json!({ "id": id, "access_keys": access_keys, "settings": settings(text.as_deref())? }),
+            ),
+        ),
+        AdminCommand::Merchants(MerchantCommand::Update {
+            id,
+            settings: text,
+            disable,
+            enable,
+        }) => {
+            let disabled = match (disable, enable) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            };
+            Call {
+                method: reqwest::Method::PATCH,
+                path: format!("{p}/merchants/{id}"),
+                body: Some(Body::Json(
+                    json!({ "settings": settings(text.as_deref())?, "disabled": disabled }),
+                )),
+            }
+        }
+        AdminCommand::Keys(KeyCommand::Add {
+            merchant,
+            access_key,
+        }) => Call::post(
+            format!("{p}/merchants/{merchant}/keys"),
+            Some(json!({ "access_key": access_key })),
+        ),
+        AdminCommand::Keys(KeyCommand::Retire { merchant, key_id }) => Call {
+            method: reqwest::Method::DELETE,
+            path: format!("{p}/merchants/{merchant}/keys/{key_id}"),
+            body: None,
+        },
+        AdminCommand::Plugins(PluginsCommand::List { merchant }) => {
+            Call::get(format!("{p}/merchants/{merchant}/plugins"))
+        }
+        AdminCommand::Plugins(PluginsCommand::Show { merchant, version }) => {
+            Call::get(format!("{p}/merchants/{merchant}/plugins/{version}"))
+        }
+        AdminCommand::Plugins(PluginsCommand::Activate { merchant, version }) => Call::post(
+            format!("{p}/merchants/{merchant}/plugins/{version}/activate"),
+            None,
+        ),
+        AdminCommand::Plugins(PluginsCommand::Rollback { merchant }) => {
+            Call::post(format!("{p}/merchants/{merchant}/rollback"), None)
+        }
+        AdminCommand::Plugins(PluginsCommand::Delete { merchant, version }) => Call {
+            method: reqwest::Method::DELETE,
+            path: format!("{p}/merchants/{merchant}/plugins/{version}"),
+            body: None,
+        },
+        AdminCommand::Tokens(TokenCommand::Create { merchant }) => {
+            Call::post(format!("{p}/merchants/{merchant}/tokens"), None)
+        }
+        AdminCommand::Tokens(TokenCommand::List) => Call::get(format!("{p}/tokens")),
+        AdminCommand::Tokens(TokenCommand::Revoke { token_id }) => Call {
+            method: reqwest::Method::DELETE,
+            path: format!("{p}/tokens/{token_id}"),
+            body: None,
+        },
+        AdminCommand::Audit { merchant, limit } => match merchant {
+            Some(m) => Call::get(format!("{p}/merchants/{m}/audit?limit={limit}")),
+            None => Call::get(format!("{p}/audit?limit={limit}")),
+        },
+    };
+    send(&args.connection, call)
+}
+
+pub(crate) fn upload(args: &UploadArgs) -> anyhow::Result<ExitCode> {
+    let wasm = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let call = Call {
+        method: reqwest::Method::POST,
+        path: format!(
+            "/admin/v1/merchants/{}/plugins?activate={}",
+            args.merchant, args.activate
+        ),
+        body: Some(Body::Wasm(wasm)),
+    };
+    send(&args.connection, call)
+}
+
+fn send(connection: &Connection, call: Call) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let answer = runtime.block_on(request(connection, call));
+    let (status, body) = match answer {
+        Ok(answer) => answer,
+        Err(error) => {
+            eprintln!(
+                "error: the gateway's admin API at {} could not be reached: {error}",
+                connection.url
+            );
+            return Ok(ExitCode::from(3));
+        }
+    };
+    if status.is_success() {
+        print(connection.output, &body);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let code = body["error"]["code"].as_str().unwrap_or("unknown");
+    let message = body["error"]["message"].as_str().unwrap_or("no message");
+    match connection.output {
+        Output::Json => println!("{body}"),
+        Output::Table => eprintln!("error: {message} ({code}, HTTP {})", status.as_u16()),
+    }
+    Ok(ExitCode::from(if status.is_client_error() { 2 } else { 3 }))
+}
+
+async fn request(
+    connection: &Connection,
+    call: Call,
+) -> reqwest::Result<(reqwest::StatusCode, Value)> {
+    let client = reqwest::Client::new();
+    let url = format!("{}{}", connection.url.trim_end_matches('/'), call.path);
+    let mut request = client.request(call.method, url);
+    if let Some(token) = &connection.token {
+        request = request.bearer_auth(token);
+    }
+    request = match call.body {
+        Some(Body::Json(value)) => request
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(value.to_string()),
+        Some(Body::Wasm(bytes)) => request
+            .header(reqwest::header::CONTENT_TYPE, "application/wasm")
+            .body(bytes),
+        None => request,
+    };
+    let response = request.send().await?;
+    let status = response.status();
+    let bytes = response.bytes().await?;
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Ok((status, body))
+}
+
+fn print(output: Output, body: &Value) {
+    match output {
+        Output::Json => println!("{body}"),
+        Output::Table => match body {
+            Value::Null => println!("done"),
+            Value::Array(items) if items.is_empty() => println!("(none)"),
+            Value::Array(items) => {
+                for item in items {
+                    println!("{}", one_line(item));
+                }
+            }
+            Value::Object(fields) => {
+                for (name, value) in fields {
+                    println!("{name:>18}  {}", scalar(value));
+                }
+            }
+            other => println!("{other}"),
+        },
+    }
+}
+
+fn one_line(item: &Value) -> String {
+    match item {
+        Value::Object(fields) => fields
+            .iter()
+            .filter(|(_, v)| !v.is_object())
+            .map(|(k, v)| format!("{k}={}", scalar(v)))
+            .collect::<Vec<_>>()
+            .join("  "),
+        other => scalar(other),
+    }
+}
+
+fn scalar(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        Value::Array(items) if items.iter().all(|i| !i.is_object()) => {
+            items.iter().map(scalar).collect::<Vec<_>>().join(",")
+        }
+        Value::Array(items) => format!(
+            "\n{}",
+            items
+                .iter()
+                .map(|i| format!("    {}", one_line(i)))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ),
+        other => other.to_string(),
+    }
+}

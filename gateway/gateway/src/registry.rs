@@ -1,0 +1,452 @@
+//! The merchant registry: turns the store's rows (settings, sealed keys,
+//! the active plugin version's module) into the merchants served
+//! ([`Merchants`]), at start and after every administrative change.
+//!
+//! - **Bootstrap**: merchants in the configuration file are upserted into
+//!   the store at start. A merchant the store does not have is created; one
+//!   it has is changed only if its configuration entry changed since the
+//!   last start (a hash of the entry is kept), so a change made through the
+//!   admin API survives a restart until the operator edits the file. The
+//!   file's plugin becomes a version (uploaded by `config`) and is activated
+//!   when it is new.
+//! - **Loading**: a merchant serves its active version; one without an
+//!   active version, disabled, or whose plugin does not load is served as
+//!   unavailable (000005 to verified callbacks, so the marketplace retries).
+//! - **Access keys at rest** are sealed (AES-256-GCM, `crate::sealing`)
+//!   under a key derived from the master key for this purpose alone: the
+//!   gateway needs them in clear to check HMAC signatures, so they cannot be
+//!   hashed. Their public handle (`key_id`) is a prefix of their sha256.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gateway_sandbox::Runtime;
+use gateway_store::registry::{Activation, AuditEntry, KeyRow, MerchantRow, NewVersion};
+use gateway_store::{Backend, StoreError};
+use koogallery_protocol::AccessKey;
+use sha2::{Digest, Sha256};
+
+use crate::config::{Config, MerchantConfig, MerchantSettings, SandboxConfig};
+use crate::keys::Keys;
+use crate::merchants::{self, Handler, Merchant, Merchants, PluginSource};
+use crate::sealing::Sealer;
+
+/// Who made the changes the configuration file bootstraps.
+pub const CONFIG_ACTOR: &str = "config";
+
+/// Why the registry could not load or change merchants.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("merchant {merchant}: its stored settings do not read: {reason}")]
+    Settings { merchant: String, reason: String },
+    #[error("merchant {merchant}: access key {key_id} does not open with this gateway's key")]
+    SealedKey { merchant: String, key_id: String },
+    #[error("loading plugins stopped: {0}")]
+    Panicked(String),
+}
+
+/// The registry (see the module docs). Cheap to share behind an `Arc`.
+pub struct Registry {
+    store: Arc<dyn Backend>,
+    merchants: Arc<Merchants>,
+    runtime: Arc<Runtime>,
+    key_sealer: Sealer,
+    sandbox: SandboxConfig,
+    load_limit: Duration,
+}
+
+/// The public handle of an access key: the first 16 hex digits of its
+/// sha256 (enough to tell keys apart, useless to forge a signature).
+pub fn key_id(key: &AccessKey) -> String {
+    let digest = hex::encode(Sha256::digest(key.expose().as_bytes()));
+    digest[..16].to_string()
+}
+
+/// The sha256 of `bytes`, in hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The wall clock in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Registry {
+    pub fn new(
+        config: &Config,
+        keys: &Keys,
+        store: Arc<dyn Backend>,
+        runtime: Arc<Runtime>,
+    ) -> Registry {
+        Registry {
+            store,
+            merchants: Arc::new(Merchants::default()),
+            runtime,
+            key_sealer: Sealer::new(&keys.derive("access-keys")),
+            sandbox: config.sandbox.clone(),
+            load_limit: Duration::from_secs(config.load_timeout_secs),
+        }
+    }
+
+    /// The merchants served right now.
+    pub fn merchants(&self) -> &Arc<Merchants> {
+        &self.merchants
+    }
+
+    pub fn store(&self) -> &Arc<dyn Backend> {
+        &self.store
+    }
+
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    /// `key` for `merchant`, sealed for the store.
+    pub fn seal_key(&self, merchant: &str, key: &AccessKey, now: i64) -> KeyRow {
+        KeyRow {
+            merchant_id: merchant.to_string(),
+            key_id: key_id(key),
+            sealed_key: self.key_sealer.seal(key.expose().as_bytes()),
+            created_at: now,
+            retired_at: None,
+        }
+    }
+
+    /// Upserts the configuration file's merchants (see the module docs).
+    /// A plugin file that cannot be read leaves its merchant without a new
+    /// version; the reasons are returned by merchant id.
+    pub async fn bootstrap(
+        &self,
+        config: &Config,
+    ) -> Result<HashMap<String, String>, RegistryError> {
+        let mut unreadable = HashMap::new();
+        for merchant in &config.merchants {
+            let wasm = match tokio::fs::read(&merchant.plugin).await {
+                Ok(wasm) => Some(wasm),
+                Err(error) => {
+                    let why = format!("cannot read plugin {}: {error}", merchant.plugin.display());
+                    unreadable.insert(merchant.id.clone(), why);
+                    None
+                }
+            };
+            self.bootstrap_one(merchant, wasm).await?;
+        }
+        Ok(unreadable)
+    }
+
+    async fn bootstrap_one(
+        &self,
+        merchant: &MerchantConfig,
+        wasm: Option<Vec<u8>>,
+    ) -> Result<(), RegistryError> {
+        let now = now_ms();
+        let sha = wasm.as_deref().map(sha256_hex);
+        let hash = entry_hash(merchant, sha.as_deref());
+        let audit = |action: &str| AuditEntry {
+            at: now,
+            actor: CONFIG_ACTOR.into(),
+            merchant_id: Some(merchant.id.clone()),
+            action: action.into(),
+            detail_json: serde_json::json!({ "from": "configuration file" }).to_string(),
+        };
+        let settings_json = settings_json(&merchant.settings);
+        let existing = self.store.merchant(&merchant.id).await?;
+        let row = MerchantRow {
+            merchant_id: merchant.id.clone(),
+            settings_json,
+            disabled: false,
+            active_version: None,
+            previous_version: None,
+            bootstrap_hash: Some(hash.clone()),
+            created_at: now,
+            updated_at: now,
+        };
+        match &existing {
+            None => {
+                let keys = merchant
+                    .access_keys
+                    .iter()
+                    .map(|key| self.seal_key(&merchant.id, key, now))
+                    .collect();
+                self.store
+                    .create_merchant(row, keys, audit("merchant.create"))
+                    .await?;
+            }
+            Some(stored) if stored.bootstrap_hash.as_deref() == Some(hash.as_str()) => {
+                return Ok(());
+            }
+            Some(stored) => {
+                let row = MerchantRow {
+                    disabled: stored.disabled,
+                    ..row
+                };
+                self.store
+                    .update_merchant(row, audit("merchant.update"))
+                    .await?;
+                self.bootstrap_keys(merchant, now, &audit).await?;
+            }
+        }
+        let (Some(wasm), Some(sha)) = (wasm, sha) else {
+            return Ok(());
+        };
+        let versions = self.store.versions(&merchant.id).await?;
+        let version = match versions.iter().find(|v| v.sha256 == sha) {
+            Some(known) => known.version,
+            None => {
+                let contract_version =
+                    contract_version_of(&self.runtime, &wasm, self.load_limit).await;
+                let new = NewVersion {
+                    merchant_id: merchant.id.clone(),
+                    sha256: sha,
+                    bytes: wasm,
+                    contract_version,
+                    uploaded_by: CONFIG_ACTOR.into(),
+                };
+                self.store
+                    .add_version(new, audit("plugin.upload"))
+                    .await?
+                    .version
+            }
+        };
+        self.store
+            .activate(
+                &merchant.id,
+                Activation::Version(version),
+                audit("plugin.activate"),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Makes the stored live keys exactly the configuration's.
+    async fn bootstrap_keys(
+        &self,
+        merchant: &MerchantConfig,
+        now: i64,
+        audit: &dyn Fn(&str) -> AuditEntry,
+    ) -> Result<(), RegistryError> {
+        let wanted: Vec<KeyRow> = merchant
+            .access_keys
+            .iter()
+            .map(|key| self.seal_key(&merchant.id, key, now))
+            .collect();
+        for stored in self.store.keys(&merchant.id).await? {
+            let still_wanted = wanted.iter().any(|k| k.key_id == stored.key_id);
+            if stored.retired_at.is_none() && !still_wanted {
+                self.store
+                    .retire_key(&merchant.id, &stored.key_id, audit("key.retire"))
+                    .await?;
+            }
+        }
+        for key in wanted {
+            self.store.add_key(key, audit("key.add")).await?;
+        }
+        Ok(())
+    }
+
+    /// Loads every stored merchant and serves it; `unreadable` names
+    /// merchants whose configured plugin file could not be read.
+    pub async fn load_all(
+        &self,
+        unreadable: &HashMap<String, String>,
+    ) -> Result<(), RegistryError> {
+        let rows = self.store.merchants().await?;
+        let mut prepared = Vec::with_capacity(rows.len());
+        for row in rows {
+            prepared.push(self.prepare(row).await?);
+        }
+        let sources: Vec<PluginSource> = prepared
+            .iter_mut()
+            .filter_map(|p| p.source.take())
+            .collect();
+        let mut loaded = self.load_plugins(sources).await?;
+        for mut merchant in prepared {
+            let handler = match (merchant.handler.take(), loaded.remove(&merchant.id)) {
+                (Some(handler), _) => handler,
+                (None, Some(Ok(plugin))) => Handler::Plugin(plugin),
+                (None, Some(Err(error))) => {
+                    merchants::unavailable(&merchant.id, &error.to_string())
+                }
+                (None, None) => {
+                    let why = unreadable.get(&merchant.id).map_or(
+                        "no plugin version is active; upload and activate one",
+                        String::as_str,
+                    );
+                    merchants::unavailable(&merchant.id, why)
+                }
+            };
+            self.merchants
+                .install(merchant.into_served(handler, &self.sandbox));
+        }
+        Ok(())
+    }
+
+    /// Reloads one merchant from the store and serves what it holds now
+    /// (or stops serving it if it is gone). Callbacks already running keep
+    /// the merchant they took.
+    pub async fn reload(&self, merchant_id: &str) -> Result<(), RegistryError> {
+        let Some(row) = self.store.merchant(merchant_id).await? else {
+            self.merchants.remove(merchant_id);
+            return Ok(());
+        };
+        let mut merchant = self.prepare(row).await?;
+        let handler = match (merchant.handler.take(), merchant.source.take()) {
+            (Some(handler), _) => handler,
+            (None, Some(source)) => {
+                let version = source.version;
+                match self.load_plugins(vec![source]).await?.remove(merchant_id) {
+                    Some(Ok(plugin)) => Handler::Plugin(plugin),
+                    Some(Err(error)) => merchants::unavailable(merchant_id, &error.to_string()),
+                    None => merchants::unavailable(
+                        merchant_id,
+                        &format!("plugin version {version} did not load"),
+                    ),
+                }
+            }
+            (None, None) => merchants::unavailable(
+                merchant_id,
+                "no plugin version is active; upload and activate one",
+            ),
+        };
+        self.merchants
+            .install(merchant.into_served(handler, &self.sandbox));
+        Ok(())
+    }
+
+    async fn load_plugins(
+        &self,
+        sources: Vec<PluginSource>,
+    ) -> Result<
+        HashMap<String, Result<Arc<gateway_sandbox::LoadedPlugin>, merchants::MerchantError>>,
+        RegistryError,
+    > {
+        if sources.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let (runtime, limit) = (self.runtime.clone(), self.load_limit);
+        tokio::task::spawn_blocking(move || merchants::load_plugins(sources, &runtime, limit))
+            .await
+            .map_err(|e| RegistryError::Panicked(e.to_string()))
+    }
+
+    /// A stored merchant, read and opened: what is left to do is loading
+    /// its plugin (`source`), unless it cannot serve anyway (`handler`).
+    async fn prepare(&self, row: MerchantRow) -> Result<Prepared, RegistryError> {
+        let id = row.merchant_id.clone();
+        let settings: MerchantSettings =
+            serde_json::from_str(&row.settings_json).map_err(|e| RegistryError::Settings {
+                merchant: id.clone(),
+                reason: e.to_string(),
+            })?;
+        let mut keys = Vec::new();
+        for key in self.store.keys(&id).await? {
+            if key.retired_at.is_some() {
+                continue;
+            }
+            let opened = self
+                .key_sealer
+                .open(&key.sealed_key)
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .ok_or_else(|| RegistryError::SealedKey {
+                    merchant: id.clone(),
+                    key_id: key.key_id.clone(),
+                })?;
+            keys.push(AccessKey::new(opened));
+        }
+        let mut prepared = Prepared {
+            id: id.clone(),
+            keys,
+            settings,
+            version: row.active_version,
+            handler: None,
+            source: None,
+        };
+        if row.disabled {
+            prepared.handler = Some(merchants::unavailable(&id, "disabled by an administrator"));
+            return Ok(prepared);
+        }
+        let Some(version) = row.active_version else {
+            return Ok(prepared);
+        };
+        let versions = self.store.versions(&id).await?;
+        let module = match versions.iter().find(|v| v.version == version) {
+            Some(found) => self.store.module(&found.sha256).await?,
+            None => None,
+        };
+        match module {
+            Some(wasm) => {
+                prepared.source = Some(PluginSource {
+                    merchant_id: id,
+                    version,
+                    wasm,
+                })
+            }
+            None => {
+                let why =
+                    format!("the module of plugin version {version} is missing from the store");
+                prepared.handler = Some(merchants::unavailable(&id, &why));
+            }
+        }
+        Ok(prepared)
+    }
+}
+
+/// A stored merchant on its way to being served.
+struct Prepared {
+    id: String,
+    keys: Vec<AccessKey>,
+    settings: MerchantSettings,
+    version: Option<i64>,
+    handler: Option<Handler>,
+    source: Option<PluginSource>,
+}
+
+impl Prepared {
+    fn into_served(self, handler: Handler, sandbox: &SandboxConfig) -> Merchant {
+        Merchant::new(
+            &self.id,
+            self.keys,
+            &self.settings,
+            handler,
+            self.version,
+            sandbox,
+        )
+    }
+}
+
+/// The settings as the store keeps them.
+pub fn settings_json(settings: &MerchantSettings) -> String {
+    serde_json::to_string(settings).unwrap_or_else(|_| unreachable!("settings serialize"))
+}
+
+/// What identifies a configuration entry: its settings, key handles and
+/// plugin content. A change of any of them is the operator's edit.
+fn entry_hash(merchant: &MerchantConfig, plugin_sha: Option<&str>) -> String {
+    let mut key_ids: Vec<String> = merchant.access_keys.iter().map(key_id).collect();
+    key_ids.sort_unstable();
+    let entry = serde_json::json!({
+        "settings": merchant.settings,
+        "keys": key_ids,
+        "plugin": plugin_sha,
+    });
+    sha256_hex(entry.to_string().as_bytes())
+}
+
+/// The contract version a component targets, or `unknown` when it does
+/// not load within `limit` (it is stored all the same; loading reports
+/// why).
+async fn contract_version_of(runtime: &Arc<Runtime>, wasm: &[u8], limit: Duration) -> String {
+    let (runtime, wasm) = (runtime.clone(), wasm.to_vec());
+    let load = tokio::task::spawn_blocking(move || runtime.load(&wasm));
+    match tokio::time::timeout(limit, load).await {
+        Ok(Ok(Ok(plugin))) => plugin.report().contract_version.clone(),
+        _ => "unknown".to_string(),
+    }
+}

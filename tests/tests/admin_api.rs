@@ -1,0 +1,480 @@
+//! The admin API in process, on a real store with real plugin components:
+//! a merchant's whole life through the API (create, upload, activate,
+//! answer a signed callback, refuse a broken module, roll back), the
+//! authorization matrix (merchant A can neither read nor change anything of
+//! merchant B, on every route), the OpenAPI document covering every route,
+//! activation and rollback under a load of callbacks, and changes that
+//! survive a restart.
+
+use std::sync::Arc;
+
+use axum::http::{Method, StatusCode};
+use e2e::served::{AdminBody, KEY, TestGateway};
+use koogallery_protocol::marketplace;
+use serde_json::{Value, json};
+
+const OPERATOR: &str = "operator-token-0123456789abcdef";
+
+async fn gateway() -> TestGateway {
+    TestGateway::build("", "", &|name| {
+        (name == "GATEWAY_ADMIN_TOKEN").then(|| OPERATOR.to_string())
+    })
+    .await
+}
+
+fn plugin(name: &str) -> Vec<u8> {
+    std::fs::read(test_support::plugin_path(name)).expect("the test plugin is built")
+}
+
+async fn call(
+    gw: &TestGateway,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: Value,
+) -> (StatusCode, Value) {
+    let body = if body.is_null() {
+        AdminBody::Empty
+    } else {
+        AdminBody::Json(body)
+    };
+    gw.admin(method, path, Some(token), body).await
+}
+
+/// Creates merchant `id` (key `KEY`) on the reference plugin, active.
+async fn merchant_on_reference(gw: &TestGateway, id: &str) {
+    let (status, body) = call(gw, Method::POST, "/admin/v1/merchants", OPERATOR,
+        json!({"id": id, "access_keys": [KEY], "settings": {"config": {"base_url": "https://api.example.com"}}})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = gw
+        .admin(
+            Method::POST,
+            &format!("/admin/v1/merchants/{id}/plugins?activate=true"),
+            Some(OPERATOR),
+            AdminBody::Wasm(plugin("reference")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+async fn create(gw: &TestGateway, merchant: &str) -> e2e::served::Reply {
+    let order = format!("CS{}", &marketplace::random_nonce()[..15]);
+    let body = json!({"activity": "newInstance", "orderId": order,
+        "orderLineId": format!("{order}-000001"), "businessId": marketplace::random_nonce()});
+    gw.v2(merchant, &body, KEY).await
+}
+
+#[tokio::test]
+async fn a_merchant_delivers_activates_answers_is_refused_a_broken_module_and_rolls_back() {
+    let gw = gateway().await;
+    // Before it exists: the decoy (a wrong key's answer).
+    assert_eq!(create(&gw, "acme").await.code(), "000001");
+    merchant_on_reference(&gw, "acme").await;
+    let reply = create(&gw, "acme").await;
+    reply.assert_signed_by(KEY);
+    assert_eq!(reply.code(), "000000", "{:?}", reply.json);
+
+    // A merchant token does the rest.
+    let (status, token) = call(
+        &gw,
+        Method::POST,
+        "/admin/v1/merchants/acme/tokens",
+        OPERATOR,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let token = token["token"]
+        .as_str()
+        .expect("the token, once")
+        .to_string();
+
+    for (bytes, code) in [
+        (b"not wasm at all".to_vec(), "not_wasm"),
+        (plugin("wrong-world"), "wrong_world"),
+        (plugin("fs-reader"), "forbidden_imports"),
+    ] {
+        let (status, body) = gw
+            .admin(
+                Method::POST,
+                "/admin/v1/merchants/acme/plugins",
+                Some(&token),
+                AdminBody::Wasm(bytes),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(body["error"]["code"], code, "{body}");
+        assert!(!body["error"]["message"].as_str().unwrap_or("").is_empty());
+    }
+    let (status, v2) = gw
+        .admin(
+            Method::POST,
+            "/admin/v1/merchants/acme/plugins?activate=true",
+            Some(&token),
+            AdminBody::Wasm(plugin("misbehave")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v2}");
+    assert_eq!(v2["version"], 2, "refused uploads took no version number");
+    let reply = create(&gw, "acme").await;
+    assert_eq!(reply.code(), "000000");
+    assert_eq!(
+        gw.app.merchants().get("acme").and_then(|m| m.version),
+        Some(2)
+    );
+
+    let (status, body) = call(
+        &gw,
+        Method::POST,
+        "/admin/v1/merchants/acme/rollback",
+        &token,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["active_version"], 1);
+    assert_eq!(
+        gw.app.merchants().get("acme").and_then(|m| m.version),
+        Some(1)
+    );
+    assert_eq!(create(&gw, "acme").await.code(), "000000");
+
+    let (_, audit) = call(
+        &gw,
+        Method::GET,
+        "/admin/v1/merchants/acme/audit",
+        &token,
+        Value::Null,
+    )
+    .await;
+    let actions: Vec<&str> = audit
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "plugin.rollback",
+            "plugin.activate",
+            "plugin.upload",
+            "token.create",
+            "plugin.activate",
+            "plugin.upload",
+            "merchant.create"
+        ]
+    );
+    assert!(
+        !audit.to_string().contains(KEY),
+        "the audit never holds a key"
+    );
+    assert!(!audit.to_string().contains(&token), "nor a token");
+}
+
+/// Every route, with `{id}` the merchant it is about.
+fn routes(id: &str) -> Vec<(Method, String, Value)> {
+    let m = format!("/admin/v1/merchants/{id}");
+    vec![
+        (Method::GET, m.clone(), Value::Null),
+        (Method::PATCH, m.clone(), json!({"disabled": true})),
+        (
+            Method::POST,
+            format!("{m}/keys"),
+            json!({"access_key": "stolen-key"}),
+        ),
+        (
+            Method::DELETE,
+            format!("{m}/keys/0000000000000000"),
+            Value::Null,
+        ),
+        (Method::GET, format!("{m}/plugins"), Value::Null),
+        (Method::POST, format!("{m}/plugins"), Value::Null),
+        (Method::GET, format!("{m}/plugins/1"), Value::Null),
+        (Method::DELETE, format!("{m}/plugins/1"), Value::Null),
+        (Method::POST, format!("{m}/plugins/1/activate"), Value::Null),
+        (Method::POST, format!("{m}/rollback"), Value::Null),
+        (Method::POST, format!("{m}/tokens"), Value::Null),
+        (Method::GET, format!("{m}/audit"), Value::Null),
+    ]
+}
+
+/// Routes that are the operator's alone.
+fn operator_routes() -> Vec<(Method, String, Value)> {
+    vec![
+        (
+            Method::POST,
+            "/admin/v1/merchants".into(),
+            json!({"id": "new", "access_keys": ["k"]}),
+        ),
+        (Method::GET, "/admin/v1/tokens".into(), Value::Null),
+        (
+            Method::DELETE,
+            "/admin/v1/tokens/tok_000000000000".into(),
+            Value::Null,
+        ),
+        (Method::GET, "/admin/v1/audit".into(), Value::Null),
+    ]
+}
+
+#[tokio::test]
+async fn merchant_a_can_neither_read_nor_change_anything_of_merchant_b() {
+    let gw = gateway().await;
+    merchant_on_reference(&gw, "alpha").await;
+    merchant_on_reference(&gw, "beta").await;
+    let (_, token) = call(
+        &gw,
+        Method::POST,
+        "/admin/v1/merchants/alpha/tokens",
+        OPERATOR,
+        Value::Null,
+    )
+    .await;
+    let alpha = token["token"].as_str().expect("a token").to_string();
+    let before = call(
+        &gw,
+        Method::GET,
+        "/admin/v1/merchants/beta/audit",
+        OPERATOR,
+        Value::Null,
+    )
+    .await
+    .1;
+
+    let mut checked = 0;
+    for (method, path, body) in routes("beta")
+        .into_iter()
+        .chain(routes("nobody"))
+        .chain(operator_routes())
+    {
+        let (status, answer) = call(&gw, method.clone(), &path, &alpha, body.clone()).await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "{method} {path} with alpha's token: {answer}"
+        );
+        assert_eq!(answer["error"]["code"], "forbidden");
+        let body = if body.is_null() {
+            AdminBody::Empty
+        } else {
+            AdminBody::Json(body)
+        };
+        let (status, answer) = gw.admin(method.clone(), &path, None, body).await;
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} without a token: {answer}"
+        );
+        let (status, _) = call(&gw, method.clone(), &path, "gwt_made-up", Value::Null).await;
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} with a made-up token"
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 28);
+    // And every route of its own merchant is open to it (not 401/403).
+    for (method, path, body) in routes("alpha") {
+        if path.ends_with("/tokens") {
+            continue;
+        }
+        let (status, answer) = call(&gw, method.clone(), &path, &alpha, body).await;
+        assert!(
+            status != StatusCode::FORBIDDEN && status != StatusCode::UNAUTHORIZED,
+            "{method} {path}: {status} {answer}"
+        );
+    }
+
+    let after = call(
+        &gw,
+        Method::GET,
+        "/admin/v1/merchants/beta/audit",
+        OPERATOR,
+        Value::Null,
+    )
+    .await
+    .1;
+    assert_eq!(before, after, "nothing of beta changed");
+    let beta = call(
+        &gw,
+        Method::GET,
+        "/admin/v1/merchants/beta",
+        OPERATOR,
+        Value::Null,
+    )
+    .await
+    .1;
+    assert_eq!(beta["disabled"], false);
+    assert_eq!(beta["key_ids"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        create(&gw, "beta").await.code(),
+        "000000",
+        "beta still serves"
+    );
+
+    // A revoked token stops working at once.
+    let token_id = token["token_id"].as_str().expect("an id");
+    let (status, _) = call(
+        &gw,
+        Method::DELETE,
+        &format!("/admin/v1/tokens/{token_id}"),
+        OPERATOR,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = call(
+        &gw,
+        Method::GET,
+        "/admin/v1/merchants/alpha",
+        &alpha,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn the_openapi_document_covers_every_route_and_every_documented_route_is_served() {
+    let gw = gateway().await;
+    let (status, document) = gw
+        .admin(
+            Method::GET,
+            "/admin/v1/openapi.json",
+            None,
+            AdminBody::Empty,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let paths = document["paths"].as_object().expect("paths");
+    let mut documented = Vec::new();
+    for (path, item) in paths {
+        for method in item.as_object().expect("operations").keys() {
+            documented.push((method.to_uppercase(), path.clone()));
+        }
+    }
+    // Every route the tests know is documented …
+    for (method, path, _) in routes("{id}").into_iter().chain(operator_routes()) {
+        let template = path
+            .replace("/keys/0000000000000000", "/keys/{key_id}")
+            .replace("/plugins/1", "/plugins/{version}")
+            .replace("/tokens/tok_000000000000", "/tokens/{token_id}");
+        assert!(
+            documented.contains(&(method.to_string(), template.clone())),
+            "{method} {template} is not documented"
+        );
+    }
+    // … and every documented route is served (the fallback's 404 says
+    // "no such admin API route").
+    for (method, path) in &documented {
+        let concrete = path
+            .replace("{id}", "nobody")
+            .replace("{version}", "1")
+            .replace("{key_id}", "k")
+            .replace("{token_id}", "t");
+        let method = Method::from_bytes(method.as_bytes()).expect("a method");
+        let (status, body) = call(&gw, method.clone(), &concrete, OPERATOR, Value::Null).await;
+        assert_ne!(
+            status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {concrete}"
+        );
+        assert!(
+            !body.to_string().contains("no such admin API route"),
+            "{method} {concrete} is not served"
+        );
+    }
+    // The list of merchants is the one route the tables above leave out.
+    assert_eq!(
+        documented.len(),
+        routes("x").len() + operator_routes().len() + 1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn activation_and_rollback_under_load_fail_no_callback_and_each_answer_is_one_versions() {
+    let gw = Arc::new(gateway().await);
+    merchant_on_reference(&gw, "acme").await;
+    let (status, _) = gw
+        .admin(
+            Method::POST,
+            "/admin/v1/merchants/acme/plugins",
+            Some(OPERATOR),
+            AdminBody::Wasm(plugin("misbehave")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut senders = Vec::new();
+    for _ in 0..8 {
+        let (gw, stop) = (gw.clone(), stop.clone());
+        senders.push(tokio::spawn(async move {
+            let mut seen = [0u32; 2];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let reply = create(&gw, "acme").await;
+                assert_eq!(reply.code(), "000000", "{:?}", reply.json);
+                reply.assert_signed_by(KEY);
+                let url = reply.json["appInfo"]["frontEndUrl"].as_str().unwrap_or("");
+                match url {
+                    u if u.starts_with("https://misbehave.example.com") => seen[1] += 1,
+                    u if u.starts_with("https://api.example.com") => seen[0] += 1,
+                    other => panic!(
+                        "an answer from neither version: {other:?} in {:?}",
+                        reply.json
+                    ),
+                }
+            }
+            seen
+        }));
+    }
+    for round in 0..20 {
+        let path = if round % 2 == 0 {
+            "/admin/v1/merchants/acme/plugins/2/activate"
+        } else {
+            "/admin/v1/merchants/acme/rollback"
+        };
+        let (status, body) = call(&gw, Method::POST, path, OPERATOR, Value::Null).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut totals = [0u32; 2];
+    for sender in senders {
+        let seen = sender.await.expect("no sender failed");
+        totals[0] += seen[0];
+        totals[1] += seen[1];
+    }
+    assert!(
+        totals[0] > 0 && totals[1] > 0,
+        "both versions answered: {totals:?}"
+    );
+}
+
+#[tokio::test]
+async fn changes_made_through_the_api_survive_a_restart() {
+    let gw = gateway().await;
+    // The configuration's merchant, rolled back to nothing newer: upload,
+    // activate, then restart on the same store.
+    let (status, _) = gw
+        .admin(
+            Method::POST,
+            "/admin/v1/merchants/reference/plugins?activate=true",
+            Some(OPERATOR),
+            AdminBody::Wasm(plugin("misbehave")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    merchant_on_reference(&gw, "made-by-api").await;
+    let data = gw.into_data();
+    let gw = TestGateway::in_dir(data, "", "", &|name| {
+        (name == "GATEWAY_ADMIN_TOKEN").then(|| OPERATOR.to_string())
+    })
+    .await;
+    assert_eq!(
+        gw.app.merchants().get("reference").and_then(|m| m.version),
+        Some(2),
+        "the API's activation kept"
+    );
+    assert_eq!(create(&gw, "made-by-api").await.code(), "000000");
+}
