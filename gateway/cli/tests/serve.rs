@@ -211,7 +211,10 @@ fn a_broken_plugin_makes_its_merchant_unavailable_and_the_others_serve() {
         &["merchant unavailable", "\"wrong\"", "does not export"],
         Duration::from_secs(5),
     );
-    assert!(unavailable.contains("wrong-world") || unavailable.contains("wrong_world"));
+    assert!(
+        unavailable.contains("wrong-world") || unavailable.contains("wrong_world"),
+        "{unavailable}"
+    );
     process.wait_for_log(
         &["merchant unavailable", "\"missing\"", "cannot read plugin"],
         Duration::from_secs(5),

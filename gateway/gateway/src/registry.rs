@@ -135,6 +135,15 @@ impl Registry {
                     None
                 }
             };
+            if let Some(wasm) = &wasm
+                && let Err(error) = self.runtime.load(wasm)
+            {
+                let why = format!(
+                    "{} is not a valid plugin: {error}",
+                    merchant.plugin.display()
+                );
+                unreadable.insert(merchant.id.clone(), why);
+            }
             self.bootstrap_one(merchant, wasm).await?;
         }
         Ok(unreadable)
