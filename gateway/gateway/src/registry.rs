@@ -120,33 +120,32 @@ impl Registry {
 
     /// Upserts the configuration file's merchants (see the module docs).
     /// A plugin file that cannot be read leaves its merchant without a new
-    /// version; the reasons are returned by merchant id.
-    pub async fn bootstrap(
-        &self,
-        config: &Config,
-    ) -> Result<HashMap<String, String>, RegistryError> {
-        let mut unreadable = HashMap::new();
+    /// version. Returns what was read from each file, by merchant id, so
+    /// that a file's problem is reported under its name.
+    pub async fn bootstrap(&self, config: &Config) -> Result<ConfiguredFiles, RegistryError> {
+        let mut files = ConfiguredFiles::new();
         for merchant in &config.merchants {
-            let wasm = match tokio::fs::read(&merchant.plugin).await {
-                Ok(wasm) => Some(wasm),
+            let read = tokio::fs::read(&merchant.plugin).await;
+            let mut file = ConfiguredFile {
+                path: merchant.plugin.clone(),
+                sha256: None,
+                unreadable: None,
+            };
+            let wasm = match read {
+                Ok(wasm) => {
+                    file.sha256 = Some(sha256_hex(&wasm));
+                    Some(wasm)
+                }
                 Err(error) => {
-                    let why = format!("cannot read plugin {}: {error}", merchant.plugin.display());
-                    unreadable.insert(merchant.id.clone(), why);
+                    let path = merchant.plugin.display();
+                    file.unreadable = Some(format!("cannot read plugin {path}: {error}"));
                     None
                 }
             };
-            if let Some(wasm) = &wasm
-                && let Err(error) = self.runtime.load(wasm)
-            {
-                let why = format!(
-                    "{} is not a valid plugin: {error}",
-                    merchant.plugin.display()
-                );
-                unreadable.insert(merchant.id.clone(), why);
-            }
             self.bootstrap_one(merchant, wasm).await?;
+            files.insert(merchant.id.clone(), file);
         }
-        Ok(unreadable)
+        Ok(files)
     }
 
     async fn bootstrap_one(
@@ -259,12 +258,9 @@ impl Registry {
         Ok(())
     }
 
-    /// Loads every stored merchant and serves it; `unreadable` names
-    /// merchants whose configured plugin file could not be read.
-    pub async fn load_all(
-        &self,
-        unreadable: &HashMap<String, String>,
-    ) -> Result<(), RegistryError> {
+    /// Loads every stored merchant and serves it; `files` are the
+    /// configuration's plugin files (see [`Registry::bootstrap`]).
+    pub async fn load_all(&self, files: &ConfiguredFiles) -> Result<(), RegistryError> {
         let rows = self.store.merchants().await?;
         let mut prepared = Vec::with_capacity(rows.len());
         for row in rows {
@@ -275,23 +271,9 @@ impl Registry {
             .filter_map(|p| p.source.take())
             .collect();
         let mut loaded = self.load_plugins(sources).await?;
-        for mut merchant in prepared {
-            let handler = match (merchant.handler.take(), loaded.remove(&merchant.id)) {
-                (Some(handler), _) => handler,
-                (None, Some(Ok(plugin))) => Handler::Plugin(plugin),
-                (None, Some(Err(error))) => {
-                    merchants::unavailable(&merchant.id, &error.to_string())
-                }
-                (None, None) => {
-                    let why = unreadable.get(&merchant.id).map_or(
-                        "no plugin version is active; upload and activate one",
-                        String::as_str,
-                    );
-                    merchants::unavailable(&merchant.id, why)
-                }
-            };
-            self.merchants
-                .install(merchant.into_served(handler, &self.sandbox));
+        for merchant in prepared {
+            let result = loaded.remove(&merchant.id);
+            self.serve(merchant, result, files);
         }
         Ok(())
     }
@@ -305,27 +287,39 @@ impl Registry {
             return Ok(());
         };
         let mut merchant = self.prepare(row).await?;
-        let handler = match (merchant.handler.take(), merchant.source.take()) {
+        let sources: Vec<PluginSource> = merchant.source.take().into_iter().collect();
+        let result = self.load_plugins(sources).await?.remove(merchant_id);
+        self.serve(merchant, result, &ConfiguredFiles::new());
+        Ok(())
+    }
+
+    /// Serves `merchant` with its loaded plugin, or as unavailable with the
+    /// reason (naming the configuration's file when that is what failed).
+    fn serve(&self, mut merchant: Prepared, loaded: Option<LoadResult>, files: &ConfiguredFiles) {
+        let file = files.get(&merchant.id);
+        let handler = match (merchant.handler.take(), loaded) {
             (Some(handler), _) => handler,
-            (None, Some(source)) => {
-                let version = source.version;
-                match self.load_plugins(vec![source]).await?.remove(merchant_id) {
-                    Some(Ok(plugin)) => Handler::Plugin(plugin),
-                    Some(Err(error)) => merchants::unavailable(merchant_id, &error.to_string()),
-                    None => merchants::unavailable(
-                        merchant_id,
-                        &format!("plugin version {version} did not load"),
-                    ),
-                }
+            (None, Some(Ok(plugin))) => Handler::Plugin(plugin),
+            (None, Some(Err(error))) => {
+                let why = match (file, &error) {
+                    (Some(file), merchants::MerchantError::Load { source, .. })
+                        if file.sha256.is_some() && file.sha256 == merchant.sha256 =>
+                    {
+                        format!("{} is not a valid plugin: {source}", file.path.display())
+                    }
+                    _ => error.to_string(),
+                };
+                merchants::unavailable(&merchant.id, &why)
             }
-            (None, None) => merchants::unavailable(
-                merchant_id,
-                "no plugin version is active; upload and activate one",
-            ),
+            (None, None) => {
+                let why = file
+                    .and_then(|f| f.unreadable.as_deref())
+                    .unwrap_or("no plugin version is active; upload and activate one");
+                merchants::unavailable(&merchant.id, why)
+            }
         };
         self.merchants
             .install(merchant.into_served(handler, &self.sandbox));
-        Ok(())
     }
 
     async fn load_plugins(
@@ -374,6 +368,7 @@ impl Registry {
             keys,
             settings,
             version: row.active_version,
+            sha256: None,
             handler: None,
             source: None,
         };
@@ -386,7 +381,10 @@ impl Registry {
         };
         let versions = self.store.versions(&id).await?;
         let module = match versions.iter().find(|v| v.version == version) {
-            Some(found) => self.store.module(&found.sha256).await?,
+            Some(found) => {
+                prepared.sha256 = Some(found.sha256.clone());
+                self.store.module(&found.sha256).await?
+            }
             None => None,
         };
         match module {
@@ -407,12 +405,29 @@ impl Registry {
     }
 }
 
+/// A plugin load's outcome.
+type LoadResult = Result<Arc<gateway_sandbox::LoadedPlugin>, merchants::MerchantError>;
+
+/// The configuration's plugin files, by merchant id.
+pub type ConfiguredFiles = HashMap<String, ConfiguredFile>;
+
+/// What was read from a merchant's configured plugin file at start.
+pub struct ConfiguredFile {
+    pub path: std::path::PathBuf,
+    /// Of its content, if it could be read.
+    pub sha256: Option<String>,
+    /// Why it could not be read.
+    pub unreadable: Option<String>,
+}
+
 /// A stored merchant on its way to being served.
 struct Prepared {
     id: String,
     keys: Vec<AccessKey>,
     settings: MerchantSettings,
     version: Option<i64>,
+    /// The active version's module.
+    sha256: Option<String>,
     handler: Option<Handler>,
     source: Option<PluginSource>,
 }

@@ -121,8 +121,8 @@ impl App {
         store: Arc<dyn Backend>,
     ) -> Result<App, StartError> {
         let registry = Registry::new(config, keys, store.clone(), runtime.clone());
-        let unreadable = registry.bootstrap(config).await?;
-        registry.load_all(&unreadable).await?;
+        let files = registry.bootstrap(config).await?;
+        registry.load_all(&files).await?;
         Ok(App::with_registry(config, keys, Arc::new(registry)))
     }
 
