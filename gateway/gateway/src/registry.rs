@@ -142,7 +142,8 @@ impl Registry {
                     None
                 }
             };
-            self.bootstrap_one(merchant, wasm).await?;
+            self.bootstrap_one(merchant, wasm.zip(file.sha256.clone()))
+                .await?;
             files.insert(merchant.id.clone(), file);
         }
         Ok(files)
@@ -151,11 +152,10 @@ impl Registry {
     async fn bootstrap_one(
         &self,
         merchant: &MerchantConfig,
-        wasm: Option<Vec<u8>>,
+        plugin: Option<(Vec<u8>, String)>,
     ) -> Result<(), RegistryError> {
         let now = now_ms();
-        let sha = wasm.as_deref().map(sha256_hex);
-        let hash = entry_hash(merchant, sha.as_deref());
+        let hash = entry_hash(merchant, plugin.as_ref().map(|(_, sha)| sha.as_str()));
         let audit = |action: &str| AuditEntry {
             at: now,
             actor: CONFIG_ACTOR.into(),
@@ -200,7 +200,7 @@ impl Registry {
                 self.bootstrap_keys(merchant, now, &audit).await?;
             }
         }
-        let (Some(wasm), Some(sha)) = (wasm, sha) else {
+        let Some((wasm, sha)) = plugin else {
             return Ok(());
         };
         let versions = self.store.versions(&merchant.id).await?;

@@ -11,11 +11,25 @@ use crate::registry::{
 };
 use crate::writer::Durability;
 
-const ALL_MERCHANTS: &str = "SELECT merchant_id, settings_json, disabled, active_version, \
-     previous_version, bootstrap_hash, created_at, updated_at FROM merchants ORDER BY merchant_id";
-const ONE_MERCHANT: &str = "SELECT merchant_id, settings_json, disabled, active_version, \
-     previous_version, bootstrap_hash, created_at, updated_at FROM merchants \
-     WHERE merchant_id = $1";
+macro_rules! merchant_columns {
+    () => {
+        "SELECT merchant_id, settings_json, disabled, active_version, previous_version, \
+         bootstrap_hash, created_at, updated_at FROM merchants "
+    };
+}
+macro_rules! token_columns {
+    () => {
+        "SELECT token_id, merchant_id, created_at, created_by, revoked_at FROM admin_tokens "
+    };
+}
+macro_rules! audit_columns {
+    () => {
+        "SELECT seq, at, actor, merchant_id, action, detail_json FROM audit_log "
+    };
+}
+
+const ALL_MERCHANTS: &str = concat!(merchant_columns!(), "ORDER BY merchant_id");
+const ONE_MERCHANT: &str = concat!(merchant_columns!(), "WHERE merchant_id = $1");
 const INSERT_MERCHANT: &str = "INSERT INTO merchants (merchant_id, settings_json, disabled, \
      active_version, previous_version, bootstrap_hash, created_at, updated_at) \
      VALUES ($1, $2, $3, NULL, NULL, $4, $5, $5) ON CONFLICT DO NOTHING";
@@ -53,19 +67,23 @@ const INSERT_TOKEN: &str = "INSERT INTO admin_tokens \
      VALUES ($1, $2, $3, $4, $5, NULL)";
 const REVOKE_TOKEN: &str =
     "UPDATE admin_tokens SET revoked_at = $2 WHERE token_id = $1 AND revoked_at IS NULL";
-const TOKEN_BY_HASH: &str = "SELECT token_id, merchant_id, created_at, created_by, revoked_at \
-     FROM admin_tokens WHERE token_hash = $1 AND revoked_at IS NULL";
-const ALL_TOKENS: &str = "SELECT token_id, merchant_id, created_at, created_by, revoked_at \
-     FROM admin_tokens ORDER BY created_at, token_id";
-const MERCHANT_TOKENS: &str = "SELECT token_id, merchant_id, created_at, created_by, revoked_at \
-     FROM admin_tokens WHERE merchant_id = $1 ORDER BY created_at, token_id";
+const TOKEN_BY_HASH: &str = concat!(
+    token_columns!(),
+    "WHERE token_hash = $1 AND revoked_at IS NULL"
+);
+const ALL_TOKENS: &str = concat!(token_columns!(), "ORDER BY created_at, token_id");
+const MERCHANT_TOKENS: &str = concat!(
+    token_columns!(),
+    "WHERE merchant_id = $1 ORDER BY created_at, token_id"
+);
 
 const INSERT_AUDIT: &str = "INSERT INTO audit_log (at, actor, merchant_id, action, detail_json) \
      VALUES ($1, $2, $3, $4, $5)";
-const ALL_AUDIT: &str = "SELECT seq, at, actor, merchant_id, action, detail_json FROM audit_log \
-     ORDER BY seq DESC LIMIT $1";
-const MERCHANT_AUDIT: &str = "SELECT seq, at, actor, merchant_id, action, detail_json \
-     FROM audit_log WHERE merchant_id = $2 ORDER BY seq DESC LIMIT $1";
+const ALL_AUDIT: &str = concat!(audit_columns!(), "ORDER BY seq DESC LIMIT $1");
+const MERCHANT_AUDIT: &str = concat!(
+    audit_columns!(),
+    "WHERE merchant_id = $2 ORDER BY seq DESC LIMIT $1"
+);
 
 fn merchant_row(row: &rusqlite::Row<'_>) -> Result<MerchantRow, StoreError> {
     Ok(MerchantRow {
