@@ -1,10 +1,11 @@
 //! The merchants a gateway serves right now: keys, loaded plugin (and its
 //! version), limits, share of the sandbox and answer options, by id.
 //! Filled from the store by `crate::registry`, and changed while serving:
-//! [`Merchants::install`] replaces a merchant in one step. A callback takes
-//! its merchant (an `Arc`) once, at its start, and runs to the end on what it
-//! took: a callback in flight during an activation finishes on the version
-//! it started with, the next one starts on the new version.
+//! [`Merchants::install`] replaces a merchant in one step. Whoever holds a
+//! merchant (an `Arc`) keeps it to the end: a callback verifies and signs
+//! with the keys it took at its start, and a plugin call in flight during an
+//! activation finishes on the version it started with; the next one starts
+//! on the new version.
 //!
 //! Plugins are loaded independently and in parallel, each within a time
 //! limit: a plugin that is missing, invalid or slow to compile makes only its
