@@ -478,3 +478,75 @@ async fn changes_made_through_the_api_survive_a_restart() {
     );
     assert_eq!(create(&gw, "made-by-api").await.code(), "000000");
 }
+
+/// The smoke call at upload: a plugin that fails a plain test-mode create
+/// with the merchant's own configuration is refused, and takes no version.
+#[tokio::test]
+async fn an_upload_whose_test_mode_create_traps_is_refused_with_the_reason() {
+    let gw = gateway().await;
+    let (status, body) = call(
+        &gw,
+        Method::POST,
+        "/admin/v1/merchants",
+        OPERATOR,
+        json!({"id": "trapper", "access_keys": [KEY],
+               "settings": {"config": {"create_behaviour": "panic"}}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = gw
+        .admin(
+            Method::POST,
+            "/admin/v1/merchants/trapper/plugins?activate=true",
+            Some(OPERATOR),
+            AdminBody::Wasm(plugin("misbehave")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "smoke_call_failed", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("trapped") && message.contains("panicked on purpose"),
+        "the author sees why: {message}"
+    );
+    let (_, plugins) = call(
+        &gw,
+        Method::GET,
+        "/admin/v1/merchants/trapper/plugins",
+        OPERATOR,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(plugins["versions"], json!([]), "{plugins}");
+    assert_eq!(plugins["active_version"], Value::Null);
+}
+
+/// Merchants whose plugins do not all fit the plugin cache: each call
+/// takes its plugin back from the precompiled artifact (no compile), and
+/// every answer is right.
+#[tokio::test]
+async fn merchants_beyond_the_plugin_cache_serve_from_their_artifacts() {
+    let gw = TestGateway::with_config("[sandbox]\nmax_cached_plugins = 1\n", "").await;
+    let runtime = gw.app.registry().runtime().clone();
+    for round in 0..4 {
+        for merchant in ["reference", "misbehave"] {
+            let reply = create(&gw, merchant).await;
+            assert_eq!(
+                reply.code(),
+                "000000",
+                "{merchant}, round {round}: {:?}",
+                reply.json
+            );
+        }
+    }
+    let stats = runtime.stats();
+    assert_eq!(stats.cached_plugins, 1, "{stats:?}");
+    assert_eq!(
+        stats.compilations, 2,
+        "each module compiled once: {stats:?}"
+    );
+    assert!(
+        stats.artifact_hits >= 6,
+        "evicted plugins came back from their artifacts: {stats:?}"
+    );
+}

@@ -230,3 +230,81 @@ async fn a_swapped_or_forged_artifact_is_recompiled_never_run() {
         "the forgery was refused"
     );
 }
+
+fn sha256_hex(wasm: &[u8]) -> String {
+    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(wasm))
+}
+
+/// Past the cache's bound (count or code bytes) the least recently used
+/// plugin is evicted; loading it again by its hash takes its precompiled
+/// artifact and never needs its bytes.
+#[test]
+fn an_evicted_plugin_reloads_from_its_artifact_without_its_bytes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let reference = test_support::plugin_bytes("reference");
+    let misbehave = test_support::plugin_bytes("misbehave");
+    let (reference_hash, misbehave_hash) = (sha256_hex(&reference), sha256_hex(&misbehave));
+    let rt = runtime_with(RuntimeSettings {
+        max_cached_plugins: 1,
+        ..settings_with_artifacts(dir.path())
+    });
+    rt.load(&reference).expect("loads");
+    rt.load(&misbehave).expect("loads");
+    assert_eq!(rt.stats().cached_plugins, 1, "the count bound holds");
+    assert!(rt.cached(&reference_hash).is_none(), "the older one left");
+    assert!(rt.cached(&misbehave_hash).is_some());
+
+    let reloaded = rt
+        .load_stored(&reference_hash, reference.len(), || {
+            Err(LoadError::Source("the bytes were not needed".into()))
+        })
+        .expect("reloads from the artifact");
+    assert_eq!(reloaded.report().content_hash, reference_hash);
+    assert_eq!(
+        (rt.stats().compilations, rt.stats().artifact_hits),
+        (2, 1),
+        "no compile on the way back"
+    );
+
+    // The byte bound: room for the larger plugin's code, not for both.
+    let sizes = [
+        reloaded.code_bytes(),
+        rt.cached(&misbehave_hash).map_or(0, |p| p.code_bytes()),
+    ];
+    let by_bytes = runtime_with(RuntimeSettings {
+        max_cached_plugins: 100,
+        max_cached_plugin_bytes: (sizes[0].max(sizes[1]) + 1) as u64,
+        ..settings_with_artifacts(dir.path())
+    });
+    by_bytes.load(&reference).expect("loads");
+    by_bytes.load(&misbehave).expect("loads");
+    let stats = by_bytes.stats();
+    assert_eq!(stats.cached_plugins, 1, "the byte bound holds: {stats:?}");
+}
+
+/// Without an artifact the bytes are fetched, and bytes that are not the
+/// component asked for are refused before anything compiles.
+#[test]
+fn a_stored_plugin_without_artifact_is_fetched_and_checked_against_its_hash() {
+    let rt = runtime(2);
+    let reference = test_support::plugin_bytes("reference");
+    let hash = sha256_hex(&reference);
+    let swapped = rt.load_stored(&hash, reference.len(), || {
+        Ok(test_support::plugin_bytes("misbehave"))
+    });
+    assert!(
+        matches!(&swapped, Err(LoadError::Source(why)) if why.contains("another sha256")),
+        "{:?}",
+        swapped.err()
+    );
+    let down = rt.load_stored(&hash, reference.len(), || {
+        Err(LoadError::Source("store unreachable".into()))
+    });
+    assert!(matches!(down, Err(LoadError::Source(_))));
+    assert_eq!(rt.stats().compilations, 0);
+    let loaded = rt
+        .load_stored(&hash, reference.len(), || Ok(reference.clone()))
+        .expect("loads");
+    assert_eq!(loaded.report().size_bytes, reference.len());
+    assert_eq!(rt.stats().compilations, 1);
+}

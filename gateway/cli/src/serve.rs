@@ -34,7 +34,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         None => None,
     };
     let addr = callbacks.local_addr()?;
-    let merchants = app.merchant_ids().join(", ");
+    let ids = app.merchant_ids();
+    // Named when they are few; counted when a platform hosts many.
+    let merchants = if ids.len() <= 10 {
+        ids.join(", ")
+    } else {
+        format!("{} of them", ids.len())
+    };
     let admin_addr = admin.as_ref().map(|l| l.local_addr()).transpose()?;
     tracing::info!(%addr, admin = ?admin_addr, merchants, "gateway listening");
     // One line on stdout for whoever started us (scripts, tests).

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use gateway_sandbox::{CallError, Outcome, Runtime};
+use gateway_sandbox::{CallError, Outcome};
 use koogallery_contract::OperationRequest;
 use koogallery_protocol::result_code::for_plugin_error;
 use koogallery_protocol::{AccessKey, Answer, CodedResult, Disposition, Encryption, ResultCode};
@@ -14,7 +14,8 @@ use koogallery_protocol::{AccessKey, Answer, CodedResult, Disposition, Encryptio
 use crate::config::{CreateInFlight, UnknownInstances};
 use crate::merchants::{Handler, Merchant, Merchants};
 use crate::metrics::{self, Metrics};
-use crate::operations::{Executed, Executor};
+use crate::operations::{Executed, Executor, Pinned};
+use crate::plugins::Plugins;
 
 /// The result code of a plugin call's outcome. Every sandbox failure is an
 /// internal error (000005): the marketplace retries it, and a retry may well
@@ -35,7 +36,7 @@ fn coded_failure(error: &CallError) -> CodedResult {
 /// The merchants' handlers, as the idempotency layer sees them.
 pub struct HandlerExecutor {
     pub merchants: Arc<Merchants>,
-    pub runtime: Arc<Runtime>,
+    pub plugins: Plugins,
     pub metrics: Arc<Metrics>,
 }
 
@@ -44,12 +45,14 @@ impl Executor for HandlerExecutor {
     async fn execute(
         &self,
         merchant_id: &str,
+        pinned: Option<&Pinned>,
         request: OperationRequest,
         sealing_key: Option<AccessKey>,
     ) -> Option<Executed> {
-        let merchant = self.merchants.get(merchant_id)?;
+        let pinned = pinned.and_then(|p| p.clone().downcast::<Merchant>().ok());
+        let merchant = pinned.or_else(|| self.merchants.get(merchant_id))?;
         let key = sealing_key.or_else(|| merchant.keys.first().cloned())?;
-        Some(run(&self.runtime, &self.metrics, &merchant, &request, &key).await)
+        Some(run(&self.plugins, &self.metrics, &merchant, &request, &key).await)
     }
 
     fn imports_unknown_instances(&self, merchant_id: &str) -> bool {
@@ -62,27 +65,32 @@ impl Executor for HandlerExecutor {
 /// Runs `request` on the merchant's handler and answers for it, with
 /// credentials encrypted under `key`.
 pub async fn run(
-    runtime: &Runtime,
+    plugins: &Plugins,
     metrics: &Metrics,
     merchant: &Merchant,
     request: &OperationRequest,
     key: &AccessKey,
 ) -> Executed {
     let outcome = match &merchant.handler {
-        Handler::Plugin(plugin) => {
-            runtime
-                .invoke(plugin, &merchant.context, request)
-                .await
-                .outcome
-        }
-        Handler::Unavailable(_) => {
-            metrics::count(&metrics.plugin_failures, &merchant.id, "unavailable");
-            let message = "the merchant's plugin is unavailable; please retry";
-            return Executed {
-                answer: Answer::new(ResultCode::Internal, message),
-                disposition: Disposition::Retryable,
-            };
-        }
+        Handler::Plugin(plugin) => match plugins.get(plugin).await {
+            Ok(loaded) => {
+                plugins
+                    .runtime()
+                    .invoke(&loaded, &merchant.context, request)
+                    .await
+                    .outcome
+            }
+            Err(failure) => {
+                tracing::error!(
+                    version = plugin.version,
+                    sha256 = %plugin.sha256,
+                    "the merchant's plugin version {} {failure}",
+                    plugin.version
+                );
+                return unavailable(metrics, merchant);
+            }
+        },
+        Handler::Unavailable(_) => return unavailable(metrics, merchant),
         #[cfg(feature = "native-handlers")]
         Handler::Native(native) => native(request),
     };
@@ -112,6 +120,17 @@ pub async fn run(
                 disposition: Disposition::Retryable,
             }
         }
+    }
+}
+
+/// The answer of a merchant whose plugin cannot run: 000005, so the
+/// marketplace retries.
+fn unavailable(metrics: &Metrics, merchant: &Merchant) -> Executed {
+    metrics::count(&metrics.plugin_failures, &merchant.id, "unavailable");
+    let message = "the merchant's plugin is unavailable; please retry";
+    Executed {
+        answer: Answer::new(ResultCode::Internal, message),
+        disposition: Disposition::Retryable,
     }
 }
 

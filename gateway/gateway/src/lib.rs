@@ -4,9 +4,11 @@
 //! - [`config`] — the `gateway serve` configuration: TOML, defaults (their
 //!   one home), environment overrides, validation, and [`config::lower`],
 //!   the one place each layer's settings are built from it.
-//! - [`merchants`] — the merchants served right now: keys, loaded plugin
-//!   and its version, limits, answer options, and the decoy for unknown ids;
-//!   swapped one merchant at a time.
+//! - [`merchants`] — the merchants served right now: keys, plugin version,
+//!   limits, answer options, and the decoy for unknown ids; swapped one
+//!   merchant at a time.
+//! - [`plugins`] — their compiled plugins, by content hash: loaded when
+//!   first needed, evicted least recently used, reloaded from artifacts.
 //! - [`registry`] — the store's merchants (bootstrapped from the
 //!   configuration file) turned into served ones, at start and after every
 //!   administrative change.
@@ -33,6 +35,7 @@ pub mod keys;
 pub mod merchants;
 pub mod metrics;
 pub mod operations;
+pub mod plugins;
 pub mod registry;
 pub mod request_json;
 pub mod sealing;

@@ -1,5 +1,6 @@
-//! The merchants a gateway serves right now: keys, loaded plugin (and its
-//! version), limits, share of the sandbox and answer options, by id.
+//! The merchants a gateway serves right now: keys, plugin version (its
+//! compiled code lives in `crate::plugins`), limits, share of the sandbox
+//! and answer options, by id.
 //! Filled from the store by `crate::registry`, and changed while serving:
 //! [`Merchants::install`] replaces a merchant in one step. Whoever holds a
 //! merchant (an `Arc`) keeps it to the end: a callback verifies and signs
@@ -7,27 +8,30 @@
 //! activation finishes on the version it started with; the next one starts
 //! on the new version.
 //!
-//! Plugins are loaded independently and in parallel, each within a time
-//! limit: a plugin that is missing, invalid or slow to compile makes only its
-//! own merchant *unavailable* (its verified callbacks answer 000005, so the
-//! marketplace retries, and the reason is logged and shown on the admin
-//! listener) while every other merchant serves.
+//! Every merchant's record stays in memory (a few hundred bytes: keys,
+//! settings, a plugin reference), so that a callback is verified without a
+//! store read and an unknown id costs what a known one costs; what grows
+//! with the modules — compiled code — is bounded in `crate::plugins`.
+//! A merchant whose plugin is missing, invalid or slow to load is
+//! *unavailable* (its verified callbacks answer 000005, so the marketplace
+//! retries, and the reason is logged and shown on the admin listener) while
+//! every other merchant serves.
 //!
 //! An unknown merchant id gets a *decoy*: a key derived from a per-process
 //! secret and the id. Its request is verified against the decoy (and fails
 //! like a wrong key would) and its answer is signed with it, so neither the
 //! answer nor its timing tells whether the merchant exists.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, RwLock, mpsc};
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
-use gateway_sandbox::{LoadError, LoadedPlugin, MerchantContext, Runtime};
+use gateway_sandbox::MerchantContext;
 use hmac::{Hmac, Mac};
 use koogallery_protocol::{AccessKey, EncryptType, Generation};
 use sha2::Sha256;
 
 use crate::config::{CreateInFlight, MerchantSettings, SandboxConfig, UnknownInstances, lower};
+use crate::plugins::PluginRef;
 
 /// Native code answering a merchant's requests in place of a plugin (the
 /// benchmarks' baseline; only with the `native-handlers` feature).
@@ -39,7 +43,7 @@ pub type NativeHandler =
 #[derive(Clone)]
 pub enum Handler {
     /// Its sandboxed plugin.
-    Plugin(Arc<LoadedPlugin>),
+    Plugin(PluginRef),
     /// Nothing: its plugin could not be loaded (the reason). Verified
     /// callbacks answer 000005.
     Unavailable(Arc<str>),
@@ -62,22 +66,6 @@ pub struct Merchant {
     pub generations: Vec<Generation>,
     pub create_in_flight: CreateInFlight,
     pub unknown_instances: UnknownInstances,
-}
-
-/// Why a merchant's plugin could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum MerchantError {
-    #[error("plugin version {version} is not a valid plugin: {source}")]
-    Load { version: i64, source: LoadError },
-    #[error("loading plugin version {version} took longer than {limit_secs} s")]
-    TooSlow { version: i64, limit_secs: u64 },
-}
-
-/// A plugin to load for a merchant: its version and bytes.
-pub struct PluginSource {
-    pub merchant_id: String,
-    pub version: i64,
-    pub wasm: Vec<u8>,
 }
 
 /// The merchants served right now, by id (see the module docs).
@@ -207,86 +195,4 @@ pub fn unavailable(merchant: &str, why: &str) -> Handler {
         "merchant unavailable: its callbacks answer 000005 until it can serve"
     );
     Handler::Unavailable(why.into())
-}
-
-/// Loads plugins on up to `available_parallelism` threads, by merchant id.
-/// What did not load within `limit` of its start is a `TooSlow` error; its
-/// thread finishes on its own (a compile cannot be interrupted) and its
-/// result is dropped. Blocking: call from a blocking context.
-pub fn load_plugins(
-    sources: Vec<PluginSource>,
-    runtime: &Arc<Runtime>,
-    limit: Duration,
-) -> HashMap<String, Result<Arc<LoadedPlugin>, MerchantError>> {
-    let versions: HashMap<String, i64> = sources
-        .iter()
-        .map(|s| (s.merchant_id.clone(), s.version))
-        .collect();
-    let count = sources.len();
-    let queue: Arc<Mutex<VecDeque<PluginSource>>> = Arc::new(Mutex::new(sources.into()));
-    let threads = std::thread::available_parallelism()
-        .map_or(2, usize::from)
-        .min(count.max(1));
-    let (done, results) = mpsc::channel();
-    let started = Arc::new(Mutex::new(HashMap::new()));
-    for _ in 0..threads {
-        let (queue, runtime, done, started) = (
-            queue.clone(),
-            runtime.clone(),
-            done.clone(),
-            started.clone(),
-        );
-        std::thread::spawn(move || {
-            loop {
-                let next = lock(&queue).pop_front();
-                let Some(source) = next else { break };
-                lock(&started).insert(source.merchant_id.clone(), Instant::now());
-                let loaded = runtime.load(&source.wasm).map_err(|e| MerchantError::Load {
-                    version: source.version,
-                    source: e,
-                });
-                if done.send((source.merchant_id, loaded)).is_err() {
-                    break;
-                }
-            }
-        });
-    }
-    drop(done);
-    let mut loaded = HashMap::new();
-    while loaded.len() < count {
-        // Wait until the earliest running load passes its limit.
-        let wait = lock(&started)
-            .iter()
-            .filter(|(id, _)| !loaded.contains_key(*id))
-            .map(|(_, at)| (*at + limit).saturating_duration_since(Instant::now()))
-            .min()
-            .unwrap_or(limit);
-        match results.recv_timeout(wait.max(Duration::from_millis(1))) {
-            Ok((id, result)) => {
-                loaded.insert(id, result);
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                let overdue = lock(&started)
-                    .iter()
-                    .any(|(id, at)| !loaded.contains_key(id) && at.elapsed() >= limit);
-                if overdue {
-                    break;
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-    }
-    for (id, version) in versions {
-        loaded.entry(id).or_insert(Err(MerchantError::TooSlow {
-            version,
-            limit_secs: limit.as_secs(),
-        }));
-    }
-    loaded
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

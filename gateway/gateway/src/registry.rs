@@ -12,6 +12,9 @@
 //! - **Loading**: a merchant serves its active version; one without an
 //!   active version, disabled, or whose plugin does not load is served as
 //!   unavailable (000005 to verified callbacks, so the marketplace retries).
+//!   Records are read from the store; compiled plugins are prewarmed (the
+//!   distinct active modules, up to the plugin cache's count) and otherwise
+//!   loaded by the first call that needs them (`crate::plugins`).
 //! - **Access keys at rest** are sealed (AES-256-GCM, `crate::sealing`)
 //!   under a key derived from the master key for this purpose alone: the
 //!   gateway needs them in clear to check HMAC signatures, so they cannot be
@@ -29,7 +32,8 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Config, MerchantConfig, MerchantSettings, SandboxConfig};
 use crate::keys::Keys;
-use crate::merchants::{self, Handler, Merchant, Merchants, PluginSource};
+use crate::merchants::{self, Handler, Merchant, Merchants};
+use crate::plugins::{LoadFailure, PluginRef, Plugins};
 use crate::sealing::Sealer;
 
 /// Who made the changes the configuration file bootstraps.
@@ -44,8 +48,6 @@ pub enum RegistryError {
     Settings { merchant: String, reason: String },
     #[error("merchant {merchant}: access key {key_id} does not open with this gateway's key")]
     SealedKey { merchant: String, key_id: String },
-    #[error("loading plugins stopped: {0}")]
-    Panicked(String),
 }
 
 /// The registry (see the module docs). Cheap to share behind an `Arc`.
@@ -53,6 +55,7 @@ pub struct Registry {
     store: Arc<dyn Backend>,
     merchants: Arc<Merchants>,
     runtime: Arc<Runtime>,
+    plugins: Plugins,
     key_sealer: Sealer,
     sandbox: SandboxConfig,
     load_limit: Duration,
@@ -84,13 +87,15 @@ impl Registry {
         store: Arc<dyn Backend>,
         runtime: Arc<Runtime>,
     ) -> Registry {
+        let load_limit = Duration::from_secs(config.load_timeout_secs);
         Registry {
+            plugins: Plugins::new(runtime.clone(), store.clone(), load_limit),
             store,
             merchants: Arc::new(Merchants::default()),
             runtime,
             key_sealer: Sealer::new(&keys.derive("access-keys")),
             sandbox: config.sandbox.clone(),
-            load_limit: Duration::from_secs(config.load_timeout_secs),
+            load_limit,
         }
     }
 
@@ -105,6 +110,11 @@ impl Registry {
 
     pub fn runtime(&self) -> &Arc<Runtime> {
         &self.runtime
+    }
+
+    /// The merchants' compiled plugins.
+    pub fn plugins(&self) -> &Plugins {
+        &self.plugins
     }
 
     /// `key` for `merchant`, sealed for the store.
@@ -266,52 +276,68 @@ impl Registry {
         for row in rows {
             prepared.push(self.prepare(row).await?);
         }
-        let sources: Vec<PluginSource> = prepared
-            .iter_mut()
-            .filter_map(|p| p.source.take())
-            .collect();
-        let mut loaded = self.load_plugins(sources).await?;
+        let mut distinct: Vec<PluginRef> = Vec::new();
+        for plugin in prepared.iter().filter_map(|p| p.plugin.as_ref()) {
+            if !distinct.iter().any(|d| d.sha256 == plugin.sha256) {
+                distinct.push(plugin.clone());
+            }
+        }
+        // More would only evict one another (the rest load on first use).
+        let cache_count = usize::try_from(self.sandbox.max_cached_plugins).unwrap_or(usize::MAX);
+        distinct.truncate(cache_count);
+        let loaded = self.plugins.prewarm(distinct).await;
         for merchant in prepared {
-            let result = loaded.remove(&merchant.id);
-            self.serve(merchant, result, files);
+            let outcome = merchant
+                .plugin
+                .as_ref()
+                .and_then(|p| loaded.get(&p.sha256).cloned());
+            self.serve(merchant, outcome, files);
         }
         Ok(())
     }
 
     /// Reloads one merchant from the store and serves what it holds now
-    /// (or stops serving it if it is gone). Callbacks already running keep
-    /// the merchant they took.
+    /// (or stops serving it if it is gone), its plugin loaded beforehand.
+    /// Callbacks already running keep the merchant they took.
     pub async fn reload(&self, merchant_id: &str) -> Result<(), RegistryError> {
         let Some(row) = self.store.merchant(merchant_id).await? else {
             self.merchants.remove(merchant_id);
             return Ok(());
         };
-        let mut merchant = self.prepare(row).await?;
-        let sources: Vec<PluginSource> = merchant.source.take().into_iter().collect();
-        let result = self.load_plugins(sources).await?.remove(merchant_id);
-        self.serve(merchant, result, &ConfiguredFiles::new());
+        let merchant = self.prepare(row).await?;
+        let outcome = match &merchant.plugin {
+            Some(plugin) => Some(self.plugins.get(plugin).await.map(|_| ())),
+            None => None,
+        };
+        self.serve(merchant, outcome, &ConfiguredFiles::new());
         Ok(())
     }
 
-    /// Serves `merchant` with its loaded plugin, or as unavailable with the
-    /// reason (naming the configuration's file when that is what failed).
-    fn serve(&self, mut merchant: Prepared, loaded: Option<LoadResult>, files: &ConfiguredFiles) {
+    /// Serves `merchant` with its plugin, or as unavailable with the reason
+    /// (naming the configuration's file when that is what failed).
+    /// `loaded` is how loading its plugin went, if it was tried.
+    fn serve(
+        &self,
+        mut merchant: Prepared,
+        loaded: Option<Result<(), LoadFailure>>,
+        files: &ConfiguredFiles,
+    ) {
         let file = files.get(&merchant.id);
-        let handler = match (merchant.handler.take(), loaded) {
-            (Some(handler), _) => handler,
-            (None, Some(Ok(plugin))) => Handler::Plugin(plugin),
-            (None, Some(Err(error))) => {
-                let why = match (file, &error) {
-                    (Some(file), merchants::MerchantError::Load { source, .. })
-                        if file.sha256.is_some() && file.sha256 == merchant.sha256 =>
+        let handler = match (merchant.handler.take(), merchant.plugin.clone(), loaded) {
+            (Some(handler), _, _) => handler,
+            (None, Some(plugin), Some(Err(failure))) => {
+                let why = match (file, &failure) {
+                    (Some(file), LoadFailure::Invalid(source))
+                        if file.sha256.as_deref() == Some(&*plugin.sha256) =>
                     {
                         format!("{} is not a valid plugin: {source}", file.path.display())
                     }
-                    _ => error.to_string(),
+                    _ => format!("plugin version {} {failure}", plugin.version),
                 };
                 merchants::unavailable(&merchant.id, &why)
             }
-            (None, None) => {
+            (None, Some(plugin), _) => Handler::Plugin(plugin),
+            (None, None, _) => {
                 let why = file
                     .and_then(|f| f.unreadable.as_deref())
                     .unwrap_or("no plugin version is active; upload and activate one");
@@ -320,22 +346,6 @@ impl Registry {
         };
         self.merchants
             .install(merchant.into_served(handler, &self.sandbox));
-    }
-
-    async fn load_plugins(
-        &self,
-        sources: Vec<PluginSource>,
-    ) -> Result<
-        HashMap<String, Result<Arc<gateway_sandbox::LoadedPlugin>, merchants::MerchantError>>,
-        RegistryError,
-    > {
-        if sources.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let (runtime, limit) = (self.runtime.clone(), self.load_limit);
-        tokio::task::spawn_blocking(move || merchants::load_plugins(sources, &runtime, limit))
-            .await
-            .map_err(|e| RegistryError::Panicked(e.to_string()))
     }
 
     /// A stored merchant, read and opened: what is left to do is loading
@@ -368,9 +378,8 @@ impl Registry {
             keys,
             settings,
             version: row.active_version,
-            sha256: None,
+            plugin: None,
             handler: None,
-            source: None,
         };
         if row.disabled {
             prepared.handler = Some(merchants::unavailable(&id, "disabled by an administrator"));
@@ -380,33 +389,22 @@ impl Registry {
             return Ok(prepared);
         };
         let versions = self.store.versions(&id).await?;
-        let module = match versions.iter().find(|v| v.version == version) {
+        match versions.iter().find(|v| v.version == version) {
             Some(found) => {
-                prepared.sha256 = Some(found.sha256.clone());
-                self.store.module(&found.sha256).await?
-            }
-            None => None,
-        };
-        match module {
-            Some(wasm) => {
-                prepared.source = Some(PluginSource {
-                    merchant_id: id,
+                prepared.plugin = Some(PluginRef {
                     version,
-                    wasm,
-                })
+                    sha256: found.sha256.as_str().into(),
+                    size: usize::try_from(found.size).unwrap_or(usize::MAX),
+                });
             }
             None => {
-                let why =
-                    format!("the module of plugin version {version} is missing from the store");
+                let why = format!("plugin version {version} is missing from the store");
                 prepared.handler = Some(merchants::unavailable(&id, &why));
             }
         }
         Ok(prepared)
     }
 }
-
-/// A plugin load's outcome.
-type LoadResult = Result<Arc<gateway_sandbox::LoadedPlugin>, merchants::MerchantError>;
 
 /// The configuration's plugin files, by merchant id.
 pub type ConfiguredFiles = HashMap<String, ConfiguredFile>;
@@ -426,10 +424,10 @@ struct Prepared {
     keys: Vec<AccessKey>,
     settings: MerchantSettings,
     version: Option<i64>,
-    /// The active version's module.
-    sha256: Option<String>,
+    /// The active version's plugin, to serve unless `handler` says
+    /// otherwise.
+    plugin: Option<PluginRef>,
     handler: Option<Handler>,
-    source: Option<PluginSource>,
 }
 
 impl Prepared {

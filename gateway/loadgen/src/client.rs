@@ -93,6 +93,11 @@ impl Connection {
         })
     }
 
+    /// Sends the next callbacks to `merchant` on the same connection.
+    pub fn set_merchant(&mut self, merchant: &str) {
+        self.base_path = format!("/callbacks/{merchant}");
+    }
+
     /// Sends `callback` signed now and checks its answer; the latency
     /// counts from `since` (the scheduled time in an open loop).
     pub async fn send(

@@ -4,10 +4,14 @@
 //! - `loadgen run` measures one mix against one running server;
 //! - `loadgen compare` starts `gateway serve` and the baseline as processes
 //!   of their own, measures every mix against both in the same run, and
-//!   prints the table for docs/benchmarks.md with the ratios.
+//!   prints the table for docs/benchmarks.md with the ratios;
+//! - `loadgen merchants` registers thousands of merchants in one
+//!   `gateway serve` and measures memory, store size and the cost of a
+//!   call whose plugin was evicted (`merchants.rs`).
 
 mod client;
 mod load;
+mod merchants;
 mod native;
 
 use std::io::{BufRead, BufReader};
@@ -73,6 +77,30 @@ enum Cmd {
         /// these numbers in flight (`--sweep 1,8,32,128,512`).
         #[arg(long, value_delimiter = ',')]
         sweep: Vec<usize>,
+    },
+    /// Register many merchants through the admin API and measure memory,
+    /// store size and first calls after eviction.
+    Merchants {
+        /// The `gateway` binary (a release build).
+        #[arg(long)]
+        gateway: PathBuf,
+        /// The plugin every merchant runs (one variant per module).
+        #[arg(long)]
+        plugin: PathBuf,
+        #[arg(long, default_value_t = 10_000)]
+        count: usize,
+        /// Distinct modules among the merchants.
+        #[arg(long, default_value_t = 4)]
+        modules: usize,
+        /// The gateway's plugin cache (`sandbox.max_cached_plugins`).
+        #[arg(long, default_value_t = 2)]
+        cache: usize,
+        /// Evicted and resident calls measured, each.
+        #[arg(long, default_value_t = 200)]
+        samples: usize,
+        /// Seconds of creates across all merchants.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
     },
 }
 
@@ -147,6 +175,26 @@ async fn main() -> anyhow::Result<()> {
             };
             compare(&gateway, &config, &key, seconds, &runs).await
         }
+        Cmd::Merchants {
+            gateway,
+            plugin,
+            count,
+            modules,
+            cache,
+            samples,
+            seconds,
+        } => {
+            let plan = merchants::Plan {
+                gateway,
+                plugin,
+                count,
+                modules,
+                cache,
+                samples,
+                seconds,
+            };
+            merchants::run(plan).await
+        }
     }
 }
 
@@ -161,6 +209,8 @@ async fn serve_native(listen: &str, key: &str) -> anyhow::Result<()> {
 struct Server {
     child: Child,
     url: String,
+    /// What it printed first (where it listens).
+    first_line: String,
 }
 
 impl Drop for Server {
@@ -191,7 +241,11 @@ fn start(mut command: Command) -> anyhow::Result<Server> {
         .and_then(|rest| rest.split_whitespace().next())
         .ok_or_else(|| anyhow::anyhow!("unexpected first line `{first}`"))?;
     let url = format!("http://{address}/callbacks/bench");
-    Ok(Server { child, url })
+    Ok(Server {
+        child,
+        url,
+        first_line: first,
+    })
 }
 
 /// The default runs: every mix in a closed loop, replays and creates in an

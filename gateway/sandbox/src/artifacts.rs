@@ -87,8 +87,9 @@ impl ArtifactStore {
         mac
     }
 
-    /// The precompiled component, if an authentic artifact exists.
-    pub(crate) fn load(&self, engine: &Engine, content_hash: &str) -> Option<Component> {
+    /// The precompiled component and the size of its code, if an authentic
+    /// artifact exists.
+    pub(crate) fn load(&self, engine: &Engine, content_hash: &str) -> Option<(Component, usize)> {
         let key = self.settings.as_ref()?.key;
         let path = self.path(content_hash)?;
         let bytes = std::fs::read(&path).ok()?;
@@ -107,7 +108,7 @@ impl ArtifactStore {
         // component with this hash; the key never lives next to them.
         // wasmtime still checks version and settings.
         match unsafe { Component::deserialize(engine, cwasm) } {
-            Ok(component) => Some(component),
+            Ok(component) => Some((component, cwasm.len())),
             Err(e) => discard(&path, &format!("{e:#}")),
         }
     }
@@ -127,7 +128,7 @@ impl ArtifactStore {
     }
 }
 
-fn discard(path: &Path, why: &str) -> Option<Component> {
+fn discard<T>(path: &Path, why: &str) -> Option<T> {
     tracing::warn!(path = %path.display(), why, "ignoring an unusable plugin artifact; recompiling");
     let _ = std::fs::remove_file(path);
     None

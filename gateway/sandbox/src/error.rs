@@ -39,6 +39,11 @@ pub enum LoadError {
     Link(String),
     #[error("the component needs more than the sandbox allows: {0}")]
     ExceedsSandbox(String),
+    /// The caller could not supply the component's bytes (a store that is
+    /// down, a module missing from it): nothing is known about the
+    /// component itself, so a later load may succeed.
+    #[error("the component's bytes could not be read: {0}")]
+    Source(String),
 }
 
 /// Why a call produced no answer from the plugin. All are retryable from the

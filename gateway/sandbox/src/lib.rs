@@ -50,6 +50,21 @@ use bindings::PluginPre;
 use host::HostState;
 use koogallery_contract::{OperationOutput, OperationRequest, PluginError};
 
+/// The loaded plugins, least recently used evicted first, bounded by count
+/// and by code bytes: each weighs its code but at least an even share of
+/// the byte bound, so that the count bound holds too.
+fn plugin_cache(max_count: u64, max_bytes: u64) -> moka::sync::Cache<String, Arc<LoadedPlugin>> {
+    let min_weight = max_bytes / max_count.max(1);
+    moka::sync::Cache::builder()
+        .eviction_policy(moka::policy::EvictionPolicy::lru())
+        .max_capacity(max_bytes)
+        .weigher(move |_, plugin: &Arc<LoadedPlugin>| {
+            let weight = (plugin.code_bytes as u64).max(min_weight);
+            u32::try_from(weight).unwrap_or(u32::MAX)
+        })
+        .build()
+}
+
 /// How the runtime is set up (built from the gateway's configuration; the
 /// defaults live there).
 #[derive(Clone, Debug)]
@@ -60,8 +75,12 @@ pub struct RuntimeSettings {
     pub artifacts: Option<ArtifactSettings>,
     /// The largest component accepted, in bytes.
     pub max_component_bytes: usize,
-    /// Loaded plugins kept in memory (each holds its compiled code).
+    /// Loaded plugins kept in memory (each holds its compiled code)…
     pub max_cached_plugins: u64,
+    /// …and the bytes of compiled code they may hold together. The least
+    /// recently used plugin is evicted past either bound; reloading it from
+    /// its artifact on disk takes a millisecond or two.
+    pub max_cached_plugin_bytes: u64,
     /// Linear memory all running calls may hold together, in bytes.
     pub memory_budget_bytes: usize,
     /// The threads plugin calls run on.
@@ -72,11 +91,17 @@ pub struct RuntimeSettings {
 pub struct LoadedPlugin {
     pre: PluginPre<HostState>,
     report: ComponentReport,
+    /// The size of its compiled code (its weight in the cache).
+    code_bytes: usize,
 }
 
 impl LoadedPlugin {
     pub fn report(&self) -> &ComponentReport {
         &self.report
+    }
+
+    pub fn code_bytes(&self) -> usize {
+        self.code_bytes
     }
 }
 
@@ -122,6 +147,9 @@ pub struct RuntimeStats {
     pub compilations: u64,
     /// Components loaded from a precompiled artifact on disk.
     pub artifact_hits: u64,
+    /// Loaded plugins in memory right now, and their compiled code.
+    pub cached_plugins: u64,
+    pub cached_plugin_bytes: u64,
     /// Sandboxes in use right now.
     pub busy_sandboxes: usize,
     /// Linear memory running calls hold right now, in bytes.
@@ -171,7 +199,10 @@ impl Runtime {
             invoker,
             threads,
             max_permits,
-            plugins: moka::sync::Cache::new(settings.max_cached_plugins),
+            plugins: plugin_cache(
+                settings.max_cached_plugins,
+                settings.max_cached_plugin_bytes,
+            ),
             artifacts,
             settings,
             slot_reset,
@@ -181,7 +212,11 @@ impl Runtime {
     }
 
     pub fn stats(&self) -> RuntimeStats {
+        // Apply pending evictions, so that the counts are exact.
+        self.plugins.run_pending_tasks();
         RuntimeStats {
+            cached_plugins: self.plugins.entry_count(),
+            cached_plugin_bytes: self.plugins.iter().map(|(_, p)| p.code_bytes as u64).sum(),
             compilations: self.compilations.load(Ordering::Relaxed),
             artifact_hits: self.artifact_hits.load(Ordering::Relaxed),
             busy_sandboxes: self.max_permits - self.invoker.permits.available_permits(),
@@ -196,26 +231,87 @@ impl Runtime {
     pub fn load(&self, wasm: &[u8]) -> Result<Arc<LoadedPlugin>, LoadError> {
         validate::precheck(wasm, self.settings.max_component_bytes)?;
         let hash = hex::encode(Sha256::digest(wasm));
-        self.plugins
-            .try_get_with(hash.clone(), || self.load_uncached(&hash, wasm))
-            .map_err(|e| (*e).clone())
+        self.cache_or_load(&hash, || {
+            self.load_uncached(&hash, wasm.len(), || Ok(wasm.to_vec()))
+        })
     }
 
-    fn load_uncached(&self, hash: &str, wasm: &[u8]) -> Result<Arc<LoadedPlugin>, LoadError> {
-        let (component, fresh_artifact) = match self.artifacts.load(&self.engine, hash) {
-            Some(component) => {
+    /// The cached plugin `hash`, or `load`'s (cached). Concurrent callers
+    /// share one load. After an insertion, evictions are applied at once,
+    /// so that the cache's bounds hold at every moment rather than
+    /// eventually (a miss is rare and costs far more than that).
+    fn cache_or_load(
+        &self,
+        hash: &str,
+        load: impl FnOnce() -> Result<Arc<LoadedPlugin>, LoadError>,
+    ) -> Result<Arc<LoadedPlugin>, LoadError> {
+        let mut inserted = false;
+        let loaded = self
+            .plugins
+            .try_get_with(hash.to_string(), || {
+                inserted = true;
+                load()
+            })
+            .map_err(|e| (*e).clone());
+        if inserted {
+            self.plugins.run_pending_tasks();
+        }
+        loaded
+    }
+
+    /// The loaded plugin with content hash `hash`, if it is in memory now.
+    /// Cheap: the callback path asks this first.
+    pub fn cached(&self, hash: &str) -> Option<Arc<LoadedPlugin>> {
+        self.plugins.get(hash)
+    }
+
+    /// Loads the component with content hash `hash` (of `size` bytes),
+    /// known to have been accepted before: from memory, else from its
+    /// precompiled artifact, else from the bytes `fetch` returns (checked
+    /// against `hash`, validated and compiled). Concurrent loads of one hash
+    /// share one load. Blocking, like [`Runtime::load`].
+    pub fn load_stored(
+        &self,
+        hash: &str,
+        size: usize,
+        fetch: impl FnOnce() -> Result<Vec<u8>, LoadError>,
+    ) -> Result<Arc<LoadedPlugin>, LoadError> {
+        let max_bytes = self.settings.max_component_bytes;
+        let fetch_checked = || {
+            let wasm = fetch()?;
+            if hex::encode(Sha256::digest(&wasm)) != hash {
+                return Err(LoadError::Source(format!(
+                    "the bytes read for component {hash} have another sha256"
+                )));
+            }
+            validate::precheck(&wasm, max_bytes)?;
+            Ok(wasm)
+        };
+        self.cache_or_load(hash, || self.load_uncached(hash, size, fetch_checked))
+    }
+
+    /// Loads from the artifact if there is one, else compiles `wasm()`.
+    fn load_uncached(
+        &self,
+        hash: &str,
+        size: usize,
+        wasm: impl FnOnce() -> Result<Vec<u8>, LoadError>,
+    ) -> Result<Arc<LoadedPlugin>, LoadError> {
+        let (component, code_bytes, fresh_artifact) = match self.artifacts.load(&self.engine, hash)
+        {
+            Some((component, code_bytes)) => {
                 self.artifact_hits.fetch_add(1, Ordering::Relaxed);
-                (component, None)
+                (component, code_bytes, None)
             }
             None => {
-                let cwasm = self.compile(wasm)?;
+                let cwasm = self.compile(&wasm()?)?;
                 // SAFETY: `cwasm` was produced just now by this very engine.
                 let component = unsafe { Component::deserialize(&self.engine, &cwasm) }
                     .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
-                (component, Some(cwasm))
+                (component, cwasm.len(), Some(cwasm))
             }
         };
-        let report = validate::inspect(&self.engine, &component, hash, wasm.len())?;
+        let report = validate::inspect(&self.engine, &component, hash, size)?;
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -228,7 +324,11 @@ impl Runtime {
         if let Some(cwasm) = fresh_artifact {
             self.artifacts.save(hash, &cwasm);
         }
-        Ok(Arc::new(LoadedPlugin { pre, report }))
+        Ok(Arc::new(LoadedPlugin {
+            pre,
+            report,
+            code_bytes,
+        }))
     }
 
     fn compile(&self, wasm: &[u8]) -> Result<Vec<u8>, LoadError> {

@@ -39,6 +39,7 @@ pub fn runtime(sandbox: &SandboxConfig, artifacts: Option<ArtifactSettings>) -> 
         artifacts,
         max_component_bytes: max_component_bytes(sandbox),
         max_cached_plugins: sandbox.max_cached_plugins,
+        max_cached_plugin_bytes: bytes(sandbox.max_cached_plugin_mib) as u64,
         memory_budget_bytes: bytes(sandbox.memory_budget_mib),
         threads: ThreadSettings {
             threads: sandbox.threads,

@@ -254,8 +254,12 @@ pub struct SandboxConfig {
     pub max_memory_mib: u64,
     /// The largest plugin component accepted, in MiB.
     pub max_component_mib: u64,
-    /// Compiled plugins kept in memory.
+    /// Compiled plugins kept in memory (shared by the merchants running the
+    /// same module), least recently used evicted first…
     pub max_cached_plugins: u64,
+    /// …and the compiled code they may hold together, in MiB. An evicted
+    /// plugin is reloaded from its precompiled artifact on its next call.
+    pub max_cached_plugin_mib: u64,
     /// The pooling allocator (about 3× cheaper per call); turn it off only
     /// where address space is scarce.
     pub pooling: bool,
@@ -286,6 +290,7 @@ impl Default for SandboxConfig {
             max_memory_mib: 128,
             max_component_mib: 10,
             max_cached_plugins: 1024,
+            max_cached_plugin_mib: 512,
             pooling: true,
             memory_budget_mib: 2048,
             merchant_max_instances: 32,
@@ -638,6 +643,12 @@ impl Config {
         }
         if self.sandbox.max_cached_plugins == 0 {
             return Err(invalid("sandbox.max_cached_plugins", "must be at least 1"));
+        }
+        if self.sandbox.max_cached_plugin_mib == 0 {
+            return Err(invalid(
+                "sandbox.max_cached_plugin_mib",
+                "must be at least 1",
+            ));
         }
         self.validate_shares()?;
         self.validate_store()?;

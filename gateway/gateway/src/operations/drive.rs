@@ -157,7 +157,12 @@ async fn execute(
     let request = op.request_for(attempt, instance_id.as_deref());
     let Some(executed) = inner
         .executor
-        .execute(&op.id.merchant_id, request, op.sealing_key.clone())
+        .execute(
+            &op.id.merchant_id,
+            op.pinned.as_ref(),
+            request,
+            op.sealing_key.clone(),
+        )
         .await
     else {
         let why = format!("merchant {} is no longer served", op.id.merchant_id);

@@ -80,16 +80,23 @@ pub struct Executed {
     pub disposition: Disposition,
 }
 
+/// What the caller of an operation pinned for its execution: for a
+/// callback, the merchant as served when it arrived (the version its keys
+/// verified), so that an activation meanwhile cannot change which plugin
+/// runs it. The executor knows its type; this layer only carries it.
+pub type Pinned = Arc<dyn std::any::Any + Send + Sync>;
+
 /// Runs an operation's plugin call. The gateway implements it over the
 /// merchants' plugins (`crate::executor`); the completer re-drives with it.
 #[async_trait::async_trait]
 pub trait Executor: Send + Sync + 'static {
-    /// Runs `request` for `merchant`, encrypting credentials with
-    /// `sealing_key` (or the merchant's first key). `None` if the merchant
-    /// is not served any more.
+    /// Runs `request` for `merchant` (on `pinned`, if the caller pinned
+    /// it), encrypting credentials with `sealing_key` (or the merchant's
+    /// first key). `None` if the merchant is not served any more.
     async fn execute(
         &self,
         merchant: &str,
+        pinned: Option<&Pinned>,
         request: OperationRequest,
         sealing_key: Option<AccessKey>,
     ) -> Option<Executed>;

@@ -9,9 +9,9 @@ use gateway_store::{
 use koogallery_contract::OperationRequest;
 use koogallery_protocol::{AccessKey, Callback, Disposition, ResultCode, ids};
 
-use super::Executed;
 use super::envelope::{self, Unreadable};
 use super::kind::Kind;
+use super::{Executed, Pinned};
 use crate::sealing::Sealer;
 
 /// One recorded business operation, ready to run.
@@ -37,6 +37,8 @@ pub struct RecordedOperation {
     /// When the marketplace signed the request (Unix ms), for the status
     /// changes that must not be applied out of order.
     pub signed_at_ms: Option<i64>,
+    /// What the caller pinned for the execution (see [`Pinned`]).
+    pub pinned: Option<Pinned>,
 }
 
 impl RecordedOperation {
@@ -66,6 +68,7 @@ impl RecordedOperation {
             import_unknown_instance,
             sealing_key,
             signed_at_ms: kind.toggles().map(|_| signed_at_ms),
+            pinned: None,
         })
     }
 
@@ -99,6 +102,8 @@ impl RecordedOperation {
             // The completer re-drives what was claimed: its order was
             // checked when it arrived.
             signed_at_ms: None,
+            // It runs on the merchant as served now.
+            pinned: None,
         })
     }
 

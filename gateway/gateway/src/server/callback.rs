@@ -35,7 +35,7 @@ use crate::config::{CreateInFlight, UnknownInstances};
 use crate::executor;
 use crate::merchants::Merchant;
 use crate::metrics::{self, CallbackLabels, LatencyLabels, OperationLabels};
-use crate::operations::{AnswerPath, Decision, RecordedOperation};
+use crate::operations::{AnswerPath, Decision, Pinned, RecordedOperation};
 
 /// What the handler learned, for the answer, the metrics and the log.
 struct Handled {
@@ -258,7 +258,12 @@ async fn answer_callback(
         verified.signed_at_ms,
         imports,
         Some(key.clone()),
-    );
+    )
+    .map(|op| RecordedOperation {
+        // Its plugin runs on the merchant its keys verified.
+        pinned: Some(merchant.clone() as Pinned),
+        ..op
+    });
     // A final answer this process holds is the same whoever asks again: it
     // needs no write, not even the replay guard's.
     if let Some(op) = &op
@@ -415,15 +420,15 @@ async fn run_read(
     deadline: tokio::time::Instant,
 ) -> Answer {
     let task = {
-        let (runtime, metrics, merchant, request, key) = (
-            app.runtime.clone(),
+        let (plugins, metrics, merchant, request, key) = (
+            app.registry.plugins().clone(),
             app.metrics.clone(),
             merchant.clone(),
             callback.request.clone(),
             key.clone(),
         );
         app.tasks.spawn(
-            async move { executor::run(&runtime, &metrics, &merchant, &request, &key).await }
+            async move { executor::run(&plugins, &metrics, &merchant, &request, &key).await }
                 // The plugin's log records carry the callback's request id.
                 .instrument(tracing::Span::current()),
         )

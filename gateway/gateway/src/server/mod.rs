@@ -135,7 +135,7 @@ impl App {
         let tasks = TaskTracker::new();
         let executor = HandlerExecutor {
             merchants: merchants.clone(),
-            runtime: runtime.clone(),
+            plugins: registry.plugins().clone(),
             metrics: metrics.clone(),
         };
         let operations = Operations::new(

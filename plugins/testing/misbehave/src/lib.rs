@@ -12,7 +12,9 @@
 //! arrive), `log-flood` logs one record with 300,000 empty fields and
 //! `big-reason` declines with a 32 MiB reason (what a hostile plugin makes
 //! the host copy). Any other order id gets a normal answer, so the same
-//! component also proves the runtime still works after each failure.
+//! component also proves the runtime still works after each failure. A
+//! merchant whose configuration sets `create_behaviour` gets that behaviour
+//! on every create, whatever the order id.
 //!
 //! Every call first logs `executing` with the operation, the order or
 //! instance, the idempotency key and the attempt: the gateway's tests count
@@ -30,7 +32,8 @@ impl Plugin for Misbehave {
             std::thread::sleep(std::time::Duration::from_millis(millis));
             return Ok(created(&req, "slow".into()));
         }
-        match req.order_id.as_str() {
+        let behaviour = config::get("create_behaviour").unwrap_or_else(|| req.order_id.clone());
+        match behaviour.as_str() {
             "loop" => spin(),
             "bomb" => bomb(),
             "panic" => panic!("the misbehave plugin panicked on purpose"),

@@ -8,11 +8,12 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use gateway_sandbox::LoadError;
+use gateway_sandbox::{CallError, LoadError, Outcome};
 use gateway_store::registry::{
     Activated, Activation, AuditEntry, AuditRow, Deleted, MerchantRow, NewVersion, TokenRow,
     VersionRow,
 };
+use koogallery_contract::Operation;
 use koogallery_protocol::AccessKey;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -496,6 +497,7 @@ fn load_error_code(error: &LoadError) -> &'static str {
         LoadError::ForbiddenImports(_) => "forbidden_imports",
         LoadError::Link(_) => "link_failed",
         LoadError::ExceedsSandbox(_) => "exceeds_sandbox",
+        LoadError::Source(_) => "unreadable",
     }
 }
 
@@ -524,7 +526,7 @@ pub async fn upload_plugin(
         )
     })?;
     merchant_row(&app, &id).await?;
-    let report = validate(&app, wasm.clone()).await?;
+    let report = validate(&app, &id, wasm.clone()).await?;
     let sha256 = sha256_hex(&wasm);
     let audit = audit_entry(
         &who,
@@ -556,8 +558,12 @@ pub async fn upload_plugin(
 }
 
 /// Validates and compiles `wasm` off the request path, one upload at a
-/// time, within the compile limit.
-async fn validate(app: &Arc<App>, wasm: Bytes) -> Answer<gateway_sandbox::ComponentReport> {
+/// time, within the compile limit; then makes a smoke call.
+async fn validate(
+    app: &Arc<App>,
+    merchant: &str,
+    wasm: Bytes,
+) -> Answer<gateway_sandbox::ComponentReport> {
     let state = &app.admin_api;
     let _permit = state
         .compiles
@@ -566,8 +572,8 @@ async fn validate(app: &Arc<App>, wasm: Bytes) -> Answer<gateway_sandbox::Compon
         .map_err(|_| ApiError::internal("the compile queue is closed"))?;
     let runtime = app.registry().runtime().clone();
     let compile = tokio::task::spawn_blocking(move || runtime.load(&wasm));
-    match tokio::time::timeout(state.compile_limit, compile).await {
-        Ok(Ok(Ok(plugin))) => Ok(plugin.report().clone()),
+    let plugin = match tokio::time::timeout(state.compile_limit, compile).await {
+        Ok(Ok(Ok(plugin))) => Ok(plugin),
         Ok(Ok(Err(error))) => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             load_error_code(&error),
@@ -581,6 +587,49 @@ async fn validate(app: &Arc<App>, wasm: Bytes) -> Answer<gateway_sandbox::Compon
                 "the component did not compile within {} s",
                 state.compile_limit.as_secs()
             ),
+        )),
+    }?;
+    smoke_call(app, merchant, &plugin).await?;
+    Ok(plugin.report().clone())
+}
+
+/// Runs a test-mode `create` (the marketplace's test flag set) with the
+/// merchant's configuration and limits: a plugin that traps, runs past its
+/// deadline or its memory on a plain request is refused. A business refusal
+/// is an answer, and passes.
+async fn smoke_call(
+    app: &Arc<App>,
+    merchant: &str,
+    plugin: &Arc<gateway_sandbox::LoadedPlugin>,
+) -> Answer<()> {
+    let Some(served) = app.merchants().get(merchant) else {
+        return Err(ApiError::not_found(format!("no merchant {merchant}")));
+    };
+    let fields = serde_json::json!({ "order_id": "GATEWAY-UPLOAD-SMOKE-TEST" });
+    let request = crate::request_json::build(Operation::Create, merchant, fields, true)
+        .map_err(ApiError::internal)?;
+    let invocation = app
+        .registry()
+        .runtime()
+        .invoke(plugin, &served.context, &request)
+        .await;
+    match invocation.outcome {
+        Outcome::Answered(_) | Outcome::Declined(_) => Ok(()),
+        // The gateway was busy, not the plugin at fault.
+        Outcome::Failed(
+            failure @ (CallError::Overloaded { .. }
+            | CallError::MerchantBusy { .. }
+            | CallError::MemoryBudget { .. }),
+        ) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            format!("the smoke call could not run now ({failure}); upload again"),
+        )),
+        // The merchant's own plugin: its trap detail is theirs to see.
+        Outcome::Failed(failure) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "smoke_call_failed",
+            format!("a test-mode create call (order GATEWAY-UPLOAD-SMOKE-TEST) failed: {failure}"),
         )),
     }
 }
