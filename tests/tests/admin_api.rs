@@ -550,3 +550,58 @@ async fn merchants_beyond_the_plugin_cache_serve_from_their_artifacts() {
         "evicted plugins came back from their artifacts: {stats:?}"
     );
 }
+
+/// A callback's plugin runs on the merchant it verified with, even if a
+/// new version was activated in between; without a pin, on the current one.
+#[tokio::test]
+async fn an_operation_runs_on_the_merchant_it_pinned_not_the_one_activated_since() {
+    use gateway::executor::HandlerExecutor;
+    use gateway::operations::{Executor, Pinned};
+    let gw = gateway().await;
+    merchant_on_reference(&gw, "acme").await;
+    let before = gw.app.merchants().get("acme").expect("served");
+    let (status, body) = gw
+        .admin(
+            Method::POST,
+            "/admin/v1/merchants/acme/plugins?activate=true",
+            Some(OPERATOR),
+            AdminBody::Wasm(plugin("misbehave")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let executor = HandlerExecutor {
+        merchants: gw.app.merchants().clone(),
+        plugins: gw.app.registry().plugins().clone(),
+        metrics: Arc::new(gateway::metrics::Metrics::new()),
+    };
+    let request = || {
+        gateway::request_json::build(
+            koogallery_contract::Operation::Create,
+            "acme",
+            json!({"order_id": "CS-PINNED"}),
+            false,
+        )
+        .expect("a request")
+    };
+    let front_end_url = |executed: Option<gateway::operations::Executed>| {
+        let answer = executed.expect("acme is served").answer;
+        let json: Value = serde_json::from_slice(&answer.to_bytes()).expect("JSON");
+        json["appInfo"]["frontEndUrl"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    let pinned: Pinned = before;
+    let on_pinned = executor
+        .execute("acme", Some(&pinned), request(), None)
+        .await;
+    assert!(
+        front_end_url(on_pinned).starts_with("https://api.example.com"),
+        "v1"
+    );
+    let on_current = executor.execute("acme", None, request(), None).await;
+    assert!(
+        front_end_url(on_current).starts_with("https://misbehave.example.com"),
+        "v2"
+    );
+}

@@ -54,14 +54,15 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     register(&admin, &modules, plan.count).await?;
     let registered_in = started.elapsed();
     let rss_registered = rss_kib(pid);
+    let data = dir.join("data");
+    let store_registered = store_sizes(&data)?;
 
     let driven = drive(&callbacks, plan.count, Duration::from_secs(plan.seconds)).await?;
     let rss_driven = rss_kib(pid);
     let (evicted, resident) = first_calls(&callbacks, &plan).await?;
     let rss_end = rss_kib(pid);
 
-    let data = dir.join("data");
-    let store = size_of(&data, |name| name.starts_with("gateway.db"))?;
+    let store_end = store_sizes(&data)?;
     let artifacts = size_of(&data.join("artifacts"), |_| true)?;
     println!(
         "# {} merchants on {} distinct modules ({} KiB each), plugin cache {} plugins",
@@ -93,7 +94,16 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
         rss_driven / 1024
     );
     println!("| resident memory at the end | {} MiB |", rss_end / 1024);
-    println!("| store (SQLite file and WAL) | {:.1} MiB |", mib(store));
+    println!(
+        "| store after registration (database file + WAL) | {:.1} + {:.1} MiB |",
+        mib(store_registered.0),
+        mib(store_registered.1)
+    );
+    println!(
+        "| store at the end, with every create's records (database file + WAL) | {:.1} + {:.1} MiB |",
+        mib(store_end.0),
+        mib(store_end.1)
+    );
     println!("| precompiled artifacts | {:.1} MiB |", mib(artifacts));
     println!(
         "| creates across all merchants, 32 in flight | {:.0}/s ({} merchants called) |",
@@ -364,6 +374,14 @@ fn rss_kib(pid: u32) -> u64 {
                 .and_then(|kib| kib.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// The store's database file and write-ahead log, in bytes.
+fn store_sizes(data: &Path) -> anyhow::Result<(u64, u64)> {
+    Ok((
+        size_of(data, |name| name == "gateway.db")?,
+        size_of(data, |name| name == "gateway.db-wal")?,
+    ))
 }
 
 /// The bytes of the files in `dir` whose name `matches`.
