@@ -17,13 +17,15 @@ use test_support::process::GatewayProcess;
 
 const KEY: &str = "cli-admin-test-access-key";
 const OPERATOR: &str = "cli-operator-token-0123456789abcdef";
+/// How often a gateway asks the store for other processes' changes.
+const FOLLOW_MS: u64 = 200;
 
 fn write_config(dir: &Path) -> PathBuf {
     let token_file = dir.join("operator.token");
     std::fs::write(&token_file, format!("{OPERATOR}\n")).expect("write the token file");
     let text = format!(
         "listen = \"127.0.0.1:0\"\ndata_dir = \"data\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\
-         token_file = \"{}\"\n",
+         token_file = \"{}\"\n\n[store]\nfollow_changes_ms = {FOLLOW_MS}\n",
         token_file.display()
     );
     let path = dir.join("gateway.toml");
@@ -66,6 +68,10 @@ fn succeeded(output: &Output) -> Value {
 
 fn plugin(name: &str) -> String {
     test_support::plugin_path(name).display().to_string()
+}
+
+fn front_end_url(answer: &Value) -> &str {
+    answer["appInfo"]["frontEndUrl"].as_str().unwrap_or("")
 }
 
 async fn create(client: &reqwest::Client, base: &str) -> Value {
@@ -210,4 +216,64 @@ async fn a_merchant_goes_live_updates_under_load_and_rolls_back_with_the_cli_alo
     // A gateway that is not there: exit 3.
     let unreachable = cli("http://127.0.0.1:9", &token, "admin plugins list acme");
     assert_eq!(unreachable.status.code(), Some(3));
+}
+
+/// Two `gateway serve` processes on one store: merchants created and
+/// versions activated through one are served by the other within the
+/// follow interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_on_the_same_store_serves_what_the_first_changed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = write_config(dir.path());
+    let start = || {
+        GatewayProcess::start(
+            Path::new(env!("CARGO_BIN_EXE_gateway")),
+            &config,
+            &dir.path().join("gateway.log"),
+        )
+    };
+    let (first, second) = (start(), start());
+    let admin = first.admin_url.clone().expect("an admin listener");
+    let client = reqwest::Client::new();
+    let settings = r#"{"config":{"base_url":"https://acme.example.com"}}"#;
+    let create_merchant =
+        format!("admin merchants create acme --access-key {KEY} --settings {settings}");
+    succeeded(&cli(&admin, OPERATOR, &create_merchant));
+    let upload = |name: &str| format!("plugin upload {} --merchant acme", plugin(name));
+    succeeded(&cli(
+        &admin,
+        OPERATOR,
+        &(upload("reference") + " --activate"),
+    ));
+
+    // Polls the second process until its answer comes from `url_prefix`.
+    let served_by_second = |url_prefix: &'static str| {
+        let (client, base) = (client.clone(), second.url.clone());
+        async move {
+            let started = std::time::Instant::now();
+            loop {
+                let answer = create(&client, &base).await;
+                if code(&answer) == "000000" && front_end_url(&answer).starts_with(url_prefix) {
+                    return started.elapsed();
+                }
+                assert!(
+                    started.elapsed() < std::time::Duration::from_secs(10),
+                    "the second process never served it: {answer}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let created_after = served_by_second("https://acme.example.com").await;
+    succeeded(&cli(
+        &admin,
+        OPERATOR,
+        &(upload("misbehave") + " --activate"),
+    ));
+    let activated_after = served_by_second("https://misbehave.example.com").await;
+    let bound = std::time::Duration::from_millis(FOLLOW_MS * 5);
+    assert!(
+        created_after < bound && activated_after < bound,
+        "within the follow interval and a load: {created_after:?}, {activated_after:?}"
+    );
 }

@@ -15,6 +15,15 @@
 //!   Records are read from the store; compiled plugins are prewarmed (the
 //!   distinct active modules, up to the plugin cache's count) and otherwise
 //!   loaded by the first call that needs them (`crate::plugins`).
+//! - **Following other processes** sharing the store: every administrative
+//!   change is written with an audit entry (numbered in write order), so a
+//!   process follows the entries after the last it saw and reloads their
+//!   merchants ([`Registry::follow_changes`], every `follow_changes_ms`).
+//!   Its own changes come back that way too; reloading them again is
+//!   harmless.
+//! - **Changes are serialized** ([`Registry::changes`]): a change is written
+//!   and its merchant reloaded under one lock, and a followed change is
+//!   reloaded under it too, so what is served is what was written last.
 //! - **Access keys at rest** are sealed (AES-256-GCM, `crate::sealing`)
 //!   under a key derived from the master key for this purpose alone: the
 //!   gateway needs them in clear to check HMAC signatures, so they cannot be
@@ -22,6 +31,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use gateway_sandbox::Runtime;
@@ -59,7 +69,14 @@ pub struct Registry {
     key_sealer: Sealer,
     sandbox: SandboxConfig,
     load_limit: Duration,
+    /// One change at a time (see the module docs).
+    changes: tokio::sync::Mutex<()>,
+    /// The last audit entry whose change is served here.
+    followed: AtomicI64,
 }
+
+/// Audit entries read at once while following changes.
+const FOLLOW_PAGE: u32 = 500;
 
 /// The public handle of an access key: the first 16 hex digits of its
 /// sha256 (enough to tell keys apart, useless to forge a signature).
@@ -96,6 +113,8 @@ impl Registry {
             key_sealer: Sealer::new(&keys.derive("access-keys")),
             sandbox: config.sandbox.clone(),
             load_limit,
+            changes: tokio::sync::Mutex::new(()),
+            followed: AtomicI64::new(0),
         }
     }
 
@@ -115,6 +134,58 @@ impl Registry {
     /// The merchants' compiled plugins.
     pub fn plugins(&self) -> &Plugins {
         &self.plugins
+    }
+
+    /// Held while a change is written and its merchant reloaded.
+    pub fn changes(&self) -> &tokio::sync::Mutex<()> {
+        &self.changes
+    }
+
+    /// Reloads the merchants changed (by any process) since the last change
+    /// followed; returns how many.
+    pub async fn follow_changes(&self) -> Result<usize, RegistryError> {
+        let mut reloaded = 0;
+        loop {
+            let after = self.followed.load(Ordering::Acquire);
+            let entries = self.store.audit_after(after, FOLLOW_PAGE).await?;
+            let Some(last) = entries.last().map(|e| e.seq) else {
+                return Ok(reloaded);
+            };
+            let mut merchants: Vec<&str> = Vec::new();
+            for id in entries.iter().filter_map(|e| e.merchant_id.as_deref()) {
+                if !merchants.contains(&id) {
+                    merchants.push(id);
+                }
+            }
+            for id in merchants {
+                let _change = self.changes.lock().await;
+                self.reload(id).await?;
+                reloaded += 1;
+            }
+            self.followed.store(last, Ordering::Release);
+            if entries.len() < FOLLOW_PAGE as usize {
+                return Ok(reloaded);
+            }
+        }
+    }
+
+    /// Follows changes every `every` until `stop` (see the module docs).
+    pub async fn keep_following(&self, every: Duration, stop: tokio_util::sync::CancellationToken) {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            match self.follow_changes().await {
+                Ok(0) => {}
+                Ok(count) => tracing::info!(count, "merchants changed in the store reloaded"),
+                Err(error) => {
+                    tracing::warn!(%error, "could not follow the store's changes; retrying")
+                }
+            }
+        }
     }
 
     /// `key` for `merchant`, sealed for the store.
@@ -271,6 +342,11 @@ impl Registry {
     /// Loads every stored merchant and serves it; `files` are the
     /// configuration's plugin files (see [`Registry::bootstrap`]).
     pub async fn load_all(&self, files: &ConfiguredFiles) -> Result<(), RegistryError> {
+        // First the position, then the rows: a change made meanwhile is
+        // followed (again) rather than missed.
+        let latest = self.store.audit(None, 1).await?;
+        self.followed
+            .store(latest.first().map_or(0, |e| e.seq), Ordering::Release);
         let rows = self.store.merchants().await?;
         let mut prepared = Vec::with_capacity(rows.len());
         for row in rows {

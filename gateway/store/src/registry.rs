@@ -195,4 +195,7 @@ pub trait Registry: Send + Sync + 'static {
         merchant_id: Option<&str>,
         limit: u32,
     ) -> Result<Vec<AuditRow>, StoreError>;
+    /// Up to `limit` audit entries after `seq`, oldest first: every change
+    /// since, for a process following another's changes.
+    async fn audit_after(&self, seq: i64, limit: u32) -> Result<Vec<AuditRow>, StoreError>;
 }

@@ -149,6 +149,30 @@ async fn merchants_and_keys_are_created_once_and_keys_retire() {
         .map(|row| row.action)
         .collect();
     assert_eq!(actions, ["update", "retire", "add key", "create"]);
+
+    // Another process follows the changes after the one it saw, in order.
+    let all = store.audit(None, 100).await.expect("audit");
+    let first = all.last().map_or(0, |row| row.seq);
+    let after: Vec<String> = store
+        .audit_after(first, 2)
+        .await
+        .expect("audit after")
+        .into_iter()
+        .map(|row| row.action)
+        .collect();
+    assert_eq!(
+        after,
+        ["add key", "retire"],
+        "oldest first, at most the limit"
+    );
+    let latest = all.first().map_or(0, |row| row.seq);
+    assert!(
+        store
+            .audit_after(latest, 10)
+            .await
+            .expect("reads")
+            .is_empty()
+    );
 }
 
 #[tokio::test]

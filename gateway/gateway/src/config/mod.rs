@@ -163,6 +163,10 @@ pub struct StoreConfig {
     pub max_attempts: u32,
     /// How often old records and nonces are reaped, in seconds.
     pub reaper_interval_secs: u64,
+    /// How often the store is asked for administrative changes made by
+    /// another process sharing it, in ms: such a change is served here
+    /// within this (plus its plugin's load).
+    pub follow_changes_ms: u64,
 }
 
 impl Default for StoreConfig {
@@ -178,6 +182,7 @@ impl Default for StoreConfig {
             completer_interval_secs: 30,
             max_attempts: 5,
             reaper_interval_secs: 3_600,
+            follow_changes_ms: 1_000,
         }
     }
 }
@@ -780,6 +785,12 @@ impl Config {
                 store.reaper_interval_secs,
                 1,
                 DAY_SECS,
+            ),
+            (
+                "store.follow_changes_ms",
+                store.follow_changes_ms,
+                50,
+                3_600_000,
             ),
             ("store.max_attempts", u64::from(store.max_attempts), 1, 1000),
             (

@@ -65,6 +65,8 @@ pub struct App {
     upkeep: UpkeepSettings,
     stop_upkeep: CancellationToken,
     answer_budget: Duration,
+    /// How often the store is asked for other processes' changes.
+    follow_changes: Duration,
     max_body_bytes: usize,
     /// Plugin calls, which may outlive their request (budget, disconnect).
     tasks: TaskTracker,
@@ -159,6 +161,7 @@ impl App {
             upkeep: lower::upkeep(&config.store),
             stop_upkeep: CancellationToken::new(),
             answer_budget: Duration::from_millis(config.answer_budget_ms),
+            follow_changes: Duration::from_millis(config.store.follow_changes_ms),
             max_body_bytes: config.max_body_bytes,
             tasks,
             ready: AtomicBool::new(true),
@@ -183,6 +186,8 @@ impl App {
     }
 
     /// Starts the completer and the reaper; they stop when draining.
+    /// Also follows the store's administrative changes made by other
+    /// processes.
     pub fn start_upkeep(&self) {
         let (operations, settings, stop) = (
             self.operations.clone(),
@@ -190,6 +195,9 @@ impl App {
             self.stop_upkeep.clone(),
         );
         tokio::spawn(async move { operations.run_upkeep(settings, stop).await });
+        let (registry, stop) = (self.registry.clone(), self.stop_upkeep.clone());
+        let every = self.follow_changes;
+        tokio::spawn(async move { registry.keep_following(every, stop).await });
     }
 
     pub fn merchant_ids(&self) -> Vec<String> {

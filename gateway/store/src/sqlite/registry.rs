@@ -80,6 +80,7 @@ const MERCHANT_TOKENS: &str = concat!(
 const INSERT_AUDIT: &str = "INSERT INTO audit_log (at, actor, merchant_id, action, detail_json) \
      VALUES ($1, $2, $3, $4, $5)";
 const ALL_AUDIT: &str = concat!(audit_columns!(), "ORDER BY seq DESC LIMIT $1");
+const AUDIT_AFTER: &str = concat!(audit_columns!(), "WHERE seq > $1 ORDER BY seq LIMIT $2");
 const MERCHANT_AUDIT: &str = concat!(
     audit_columns!(),
     "WHERE merchant_id = $2 ORDER BY seq DESC LIMIT $1"
@@ -464,6 +465,12 @@ impl Registry for SqliteStore {
             Some(id) => query_all(conn, MERCHANT_AUDIT, &[&limit, &id], audit_row),
             None => query_all(conn, ALL_AUDIT, &[&limit], audit_row),
         })
+    }
+
+    async fn audit_after(&self, seq: i64, limit: u32) -> Result<Vec<AuditRow>, StoreError> {
+        let limit = i64::from(limit);
+        self.readers
+            .read(|conn| query_all(conn, AUDIT_AFTER, &[&seq, &limit], audit_row))
     }
 }
 

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::Semaphore;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -42,8 +42,6 @@ pub struct AdminState {
     /// The gateway's configuration (the bounds merchant settings are
     /// checked against).
     config: Config,
-    /// One change at a time: written, then reloaded, in order.
-    changes: Mutex<()>,
     /// One upload compiling at a time: a hostile module ties up one
     /// thread at most.
     compiles: Semaphore,
@@ -62,7 +60,6 @@ impl AdminState {
                 .as_ref()
                 .map(|token| auth::digest(&token.0)),
             config: config.clone(),
-            changes: Mutex::new(()),
             compiles: Semaphore::new(1),
             compile_limit: Duration::from_secs(config.load_timeout_secs),
             max_plugin_bytes: crate::config::lower::max_component_bytes(&config.sandbox),

@@ -274,7 +274,7 @@ pub async fn create_merchant(
         .map(|k| valid_key(k))
         .collect::<Answer<Vec<_>>>()?;
     let settings = settings_from(&app, new.settings)?;
-    let _change = app.admin_api.changes.lock().await;
+    let _change = app.registry().changes().lock().await;
     let now = now_ms();
     let row = MerchantRow {
         merchant_id: new.id.clone(),
@@ -345,7 +345,7 @@ pub async fn update_merchant(
         Some(value) => Some(settings_from(&app, Some(value))?),
         None => None,
     };
-    let _change = app.admin_api.changes.lock().await;
+    let _change = app.registry().changes().lock().await;
     let row = merchant_row(&app, &id).await?;
     let detail = serde_json::json!({
         "settings": settings.is_some(),
@@ -387,7 +387,7 @@ pub async fn add_key(
     who.may(&id)?;
     let Json(new) = body?;
     let key = valid_key(&new.access_key)?;
-    let _change = app.admin_api.changes.lock().await;
+    let _change = app.registry().changes().lock().await;
     merchant_row(&app, &id).await?;
     let row = app.registry().seal_key(&id, &key, now_ms());
     let key_id = row.key_id.clone();
@@ -418,7 +418,7 @@ pub async fn retire_key(
     Path((id, key)): Path<(String, String)>,
 ) -> Answer<StatusCode> {
     who.may(&id)?;
-    let _change = app.admin_api.changes.lock().await;
+    let _change = app.registry().changes().lock().await;
     let live: Vec<String> = app
         .registry()
         .store()
@@ -543,7 +543,7 @@ pub async fn upload_plugin(
     };
     // Numbered under the change lock; activation takes it itself.
     let row = {
-        let _change = app.admin_api.changes.lock().await;
+        let _change = app.registry().changes().lock().await;
         app.registry().store().add_version(new, audit).await?
     };
     let mut active = None;
@@ -668,7 +668,7 @@ pub async fn delete_plugin(
     Path((id, version)): Path<(String, i64)>,
 ) -> Answer<StatusCode> {
     who.may(&id)?;
-    let _change = app.admin_api.changes.lock().await;
+    let _change = app.registry().changes().lock().await;
     let audit = audit_entry(
         &who,
         Some(&id),
@@ -698,7 +698,7 @@ async fn activate(
     id: &str,
     which: Activation,
 ) -> Answer<ActivationView> {
-    let _change = app.admin_api.changes.lock().await;
+    let _change = app.registry().changes().lock().await;
     let action = match which {
         Activation::Version(_) => "plugin.activate",
         Activation::Rollback => "plugin.rollback",
