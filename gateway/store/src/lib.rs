@@ -21,6 +21,7 @@
 //! *mean* (when to claim, take over, replay) is decided by the gateway's
 //! idempotency layer, not here; this crate stores text it does not parse.
 
+mod checkpoint;
 pub mod registry;
 mod sql;
 mod sqlite;

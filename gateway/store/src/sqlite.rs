@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, ToSql};
 
+use super::checkpoint;
 use super::sql;
 use super::writer::{Durability, Writer};
 use super::{
@@ -123,15 +124,28 @@ impl SqliteStore {
         create_private(&settings.path).map_err(|e| opened(e.to_string()))?;
         let mut conn = connection(&settings)?;
         migrate(&mut conn)?;
+        // Checkpoints run on a thread of their own (`checkpoint`); the
+        // writer's own only if that one falls behind.
+        conn.pragma_update(
+            None,
+            "wal_autocheckpoint",
+            checkpoint::WRITER_FALLBACK_PAGES,
+        )
+        .map_err(|e| opened(e.to_string()))?;
         let writer = Writer::start(conn).map_err(|e| opened(e.to_string()))?;
-        let readers = Readers {
+        let checkpoints = connection(&settings)?;
+        let path = settings.path.clone();
+        let readers = Arc::new(Readers {
             settings,
             idle: Mutex::new(Vec::new()),
-        };
-        Ok(SqliteStore {
-            readers: Arc::new(readers),
-            writer,
-        })
+        });
+        checkpoint::start(checkpoints, path.clone(), Arc::downgrade(&readers)).map_err(|e| {
+            StoreError::Open {
+                path,
+                reason: e.to_string(),
+            }
+        })?;
+        Ok(SqliteStore { readers, writer })
     }
 
     /// Closes the idle read connections (tests reopen the same file; the

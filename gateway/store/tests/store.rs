@@ -610,3 +610,32 @@ async fn a_corrupt_row_is_returned_on_its_own_and_can_be_parked() {
     let stuck = store.stuck(2_200, 5, 10).await.expect("the store answers");
     assert_eq!(stuck.len(), 1, "the parked row no longer comes back");
 }
+
+/// Checkpoints run on a thread of their own: pages written to the WAL
+/// reach the database file without the writer checkpointing (its own
+/// automatic checkpoint is only a fallback, far above what is written here).
+#[tokio::test]
+async fn the_wal_is_checkpointed_into_the_database_in_the_background() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(&dir).await;
+    let path = dir.path().join("gateway.db");
+    let database_bytes = || std::fs::metadata(&path).map_or(0, |m| m.len());
+    let before = database_bytes();
+    // Each remembered nonce is a commit of its own: several pages of WAL.
+    for i in 0..2_000 {
+        let nonce = format!("{i:08}-{}", "n".repeat(200));
+        store
+            .remember_nonce("m", &nonce, None, 1_000, 60_000)
+            .await
+            .expect("remembered");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while database_bytes() < before + (1 << 20) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint moved the WAL's pages into the database: {} bytes",
+            database_bytes()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
