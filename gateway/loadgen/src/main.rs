@@ -13,6 +13,7 @@ mod client;
 mod load;
 mod merchants;
 mod native;
+mod results;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -27,6 +28,16 @@ use load::{Measured, Mix, Pace, Target};
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
+    /// Also append every measured run to this file, as JSON lines.
+    #[arg(long, global = true)]
+    results: Option<PathBuf>,
+    /// What the runs vary, in the results (`concurrency`, `merchants`,
+    /// `store_records`)…
+    #[arg(long, global = true)]
+    dimension: Option<String>,
+    /// …and its value for this invocation.
+    #[arg(long, global = true)]
+    x: Option<f64>,
 }
 
 #[derive(Subcommand)]
@@ -130,7 +141,13 @@ impl PaceArgs {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    let recorder = results::Recorder {
+        file: cli.results,
+        dimension: cli.dimension,
+        x: cli.x,
+    };
+    match cli.command {
         Cmd::Native { listen, key } => serve_native(&listen, &key).await,
         Cmd::Run {
             url,
@@ -173,7 +190,7 @@ async fn main() -> anyhow::Result<()> {
                     })
                     .collect()
             };
-            compare(&gateway, &config, &key, seconds, &runs).await
+            compare(&gateway, &config, &key, seconds, &runs, &recorder).await
         }
         Cmd::Merchants {
             gateway,
@@ -193,7 +210,7 @@ async fn main() -> anyhow::Result<()> {
                 samples,
                 seconds,
             };
-            merchants::run(plan).await
+            merchants::run(plan, &recorder).await
         }
     }
 }
@@ -270,6 +287,7 @@ async fn compare(
     key: &str,
     seconds: u64,
     runs: &[(Mix, Pace)],
+    recorder: &results::Recorder,
 ) -> anyhow::Result<()> {
     let mut served = Command::new(gateway);
     served.args(["serve", "--config"]).arg(config);
@@ -304,6 +322,20 @@ async fn compare(
             results.push(measured);
         }
         let native = &results[0];
+        let x = match pace {
+            Pace::Closed { in_flight } => Some(in_flight as f64),
+            Pace::Open { .. } => None,
+        };
+        for (server, measured) in ["native", "gateway"].iter().zip(&results) {
+            recorder.record(
+                &format!("{mix:?}").to_lowercase(),
+                server,
+                x,
+                measured.per_second(),
+                measured.percentile(0.99).as_secs_f64() * 1e3,
+                Some(measured.cpu_per_callback().as_secs_f64() * 1e6),
+            )?;
+        }
         println!("{}", row(&label, "native", native, None));
         println!(
             "{}",

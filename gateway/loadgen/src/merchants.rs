@@ -32,10 +32,10 @@ pub struct Plan {
 const TOKEN: &str = "bench-operator-token-0123456789";
 const KEY: &str = "bench-access-key-0000-0000";
 
-pub async fn run(plan: Plan) -> anyhow::Result<()> {
+pub async fn run(plan: Plan, recorder: &crate::results::Recorder) -> anyhow::Result<()> {
     anyhow::ensure!(
-        plan.modules > plan.cache,
-        "--modules must exceed --cache, so that plugins are evicted"
+        plan.samples == 0 || plan.modules > plan.cache,
+        "--modules must exceed --cache, so that plugins are evicted (or --samples 0)"
     );
     let dir = tempfile_dir()?;
     let config = write_config(&dir, plan.cache)?;
@@ -59,6 +59,14 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
 
     let driven = drive(&callbacks, plan.count, Duration::from_secs(plan.seconds)).await?;
     let rss_driven = rss_kib(pid);
+    recorder.record(
+        "creates",
+        "gateway",
+        Some(plan.count as f64),
+        driven.per_second,
+        percentile(&driven.latencies, 0.99).as_secs_f64() * 1e3,
+        None,
+    )?;
     let (evicted, resident) = first_calls(&callbacks, &plan).await?;
     let rss_end = rss_kib(pid);
 
@@ -106,9 +114,15 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     );
     println!("| precompiled artifacts | {:.1} MiB |", mib(artifacts));
     println!(
-        "| creates across all merchants, 32 in flight | {:.0}/s ({} merchants called) |",
-        driven.per_second, driven.merchants
+        "| creates across all merchants, 32 in flight | {:.0}/s, p99 {} ({} merchants called) |",
+        driven.per_second,
+        millis(percentile(&driven.latencies, 0.99)),
+        driven.merchants
     );
+    if plan.samples == 0 {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(());
+    }
     println!(
         "| first call, plugin evicted (from its artifact), p50 / p99 | {} / {} |",
         millis(percentile(&evicted, 0.5)),
@@ -264,6 +278,7 @@ async fn register(admin: &str, modules: &[Vec<u8>], count: usize) -> anyhow::Res
 struct Driven {
     per_second: f64,
     merchants: usize,
+    latencies: Vec<Duration>,
 }
 
 /// Creates for `length`, 32 senders, each walking the merchants with its
@@ -278,6 +293,7 @@ async fn drive(callbacks: &str, count: usize, length: Duration) -> anyhow::Resul
         tasks.spawn(async move {
             let mut sent = 0usize;
             let mut called = Vec::new();
+            let mut latencies = Vec::new();
             let mut i = sender;
             let url = format!("http://{callbacks}/callbacks/x");
             let mut connection = Connection::open(&url, KEY).await?;
@@ -285,26 +301,29 @@ async fn drive(callbacks: &str, count: usize, length: Duration) -> anyhow::Resul
                 let id = merchant_id(i % count);
                 connection.set_merchant(&id);
                 let order = format!("CS{run}x{sender}x{sent}");
-                let (_, checked) = connection
+                let (took, checked) = connection
                     .send(&Callback::create(&id, &order), Instant::now())
                     .await?;
                 ensure_ok(&id, checked)?;
+                latencies.push(took);
                 sent += 1;
                 called.push(i % count);
                 i += senders;
             }
-            anyhow::Ok((sent, called))
+            anyhow::Ok((sent, called, latencies))
         });
     }
-    let (mut sent, mut merchants) = (0, std::collections::HashSet::new());
+    let (mut sent, mut merchants, mut latencies) = (0, std::collections::HashSet::new(), vec![]);
     while let Some(done) = tasks.join_next().await {
-        let (n, called) = done??;
+        let (n, called, took) = done??;
         sent += n;
         merchants.extend(called);
+        latencies.extend(took);
     }
     Ok(Driven {
         per_second: sent as f64 / length.as_secs_f64(),
         merchants: merchants.len(),
+        latencies,
     })
 }
 

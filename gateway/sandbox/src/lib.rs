@@ -395,10 +395,7 @@ impl Invoker {
         let share = &merchant.share;
         // The merchant's share first, so that one merchant never queues for
         // (or holds) every slot of the pool.
-        let Ok(Ok(merchant_permit)) =
-            tokio::time::timeout_at(deadline_at.into(), share.instances.clone().acquire_owned())
-                .await
-        else {
+        let Some(merchant_permit) = permit_by(&share.instances, deadline_at).await else {
             let waited_ms = millis(started.elapsed());
             let max_instances = share.limits.max_instances;
             let busy = CallError::MerchantBusy {
@@ -407,9 +404,7 @@ impl Invoker {
             };
             return Invocation::failed(busy, started);
         };
-        let Ok(Ok(permit)) =
-            tokio::time::timeout_at(deadline_at.into(), self.permits.clone().acquire_owned()).await
-        else {
+        let Some(permit) = permit_by(&self.permits, deadline_at).await else {
             let waited_ms = millis(started.elapsed());
             return Invocation::failed(CallError::Overloaded { waited_ms }, started);
         };
@@ -488,6 +483,21 @@ impl Invoker {
         }
         collected.into_invocation(&merchant.label, outcome, started)
     }
+}
+
+/// A permit of `semaphore`, waiting for one until `deadline_at` at most.
+/// A free one is taken at once, without arming a timer (the common case).
+async fn permit_by(
+    semaphore: &Arc<Semaphore>,
+    deadline_at: Instant,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    if let Ok(permit) = semaphore.clone().try_acquire_owned() {
+        return Some(permit);
+    }
+    tokio::time::timeout_at(deadline_at.into(), semaphore.clone().acquire_owned())
+        .await
+        .ok()?
+        .ok()
 }
 
 /// Resets a slot that held much memory away from the answering task: giving
