@@ -16,15 +16,16 @@ use gateway_sandbox::RuntimeStats;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CallbackLabels {
     pub merchant: String,
-    pub generation: String,
-    pub activity: String,
-    pub result_code: String,
+    // Static names: no allocation per callback for them.
+    pub generation: &'static str,
+    pub activity: &'static str,
+    pub result_code: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LatencyLabels {
     pub merchant: String,
-    pub activity: String,
+    pub activity: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -127,19 +127,28 @@ pub mod business_key {
 /// `extensions` emptied, since those hold what changes between retries
 /// (request id, attempt) or what the gateway cannot tell from transport.
 pub fn fingerprint(request: &OperationRequest) -> String {
-    let mut canonical = request.clone();
-    *canonical.call_mut() = CallContext {
+    fingerprint_in_place(&mut request.clone())
+}
+
+/// [`fingerprint`], computed on `request` itself: its call context and
+/// extensions are set aside while it is hashed, then put back (the callback
+/// path owns its copy of the request; this spares it a second one).
+pub fn fingerprint_in_place(request: &mut OperationRequest) -> String {
+    let blank = CallContext {
         idempotency_key: String::new(),
         attempt: 0,
         test: false,
         request_id: String::new(),
     };
-    if let Some(extensions) = canonical.extensions_mut() {
-        extensions.clear();
-    }
+    let call = std::mem::replace(request.call_mut(), blank);
+    let extensions = request.extensions_mut().map(std::mem::take);
     let mut hasher = HashWriter(Sha256::new());
     // Serialising plain data into a hasher cannot fail.
-    let _ = serde_json::to_writer(&mut hasher, &canonical);
+    let _ = serde_json::to_writer(&mut hasher, &*request);
+    *request.call_mut() = call;
+    if let (Some(slot), Some(extensions)) = (request.extensions_mut(), extensions) {
+        *slot = extensions;
+    }
     hex::encode(hasher.0.finalize())
 }
 
@@ -328,6 +337,9 @@ mod tests {
                 "{operation}: the persisted form round-trips byte for byte"
             );
             assert_eq!(fingerprint(&request), expected, "{operation}");
+            let mut in_place = request.clone();
+            assert_eq!(fingerprint_in_place(&mut in_place), expected, "{operation}");
+            assert_eq!(in_place, request, "{operation}: put back as it was");
         }
     }
 

@@ -52,7 +52,8 @@ impl RecordedOperation {
         sealing_key: Option<AccessKey>,
     ) -> Option<RecordedOperation> {
         let kind = Kind::of(&callback.request)?;
-        let request = &callback.request;
+        let mut request = callback.request.clone();
+        let fingerprint = ids::fingerprint_in_place(&mut request);
         Some(RecordedOperation {
             id: OperationId {
                 merchant_id: merchant.to_string(),
@@ -61,10 +62,10 @@ impl RecordedOperation {
             kind,
             test: callback.test,
             business_key: callback.business_key.replace('\0', " / "),
-            fingerprint: ids::fingerprint(request),
+            fingerprint,
             instance_id: request.acted_on().map(str::to_string),
-            assignment: assignment_of(request),
-            request: request.clone(),
+            assignment: assignment_of(&request),
+            request,
             import_unknown_instance,
             sealing_key,
             signed_at_ms: kind.toggles().map(|_| signed_at_ms),

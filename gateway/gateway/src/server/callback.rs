@@ -113,16 +113,16 @@ pub(super) async fn callback(
         .callbacks
         .get_or_create(&CallbackLabels {
             merchant: merchant_label.clone(),
-            generation: generation.into(),
-            activity: activity.into(),
-            result_code: handled.answer.result_code.code().into(),
+            generation,
+            activity,
+            result_code: handled.answer.result_code.code(),
         })
         .inc();
     app.metrics
         .latency
         .get_or_create(&LatencyLabels {
             merchant: merchant_label,
-            activity: activity.into(),
+            activity,
         })
         .observe(elapsed.as_secs_f64());
     let suppressed = if handled.unauthenticated {
