@@ -605,3 +605,46 @@ async fn an_operation_runs_on_the_merchant_it_pinned_not_the_one_activated_since
         "v2"
     );
 }
+
+/// A module whose bytes cannot be read when the gateway starts (here:
+/// altered in the store, and no artifact) is not given up: its merchant
+/// answers 000005 (the marketplace retries) and serves again as soon as
+/// the bytes read right, without a restart.
+#[tokio::test]
+async fn a_module_unreadable_at_start_is_tried_again_on_each_call() {
+    let gw = gateway().await;
+    merchant_on_reference(&gw, "acme").await;
+    let database = gw.database().to_path_buf();
+    let artifacts = database.with_file_name("artifacts");
+    let data = gw.into_data();
+    let reference = plugin("reference");
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&reference));
+    let set_module = |bytes: Vec<u8>| {
+        let conn = rusqlite::Connection::open(&database).expect("the store");
+        let changed = conn
+            .execute(
+                "UPDATE modules SET bytes = ?1 WHERE sha256 = ?2",
+                rusqlite::params![bytes, sha],
+            )
+            .expect("update");
+        assert_eq!(changed, 1);
+    };
+    set_module(b"not the module".to_vec());
+    std::fs::remove_dir_all(&artifacts).expect("no artifacts");
+
+    let gw = TestGateway::in_dir(data, "", "", &|name| {
+        (name == "GATEWAY_ADMIN_TOKEN").then(|| OPERATOR.to_string())
+    })
+    .await;
+    let unavailable = gw.app.merchants().unavailable();
+    assert!(
+        unavailable.iter().all(|(id, _)| id != "acme"),
+        "not given up at start: {unavailable:?}"
+    );
+    let reply = create(&gw, "acme").await;
+    assert_eq!(reply.code(), "000005", "{:?}", reply.json);
+
+    set_module(reference);
+    let reply = create(&gw, "acme").await;
+    assert_eq!(reply.code(), "000000", "served again: {:?}", reply.json);
+}

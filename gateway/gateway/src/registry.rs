@@ -151,12 +151,12 @@ impl Registry {
             let Some(last) = entries.last().map(|e| e.seq) else {
                 return Ok(reloaded);
             };
-            let mut merchants: Vec<&str> = Vec::new();
-            for id in entries.iter().filter_map(|e| e.merchant_id.as_deref()) {
-                if !merchants.contains(&id) {
-                    merchants.push(id);
-                }
-            }
+            let mut seen = std::collections::HashSet::new();
+            let merchants: Vec<&str> = entries
+                .iter()
+                .filter_map(|e| e.merchant_id.as_deref())
+                .filter(|id| seen.insert(*id))
+                .collect();
             for id in merchants {
                 let _change = self.changes.lock().await;
                 self.reload(id).await?;
@@ -352,9 +352,10 @@ impl Registry {
         for row in rows {
             prepared.push(self.prepare(row).await?);
         }
+        let mut seen = std::collections::HashSet::new();
         let mut distinct: Vec<PluginRef> = Vec::new();
         for plugin in prepared.iter().filter_map(|p| p.plugin.as_ref()) {
-            if !distinct.iter().any(|d| d.sha256 == plugin.sha256) {
+            if seen.insert(plugin.sha256.clone()) {
                 distinct.push(plugin.clone());
             }
         }
@@ -401,6 +402,17 @@ impl Registry {
         let file = files.get(&merchant.id);
         let handler = match (merchant.handler.take(), merchant.plugin.clone(), loaded) {
             (Some(handler), _, _) => handler,
+            // Its bytes could not be read now (the store): served all the
+            // same, so that its next call tries again.
+            (None, Some(plugin), Some(Err(LoadFailure::NotNow(why)))) => {
+                tracing::warn!(
+                    merchant = %merchant.id,
+                    version = plugin.version,
+                    why,
+                    "the plugin could not be loaded now; its next call tries again"
+                );
+                Handler::Plugin(plugin)
+            }
             (None, Some(plugin), Some(Err(failure))) => {
                 let why = match (file, &failure) {
                     (Some(file), LoadFailure::Invalid(source))
