@@ -266,3 +266,25 @@ async fn the_same_license_request_yields_the_same_license() {
         .await;
     assert_eq!(code(&nothing), ResultCode::InvalidParams);
 }
+
+/// The plugins link with a 128 KiB stack (`.cargo/config.toml`), not Rust's
+/// 1 MiB default: a create holds well under 1 MiB of linear memory, which is
+/// what a pool slot's reset clears without pagemap scanning.
+#[tokio::test]
+async fn a_create_holds_under_a_mebibyte_of_linear_memory() {
+    let rt = runtime(2);
+    let plugin = load(&rt, "reference");
+    let invocation = rt
+        .invoke(
+            &plugin,
+            &merchant(&[], Duration::from_secs(2)),
+            &request(Operation::Create, create_fields()),
+        )
+        .await;
+    answered(&invocation);
+    assert!(
+        invocation.peak_memory_bytes < 1 << 20,
+        "{} bytes of linear memory",
+        invocation.peak_memory_bytes
+    );
+}
