@@ -37,7 +37,9 @@ pub async fn run(plan: Plan, recorder: &crate::results::Recorder) -> anyhow::Res
         plan.samples == 0 || plan.modules > plan.cache,
         "--modules must exceed --cache, so that plugins are evicted (or --samples 0)"
     );
-    let dir = tempfile_dir()?;
+    // Declared before the server, so dropped after it: removed once it died.
+    let scratch = Scratch::new()?;
+    let dir = scratch.0.clone();
     let config = write_config(&dir, plan.cache)?;
     let mut command = Command::new(&plan.gateway);
     command.args(["serve", "--config"]).arg(&config);
@@ -120,7 +122,6 @@ pub async fn run(plan: Plan, recorder: &crate::results::Recorder) -> anyhow::Res
         driven.merchants
     );
     if plan.samples == 0 {
-        let _ = std::fs::remove_dir_all(&dir);
         return Ok(());
     }
     println!(
@@ -139,7 +140,6 @@ pub async fn run(plan: Plan, recorder: &crate::results::Recorder) -> anyhow::Res
         millis(extra),
         percentile(&evicted, 0.5).as_secs_f64() / percentile(&resident, 0.5).as_secs_f64()
     );
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
@@ -147,10 +147,21 @@ fn merchant_id(i: usize) -> String {
     format!("m{i:05}")
 }
 
-fn tempfile_dir() -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("loadgen-merchants-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
+/// The run's directory (configuration, store), removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> anyhow::Result<Scratch> {
+        let dir = std::env::temp_dir().join(format!("loadgen-merchants-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Scratch(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn write_config(dir: &Path, cache: usize) -> anyhow::Result<PathBuf> {
