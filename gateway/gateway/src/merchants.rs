@@ -8,8 +8,9 @@
 //! activation finishes on the version it started with; the next one starts
 //! on the new version.
 //!
-//! Every merchant's record stays in memory (a few hundred bytes: keys,
-//! settings, a plugin reference), so that a callback is verified without a
+//! Every merchant's record stays in memory (keys, settings, its share of
+//! the sandbox, a plugin reference: 4–9 KiB of resident memory each,
+//! measured in docs/benchmarks.md), so that a callback is verified without a
 //! store read and an unknown id costs what a known one costs; what grows
 //! with the modules — compiled code — is bounded in `crate::plugins`.
 //! A merchant whose plugin is missing, invalid or slow to load is
