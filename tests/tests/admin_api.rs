@@ -648,3 +648,28 @@ async fn a_module_unreadable_at_start_is_tried_again_on_each_call() {
     let reply = create(&gw, "acme").await;
     assert_eq!(reply.code(), "000000", "served again: {:?}", reply.json);
 }
+
+/// A platform with thousands of merchants may turn per-merchant series off:
+/// every merchant's callbacks then count under `merchant="*"`.
+#[tokio::test]
+async fn metric_series_can_be_kept_off_the_merchant_id() {
+    let series = |merchant: &str| {
+        format!(
+            "gateway_operations_total{{merchant=\"{merchant}\",kind=\"create\",path=\"executed\"}}"
+        )
+    };
+    let per_merchant = TestGateway::new().await;
+    assert_eq!(create(&per_merchant, "reference").await.code(), "000000");
+    assert_eq!(per_merchant.metric(&series("reference")).await, Some(1));
+
+    let aggregated = TestGateway::with_config("[admin]\nper_merchant_metrics = false\n", "").await;
+    for merchant in ["reference", "misbehave"] {
+        assert_eq!(create(&aggregated, merchant).await.code(), "000000");
+    }
+    assert_eq!(aggregated.metric(&series("*")).await, Some(2));
+    let (_, text) = aggregated.get_admin("/metrics").await;
+    assert!(
+        !text.contains("merchant=\"reference\"") && !text.contains("merchant=\"misbehave\""),
+        "no series names a merchant:\n{text}"
+    );
+}

@@ -114,7 +114,8 @@ pub async fn run(
         }
         Outcome::Failed(error) => {
             // The sandbox has logged it; count it here.
-            metrics::count(&metrics.plugin_failures, &merchant.id, error.kind());
+            let label = metrics.merchant(&merchant.id);
+            metrics::count(&metrics.plugin_failures, label, error.kind());
             Executed {
                 answer: Answer::coded(&coded_failure(&error)),
                 disposition: Disposition::Retryable,
@@ -126,7 +127,8 @@ pub async fn run(
 /// The answer of a merchant whose plugin cannot run: 000005, so the
 /// marketplace retries.
 fn unavailable(metrics: &Metrics, merchant: &Merchant) -> Executed {
-    metrics::count(&metrics.plugin_failures, &merchant.id, "unavailable");
+    let label = metrics.merchant(&merchant.id);
+    metrics::count(&metrics.plugin_failures, label, "unavailable");
     let message = "the merchant's plugin is unavailable; please retry";
     Executed {
         answer: Answer::new(ResultCode::Internal, message),

@@ -2,7 +2,9 @@
 //!
 //! Label values are bounded: `merchant` is a configured id or `unknown`,
 //! `activity` a known wire name or `unknown`, so a scanner hitting random
-//! URLs cannot grow the series without limit.
+//! URLs cannot grow the series without limit. A platform with thousands of
+//! merchants may keep series off the merchant id altogether
+//! (`admin.per_merchant_metrics = false`: every merchant is `*`).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -67,6 +69,7 @@ pub struct Metrics {
     compilations: Gauge,
     artifact_hits: Gauge,
     cached_results: Gauge,
+    per_merchant: bool,
 }
 
 impl Default for Metrics {
@@ -75,8 +78,18 @@ impl Default for Metrics {
     }
 }
 
+/// The `merchant` label of every merchant when series are not per merchant.
+pub const ALL_MERCHANTS: &str = "*";
+
 impl Metrics {
+    /// Series per merchant.
     pub fn new() -> Metrics {
+        Metrics::with_merchant_series(true)
+    }
+
+    /// `per_merchant`: whether series carry the merchant's id, or
+    /// [`ALL_MERCHANTS`] for all of them.
+    pub fn with_merchant_series(per_merchant: bool) -> Metrics {
         let mut registry = Registry::with_prefix("gateway");
         let callbacks = Family::<CallbackLabels, Counter>::default();
         registry.register(
@@ -152,6 +165,7 @@ impl Metrics {
             "Completed operation results held in memory for replay",
         );
         Metrics {
+            per_merchant,
             registry,
             callbacks,
             latency,
@@ -197,6 +211,13 @@ impl Metrics {
     pub fn in_flight_guard(&self) -> InFlightGuard {
         self.in_flight.inc();
         InFlightGuard(self.in_flight.clone())
+    }
+}
+
+impl Metrics {
+    /// The `merchant` label for `id` (see [`Metrics::with_merchant_series`]).
+    pub fn merchant<'a>(&self, id: &'a str) -> &'a str {
+        if self.per_merchant { id } else { ALL_MERCHANTS }
     }
 }
 

@@ -104,7 +104,7 @@ pub struct Config {
 }
 
 /// The admin listener: metrics, status and the admin API (`/admin/v1`).
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// Where it listens; absent = no admin listener (no metrics, no admin
@@ -117,6 +117,21 @@ pub struct AdminConfig {
     /// Without one, only merchant tokens exist, and none can be made.
     #[serde(skip)]
     pub token: Option<AdminToken>,
+    /// Metric series per merchant (label `merchant`); off, every merchant's
+    /// callbacks count under `merchant="*"` — for platforms whose thousands
+    /// of merchants would make every scrape megabytes long.
+    pub per_merchant_metrics: bool,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: None,
+            token_file: None,
+            token: None,
+            per_merchant_metrics: true,
+        }
+    }
 }
 
 /// A secret admin token. Its `Debug` never shows it.

@@ -86,10 +86,12 @@ pub(super) async fn callback(
     let started = Instant::now();
     let request_id = new_request_id();
     let merchant = app.merchants.get(&merchant_id);
-    let merchant_label = merchant
-        .as_ref()
-        .map_or("unknown", |m| m.id.as_str())
-        .to_string();
+    let merchant_label = merchant.as_ref().map_or("unknown", |m| m.id.as_str());
+    let metric_label = match &merchant {
+        Some(m) => app.metrics.merchant(&m.id),
+        None => "unknown",
+    }
+    .to_string();
     let span =
         tracing::info_span!("callback", request_id = %request_id, merchant = %merchant_label);
     let in_flight = app.metrics.in_flight_guard();
@@ -112,7 +114,7 @@ pub(super) async fn callback(
     app.metrics
         .callbacks
         .get_or_create(&CallbackLabels {
-            merchant: merchant_label.clone(),
+            merchant: metric_label.clone(),
             generation,
             activity,
             result_code: handled.answer.result_code.code(),
@@ -121,7 +123,7 @@ pub(super) async fn callback(
     app.metrics
         .latency
         .get_or_create(&LatencyLabels {
-            merchant: merchant_label,
+            merchant: metric_label,
             activity,
         })
         .observe(elapsed.as_secs_f64());
@@ -394,7 +396,7 @@ fn decided(
     app.metrics
         .operations
         .get_or_create(&OperationLabels {
-            merchant: merchant.id.clone(),
+            merchant: app.metrics.merchant(&merchant.id).to_string(),
             kind: op.kind.label().into(),
             path: path.label().into(),
         })
@@ -403,7 +405,8 @@ fn decided(
         Decision::Answer(answer) => *answer,
         Decision::InProgress { instance_id } => {
             if path == AnswerPath::InProgress {
-                metrics::count(&app.metrics.budget_overruns, &merchant.id, "in_progress");
+                let label = app.metrics.merchant(&merchant.id);
+                metrics::count(&app.metrics.budget_overruns, label, "in_progress");
             }
             executor::in_progress(merchant, instance_id)
         }
@@ -444,7 +447,8 @@ async fn run_read(
                 budget_ms = app.answer_budget.as_millis() as u64,
                 "answer budget exhausted; the call continues in the background"
             );
-            metrics::count(&app.metrics.budget_overruns, &merchant.id, "budget");
+            let label = app.metrics.merchant(&merchant.id);
+            metrics::count(&app.metrics.budget_overruns, label, "budget");
             executor::in_progress(merchant, None)
         }
     }
@@ -467,7 +471,7 @@ fn refuse(
     signer: Option<AccessKey>,
     generation: Generation,
 ) -> Handled {
-    let label = merchant.map_or("unknown", |m| m.id.as_str());
+    let label = merchant.map_or("unknown", |m| app.metrics.merchant(&m.id));
     match &rejection {
         Rejection::Auth(error) => {
             metrics::count(&app.metrics.auth_failures, label, auth_reason(error));
@@ -494,7 +498,8 @@ fn refuse_generation(
     generation: Generation,
     signer: Option<AccessKey>,
 ) -> Handled {
-    metrics::count(&app.metrics.auth_failures, &merchant.id, "generation");
+    let label = app.metrics.merchant(&merchant.id);
+    metrics::count(&app.metrics.auth_failures, label, "generation");
     let answer = Answer::new(ResultCode::AuthFailed, "");
     let reason = format!(
         "{} callbacks are not accepted for this merchant (generations)",

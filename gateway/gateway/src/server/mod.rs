@@ -133,7 +133,9 @@ impl App {
         let merchants = registry.merchants().clone();
         let runtime = registry.runtime().clone();
         let store: Arc<dyn Store> = registry.store().clone();
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(Metrics::with_merchant_series(
+            config.admin.per_merchant_metrics,
+        ));
         let tasks = TaskTracker::new();
         let executor = HandlerExecutor {
             merchants: merchants.clone(),
