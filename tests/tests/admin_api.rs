@@ -673,3 +673,26 @@ async fn metric_series_can_be_kept_off_the_merchant_id() {
         "no series names a merchant:\n{text}"
     );
 }
+
+/// A merchant's share of the sandbox (its concurrent calls, CPU turns,
+/// memory, demotion) is the same before and after a change reloads it, so
+/// calls still running on the old version and new ones share its limits.
+#[tokio::test]
+async fn a_reload_keeps_the_merchants_share_of_the_sandbox() {
+    let gw = gateway().await;
+    merchant_on_reference(&gw, "acme").await;
+    let before = gw.app.merchants().get("acme").expect("served");
+    let (status, body) = call(
+        &gw,
+        Method::PATCH,
+        "/admin/v1/merchants/acme",
+        OPERATOR,
+        json!({"settings": {"deadline_ms": 1500, "config": {"base_url": "https://api.example.com"}}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let after = gw.app.merchants().get("acme").expect("served");
+    assert!(!Arc::ptr_eq(&before, &after), "the merchant was reloaded");
+    assert_eq!(after.context.limits.deadline.as_millis(), 1500);
+    assert!(Arc::ptr_eq(&before.context.share, &after.context.share));
+}
