@@ -696,3 +696,73 @@ async fn a_reload_keeps_the_merchants_share_of_the_sandbox() {
     assert_eq!(after.context.limits.deadline.as_millis(), 1500);
     assert!(Arc::ptr_eq(&before.context.share, &after.context.share));
 }
+
+/// The merchant list comes a page at a time, by id: a platform with
+/// thousands of merchants is listed without one answer holding them all.
+#[tokio::test]
+async fn merchants_are_listed_a_page_at_a_time_by_id() {
+    let gw = gateway().await;
+    for id in ["m3", "m1", "m5", "m2", "m4"] {
+        let (status, body) = call(
+            &gw,
+            Method::POST,
+            "/admin/v1/merchants",
+            OPERATOR,
+            json!({"id": id, "access_keys": [KEY]}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let ids = |page: &Value| -> Vec<String> {
+        page.as_array()
+            .expect("a list")
+            .iter()
+            .filter_map(|m| m["id"].as_str().map(str::to_string))
+            .collect()
+    };
+    let mut seen = Vec::new();
+    let mut after = String::new();
+    loop {
+        let path = format!("/admin/v1/merchants?limit=3&after={after}");
+        let (status, page) = call(&gw, Method::GET, &path, OPERATOR, Value::Null).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let page = ids(&page);
+        assert!(page.len() <= 3);
+        let Some(last) = page.last().cloned() else {
+            break;
+        };
+        seen.extend(page);
+        after = last;
+    }
+    // The configuration's two merchants and the five made here, in order.
+    assert_eq!(
+        seen,
+        ["m1", "m2", "m3", "m4", "m5", "misbehave", "reference"]
+    );
+
+    let (_, token) = call(
+        &gw,
+        Method::POST,
+        "/admin/v1/merchants/m2/tokens",
+        OPERATOR,
+        Value::Null,
+    )
+    .await;
+    let token = token["token"].as_str().expect("a token").to_string();
+    let (status, own) = call(&gw, Method::GET, "/admin/v1/merchants", &token, Value::Null).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        ids(&own),
+        ["m2"],
+        "a merchant token lists its own merchant only"
+    );
+    let (_, after_own) = call(
+        &gw,
+        Method::GET,
+        "/admin/v1/merchants?after=m2",
+        &token,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(ids(&after_own), Vec::<String>::new());
+}

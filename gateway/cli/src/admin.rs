@@ -180,7 +180,7 @@ fn settings(text: Option<&str>) -> anyhow::Result<Option<Value>> {
 pub(crate) fn run(args: &AdminArgs) -> anyhow::Result<ExitCode> {
     let p = "/admin/v1";
     let call = match &args.command {
-        AdminCommand::Merchants(MerchantCommand::List) => Call::get(format!("{p}/merchants")),
+        AdminCommand::Merchants(MerchantCommand::List) => return list_merchants(&args.connection),
         AdminCommand::Merchants(MerchantCommand::Show { id }) => {
             Call::get(format!("{p}/merchants/{id}"))
         }
@@ -275,6 +275,18 @@ pub(crate) fn upload(args: &UploadArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn send(connection: &Connection, call: Call) -> anyhow::Result<ExitCode> {
+    match exchange(connection, call)? {
+        Ok(body) => {
+            print(connection.output, &body);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(code) => Ok(code),
+    }
+}
+
+/// One request: its answer, or — reported here — the exit code of a
+/// refusal (2) or of a gateway that is unreachable or failing (3).
+fn exchange(connection: &Connection, call: Call) -> anyhow::Result<Result<Value, ExitCode>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -286,12 +298,11 @@ fn send(connection: &Connection, call: Call) -> anyhow::Result<ExitCode> {
                 "error: the gateway's admin API at {} could not be reached: {error}",
                 connection.url
             );
-            return Ok(ExitCode::from(3));
+            return Ok(Err(ExitCode::from(3)));
         }
     };
     if status.is_success() {
-        print(connection.output, &body);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Ok(body));
     }
     let code = body["error"]["code"].as_str().unwrap_or("unknown");
     let message = body["error"]["message"].as_str().unwrap_or("no message");
@@ -299,7 +310,40 @@ fn send(connection: &Connection, call: Call) -> anyhow::Result<ExitCode> {
         Output::Json => println!("{body}"),
         Output::Table => eprintln!("error: {message} ({code}, HTTP {})", status.as_u16()),
     }
-    Ok(ExitCode::from(if status.is_client_error() { 2 } else { 3 }))
+    Ok(Err(ExitCode::from(if status.is_client_error() {
+        2
+    } else {
+        3
+    })))
+}
+
+/// Merchants asked for a page at a time.
+const LIST_PAGE: usize = 1000;
+
+/// Every merchant the token may see, following the pages of the list.
+fn list_merchants(connection: &Connection) -> anyhow::Result<ExitCode> {
+    let mut all = Vec::new();
+    let mut after = String::new();
+    loop {
+        let path = format!("/admin/v1/merchants?limit={LIST_PAGE}&after={after}");
+        let page = match exchange(connection, Call::get(path))? {
+            Ok(Value::Array(page)) => page,
+            Ok(other) => anyhow::bail!("the gateway answered the list with {other}"),
+            Err(code) => return Ok(code),
+        };
+        let full = page.len() == LIST_PAGE;
+        // Ids are letters, digits, `-` and `_`: nothing to escape.
+        after = match page.last().and_then(|m| m["id"].as_str()) {
+            Some(id) => id.to_string(),
+            None => break,
+        };
+        all.extend(page);
+        if !full {
+            break;
+        }
+    }
+    print(connection.output, &Value::Array(all));
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn request(

@@ -187,6 +187,10 @@ async fn a_merchant_goes_live_updates_under_load_and_rolls_back_with_the_cli_alo
         "v1 answers again: {answer}"
     );
 
+    let listed = succeeded(&cli(&admin, OPERATOR, "admin merchants list"));
+    assert_eq!(listed[0]["id"], "acme", "{listed}");
+    assert_eq!(listed[0]["active_version"], 1, "{listed}");
+
     // The merchant's token is for its own merchant only; the audit shows
     // who did what.
     let other = cli(&admin, &token, "admin merchants show someone-else");

@@ -124,6 +124,12 @@ pub enum Deleted {
 #[async_trait::async_trait]
 pub trait Registry: Send + Sync + 'static {
     async fn merchants(&self) -> Result<Vec<MerchantRow>, StoreError>;
+    /// At most `limit` merchants whose id sorts after `after`, by id.
+    async fn merchants_after(
+        &self,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<MerchantRow>, StoreError>;
     async fn merchant(&self, merchant_id: &str) -> Result<Option<MerchantRow>, StoreError>;
     /// Inserts `row` with its first keys; `false` if the id is taken.
     async fn create_merchant(

@@ -29,6 +29,10 @@ macro_rules! audit_columns {
 }
 
 const ALL_MERCHANTS: &str = concat!(merchant_columns!(), "ORDER BY merchant_id");
+const MERCHANTS_AFTER: &str = concat!(
+    merchant_columns!(),
+    "WHERE merchant_id > $1 ORDER BY merchant_id LIMIT $2"
+);
 const ONE_MERCHANT: &str = concat!(merchant_columns!(), "WHERE merchant_id = $1");
 const INSERT_MERCHANT: &str = "INSERT INTO merchants (merchant_id, settings_json, disabled, \
      active_version, previous_version, bootstrap_hash, created_at, updated_at) \
@@ -187,6 +191,16 @@ impl Registry for SqliteStore {
     async fn merchants(&self) -> Result<Vec<MerchantRow>, StoreError> {
         self.readers
             .read(|conn| query_all(conn, ALL_MERCHANTS, &[], merchant_row))
+    }
+
+    async fn merchants_after(
+        &self,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<MerchantRow>, StoreError> {
+        let limit = i64::from(limit);
+        self.readers
+            .read(|conn| query_all(conn, MERCHANTS_AFTER, &[&after, &limit], merchant_row))
     }
 
     async fn merchant(&self, merchant_id: &str) -> Result<Option<MerchantRow>, StoreError> {

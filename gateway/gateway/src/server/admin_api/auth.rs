@@ -47,6 +47,14 @@ impl Principal {
         }
     }
 
+    /// The merchant a merchant token belongs to (`None`: the operator).
+    pub fn merchant(&self) -> Option<&str> {
+        match self {
+            Principal::Operator => None,
+            Principal::Merchant { merchant_id, .. } => Some(merchant_id),
+        }
+    }
+
     /// Refuses unless the caller may act on `merchant_id`.
     pub fn may(&self, merchant_id: &str) -> Result<(), ApiError> {
         match self {

@@ -137,6 +137,19 @@ pub struct AuditView {
 }
 
 #[derive(Deserialize, IntoParams)]
+pub struct ListQuery {
+    /// Only merchants whose id sorts after this one (the last id of the
+    /// previous page).
+    pub after: Option<String>,
+    /// At most this many, by id (default and most: 1000). A full page may
+    /// have a next one.
+    pub limit: Option<u32>,
+}
+
+/// The most merchants one list answer holds.
+const MAX_LIST: u32 = 1000;
+
+#[derive(Deserialize, IntoParams)]
 pub struct AuditQuery {
     /// At most this many entries, newest first (default 100, at most 1000).
     pub limit: Option<u32>,
@@ -236,19 +249,31 @@ async fn reload(app: &App, id: &str) -> Answer<()> {
     Ok(())
 }
 
-/// Lists merchants: all for the operator, its own for a merchant token.
-#[utoipa::path(get, path = "/admin/v1/merchants", tag = "merchants",
+/// Lists merchants by id, a page at a time: the operator's all of them,
+/// a merchant token's its own.
+#[utoipa::path(get, path = "/admin/v1/merchants", tag = "merchants", params(ListQuery),
     responses((status = 200, body = Vec<MerchantView>), (status = 401, body = ErrorBody)))]
 pub async fn list_merchants(
     State(app): State<Arc<App>>,
     who: Principal,
+    Query(query): Query<ListQuery>,
 ) -> Answer<Json<Vec<MerchantView>>> {
-    let rows = app.registry().store().merchants().await?;
-    let mut views = Vec::new();
-    for row in rows {
-        if who.may(&row.merchant_id).is_ok() {
-            views.push(view(&app, row).await?);
+    let limit = query.limit.unwrap_or(MAX_LIST).clamp(1, MAX_LIST);
+    let after = query.after.unwrap_or_default();
+    let rows = match who.merchant() {
+        // A merchant token: its own merchant, on the first page only.
+        Some(own) => match app.registry().store().merchant(own).await? {
+            Some(row) if row.merchant_id.as_str() > after.as_str() => vec![row],
+            _ => Vec::new(),
+        },
+        None => {
+            let store = app.registry().store();
+            store.merchants_after(&after, limit).await?
         }
+    };
+    let mut views = Vec::with_capacity(rows.len());
+    for row in rows {
+        views.push(view(&app, row).await?);
     }
     Ok(Json(views))
 }
