@@ -41,19 +41,26 @@ async fn call(
     gw.admin(method, path, Some(token), body).await
 }
 
+/// Uploads `bytes` as a plugin of `merchant` (activated if asked) with `token`.
+async fn upload(
+    gw: &TestGateway,
+    merchant: &str,
+    bytes: Vec<u8>,
+    activate: bool,
+    token: &str,
+) -> (StatusCode, Value) {
+    let query = if activate { "?activate=true" } else { "" };
+    let path = format!("/admin/v1/merchants/{merchant}/plugins{query}");
+    gw.admin(Method::POST, &path, Some(token), AdminBody::Wasm(bytes))
+        .await
+}
+
 /// Creates merchant `id` (key `KEY`) on the reference plugin, active.
 async fn merchant_on_reference(gw: &TestGateway, id: &str) {
     let (status, body) = call(gw, Method::POST, "/admin/v1/merchants", OPERATOR,
         json!({"id": id, "access_keys": [KEY], "settings": {"config": {"base_url": "https://api.example.com"}}})).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let (status, body) = gw
-        .admin(
-            Method::POST,
-            &format!("/admin/v1/merchants/{id}/plugins?activate=true"),
-            Some(OPERATOR),
-            AdminBody::Wasm(plugin("reference")),
-        )
-        .await;
+    let (status, body) = upload(gw, id, plugin("reference"), true, OPERATOR).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 }
 
@@ -94,26 +101,12 @@ async fn a_merchant_delivers_activates_answers_is_refused_a_broken_module_and_ro
         (plugin("wrong-world"), "wrong_world"),
         (plugin("fs-reader"), "forbidden_imports"),
     ] {
-        let (status, body) = gw
-            .admin(
-                Method::POST,
-                "/admin/v1/merchants/acme/plugins",
-                Some(&token),
-                AdminBody::Wasm(bytes),
-            )
-            .await;
+        let (status, body) = upload(&gw, "acme", bytes, false, &token).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
         assert_eq!(body["error"]["code"], code, "{body}");
         assert!(!body["error"]["message"].as_str().unwrap_or("").is_empty());
     }
-    let (status, v2) = gw
-        .admin(
-            Method::POST,
-            "/admin/v1/merchants/acme/plugins?activate=true",
-            Some(&token),
-            AdminBody::Wasm(plugin("misbehave")),
-        )
-        .await;
+    let (status, v2) = upload(&gw, "acme", plugin("misbehave"), true, &token).await;
     assert_eq!(status, StatusCode::CREATED, "{v2}");
     assert_eq!(v2["version"], 2, "refused uploads took no version number");
     let reply = create(&gw, "acme").await;
@@ -396,14 +389,7 @@ async fn the_openapi_document_covers_every_route_and_every_documented_route_is_s
 async fn activation_and_rollback_under_load_fail_no_callback_and_each_answer_is_one_versions() {
     let gw = Arc::new(gateway().await);
     merchant_on_reference(&gw, "acme").await;
-    let (status, _) = gw
-        .admin(
-            Method::POST,
-            "/admin/v1/merchants/acme/plugins",
-            Some(OPERATOR),
-            AdminBody::Wasm(plugin("misbehave")),
-        )
-        .await;
+    let (status, _) = upload(&gw, "acme", plugin("misbehave"), false, OPERATOR).await;
     assert_eq!(status, StatusCode::CREATED);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut senders = Vec::new();
@@ -456,14 +442,7 @@ async fn changes_made_through_the_api_survive_a_restart() {
     let gw = gateway().await;
     // The configuration's merchant, rolled back to nothing newer: upload,
     // activate, then restart on the same store.
-    let (status, _) = gw
-        .admin(
-            Method::POST,
-            "/admin/v1/merchants/reference/plugins?activate=true",
-            Some(OPERATOR),
-            AdminBody::Wasm(plugin("misbehave")),
-        )
-        .await;
+    let (status, _) = upload(&gw, "reference", plugin("misbehave"), true, OPERATOR).await;
     assert_eq!(status, StatusCode::CREATED);
     merchant_on_reference(&gw, "made-by-api").await;
     let data = gw.into_data();
@@ -494,14 +473,7 @@ async fn an_upload_whose_test_mode_create_traps_is_refused_with_the_reason() {
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let (status, body) = gw
-        .admin(
-            Method::POST,
-            "/admin/v1/merchants/trapper/plugins?activate=true",
-            Some(OPERATOR),
-            AdminBody::Wasm(plugin("misbehave")),
-        )
-        .await;
+    let (status, body) = upload(&gw, "trapper", plugin("misbehave"), true, OPERATOR).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["error"]["code"], "smoke_call_failed", "{body}");
     let message = body["error"]["message"].as_str().unwrap_or_default();
@@ -560,14 +532,7 @@ async fn an_operation_runs_on_the_merchant_it_pinned_not_the_one_activated_since
     let gw = gateway().await;
     merchant_on_reference(&gw, "acme").await;
     let before = gw.app.merchants().get("acme").expect("served");
-    let (status, body) = gw
-        .admin(
-            Method::POST,
-            "/admin/v1/merchants/acme/plugins?activate=true",
-            Some(OPERATOR),
-            AdminBody::Wasm(plugin("misbehave")),
-        )
-        .await;
+    let (status, body) = upload(&gw, "acme", plugin("misbehave"), true, OPERATOR).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let executor = HandlerExecutor {
         merchants: gw.app.merchants().clone(),
@@ -618,7 +583,7 @@ async fn a_module_unreadable_at_start_is_tried_again_on_each_call() {
     let artifacts = database.with_file_name("artifacts");
     let data = gw.into_data();
     let reference = plugin("reference");
-    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&reference));
+    let sha = gateway::registry::sha256_hex(&reference);
     let set_module = |bytes: Vec<u8>| {
         let conn = rusqlite::Connection::open(&database).expect("the store");
         let changed = conn

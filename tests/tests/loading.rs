@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use e2e::{answered, merchant, request, runtime, runtime_with};
+use gateway::registry::sha256_hex;
 use gateway_sandbox::{LoadError, RuntimeSettings};
 use koogallery_contract::Operation;
 use serde_json::json;
@@ -169,7 +170,7 @@ async fn a_swapped_or_forged_artifact_is_recompiled_never_run() {
     first.load(&reference).expect("loads");
     first.load(&misbehave).expect("loads");
     let artifact_of = |wasm: &[u8]| {
-        let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(wasm));
+        let hash = sha256_hex(wasm);
         std::fs::read_dir(dir.path())
             .expect("dir")
             .flatten()
@@ -229,10 +230,6 @@ async fn a_swapped_or_forged_artifact_is_recompiled_never_run() {
         1,
         "the forgery was refused"
     );
-}
-
-fn sha256_hex(wasm: &[u8]) -> String {
-    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(wasm))
 }
 
 /// Past the cache's bound (count or code bytes) the least recently used

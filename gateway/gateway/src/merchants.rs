@@ -85,10 +85,16 @@ impl Default for Merchants {
 }
 
 impl Merchants {
-    /// Serves `merchant` from now on, in place of the one with its id.
-    pub fn install(&self, merchant: Merchant) {
-        let merchant = Arc::new(merchant);
-        write(&self.by_id).insert(merchant.id.clone(), merchant);
+    /// Serves `merchant` from now on, in place of the one with its id. The
+    /// one it replaces hands over its share of the sandbox: calls in flight
+    /// on the previous version and new ones count against the same limits,
+    /// and a demotion for a heavy call is not undone by a settings change.
+    pub fn install(&self, mut merchant: Merchant) {
+        let mut by_id = write(&self.by_id);
+        if let Some(previous) = by_id.get(&merchant.id) {
+            merchant.context.share = previous.context.share.clone();
+        }
+        by_id.insert(merchant.id.clone(), Arc::new(merchant));
     }
 
     /// Stops serving `id` (its callbacks get the decoy from now on).

@@ -432,14 +432,8 @@ impl Registry {
                 merchants::unavailable(&merchant.id, why)
             }
         };
-        let mut served = merchant.into_served(handler, &self.sandbox);
-        // Its share of the sandbox outlives a reload: calls in flight on the
-        // previous version and new ones count against the same limits, and
-        // a demotion for a heavy call is not undone by a settings change.
-        if let Some(previous) = self.merchants.get(&served.id) {
-            served.context.share = previous.context.share.clone();
-        }
-        self.merchants.install(served);
+        self.merchants
+            .install(merchant.into_served(handler, &self.sandbox));
     }
 
     /// A stored merchant, read and opened: what is left to do is loading

@@ -64,6 +64,15 @@ pub enum Checked {
     Broken(String),
 }
 
+/// A keep-alive HTTP/1.1 connection to `authority` (`host:port`), Nagle off.
+pub async fn http1(authority: &str) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+    let stream = tokio::net::TcpStream::connect(authority).await?;
+    stream.set_nodelay(true)?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
 /// One sender's connection to a server.
 pub struct Connection {
     sender: SendRequest<Full<Bytes>>,
@@ -80,13 +89,8 @@ impl Connection {
             .authority()
             .ok_or_else(|| anyhow::anyhow!("{url} has no host:port"))?
             .to_string();
-        let stream = tokio::net::TcpStream::connect(&authority).await?;
-        stream.set_nodelay(true)?;
-        let (sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(connection);
         Ok(Connection {
-            sender,
+            sender: http1(&authority).await?,
             authority,
             base_path: uri.path().to_string(),
             key: key.to_string(),

@@ -77,15 +77,20 @@ impl Measured {
     }
 
     pub fn percentile(&self, p: f64) -> Duration {
-        let mut sorted = self.latencies.clone();
-        sorted.sort_unstable();
-        let at = ((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1));
-        sorted.get(at).copied().unwrap_or_default()
+        percentile(&self.latencies, p)
     }
 
     pub fn cpu_per_callback(&self) -> Duration {
         self.server_cpu / u32::try_from(self.answered.max(1)).unwrap_or(u32::MAX)
     }
+}
+
+/// The `p` quantile of `samples` (0 when there are none).
+pub fn percentile(samples: &[Duration], p: f64) -> Duration {
+    let mut sorted = samples.to_vec();
+    sorted.sort_unstable();
+    let at = ((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1));
+    sorted.get(at).copied().unwrap_or_default()
 }
 
 /// A server under load: where to send, and which process to charge.

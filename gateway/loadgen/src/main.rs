@@ -91,28 +91,7 @@ enum Cmd {
     },
     /// Register many merchants through the admin API and measure memory,
     /// store size and first calls after eviction.
-    Merchants {
-        /// The `gateway` binary (a release build).
-        #[arg(long)]
-        gateway: PathBuf,
-        /// The plugin every merchant runs (one variant per module).
-        #[arg(long)]
-        plugin: PathBuf,
-        #[arg(long, default_value_t = 10_000)]
-        count: usize,
-        /// Distinct modules among the merchants.
-        #[arg(long, default_value_t = 4)]
-        modules: usize,
-        /// The gateway's plugin cache (`sandbox.max_cached_plugins`).
-        #[arg(long, default_value_t = 2)]
-        cache: usize,
-        /// Evicted and resident calls measured, each.
-        #[arg(long, default_value_t = 200)]
-        samples: usize,
-        /// Seconds of creates across all merchants.
-        #[arg(long, default_value_t = 10)]
-        seconds: u64,
-    },
+    Merchants(merchants::Plan),
 }
 
 #[derive(clap::Args)]
@@ -192,26 +171,7 @@ async fn main() -> anyhow::Result<()> {
             };
             compare(&gateway, &config, &key, seconds, &runs, &recorder).await
         }
-        Cmd::Merchants {
-            gateway,
-            plugin,
-            count,
-            modules,
-            cache,
-            samples,
-            seconds,
-        } => {
-            let plan = merchants::Plan {
-                gateway,
-                plugin,
-                count,
-                modules,
-                cache,
-                samples,
-                seconds,
-            };
-            merchants::run(plan, &recorder).await
-        }
+        Cmd::Merchants(plan) => merchants::run(plan, &recorder).await,
     }
 }
 

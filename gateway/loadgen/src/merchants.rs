@@ -14,18 +14,33 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
 
 use crate::client::{Callback, Checked, Connection};
+use crate::load::percentile;
+use crate::millis;
 
-/// What the run is asked to do.
+/// What the run is asked to do (`loadgen merchants`' arguments).
+#[derive(clap::Args)]
 pub struct Plan {
+    /// The `gateway` binary (a release build).
+    #[arg(long)]
     pub gateway: PathBuf,
+    /// The plugin every merchant runs (one variant per module).
+    #[arg(long)]
     pub plugin: PathBuf,
+    #[arg(long, default_value_t = 10_000)]
     pub count: usize,
+    /// Distinct modules among the merchants.
+    #[arg(long, default_value_t = 4)]
     pub modules: usize,
+    /// The gateway's plugin cache (`sandbox.max_cached_plugins`).
+    #[arg(long, default_value_t = 2)]
     pub cache: usize,
+    /// Evicted and resident calls measured, each (0: none).
+    #[arg(long, default_value_t = 200)]
     pub samples: usize,
+    /// Seconds of creates across all merchants.
+    #[arg(long, default_value_t = 10)]
     pub seconds: u64,
 }
 
@@ -221,13 +236,8 @@ struct Admin {
 
 impl Admin {
     async fn open(authority: &str) -> anyhow::Result<Admin> {
-        let stream = tokio::net::TcpStream::connect(authority).await?;
-        stream.set_nodelay(true)?;
-        let (sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(connection);
         Ok(Admin {
-            sender,
+            sender: crate::client::http1(authority).await?,
             authority: authority.to_string(),
         })
     }
@@ -375,17 +385,6 @@ async fn first_calls(
         }
     }
     Ok((evicted, resident))
-}
-
-fn percentile(samples: &[Duration], p: f64) -> Duration {
-    let mut sorted = samples.to_vec();
-    sorted.sort_unstable();
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(index).copied().unwrap_or_default()
-}
-
-fn millis(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
 fn mib(bytes: u64) -> f64 {
