@@ -1,6 +1,7 @@
 //! Shared helpers of the end-to-end tests: a runtime with test-friendly
 //! settings, requests built from compact JSON, and outcome assertions.
 
+pub mod http_stub;
 pub mod served;
 
 use std::sync::Arc;

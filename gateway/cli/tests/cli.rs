@@ -43,11 +43,11 @@ fn check_accepts_the_reference_plugin_and_describes_it() {
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.contains("valid plugin"), "{text}");
     assert!(
-        text.contains("contract:   koogallery:plugin@0.1.0"),
+        text.contains("contract:   koogallery:plugin@0.1.1"),
         "{text}"
     );
     assert!(
-        text.contains("koogallery:plugin/provisioning@0.1.0"),
+        text.contains("koogallery:plugin/provisioning@0.1.1"),
         "{text}"
     );
 }

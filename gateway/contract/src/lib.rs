@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 pub const PACKAGE: &str = "koogallery:plugin";
 /// The contract version this gateway implements; plugins built against any
 /// `0.1.x` are accepted.
-pub const VERSION: &str = "0.1.0";
+pub const VERSION: &str = "0.1.1";
 /// The exported interface every plugin provides.
 pub const PROVISIONING_INTERFACE: &str = "koogallery:plugin/provisioning";
 

@@ -26,7 +26,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use gateway_sandbox::MerchantContext;
+use gateway_sandbox::{MerchantContext, PluginConfig};
 use hmac::{Hmac, Mac};
 use koogallery_protocol::{AccessKey, EncryptType, Generation};
 use sha2::Sha256;
@@ -112,6 +112,7 @@ impl Merchants {
             id,
             keys,
             &settings,
+            PluginConfig::new(),
             Handler::Native(handler),
             None,
             &sandbox,
@@ -168,16 +169,13 @@ impl Merchant {
         id: &str,
         keys: Vec<AccessKey>,
         settings: &MerchantSettings,
+        plugin_config: PluginConfig,
         handler: Handler,
         version: Option<i64>,
         sandbox: &SandboxConfig,
     ) -> Merchant {
-        let context = lower::merchant_context(
-            id,
-            settings.config.clone(),
-            lower::call_limits(settings),
-            sandbox,
-        );
+        let context =
+            lower::merchant_context(id, plugin_config, lower::call_limits(settings), sandbox);
         Merchant {
             id: id.to_string(),
             keys,

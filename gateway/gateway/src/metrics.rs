@@ -63,6 +63,9 @@ pub struct Metrics {
     pub plugin_failures: Family<ReasonLabels, Counter>,
     pub budget_overruns: Family<ReasonLabels, Counter>,
     pub operations: Family<OperationLabels, Counter>,
+    /// Plugins' outbound HTTP requests, by merchant and outcome (`ok`,
+    /// `denied`, `prohibited`, `timeout`, `too_large`…).
+    pub outbound_requests: Family<ReasonLabels, Counter>,
     pub in_flight: Gauge,
     busy_sandboxes: Gauge,
     slot_reset: Family<ModeLabels, Gauge>,
@@ -116,6 +119,12 @@ impl Metrics {
             "plugin_failures",
             "Plugin calls that produced no answer (deadline, trap, memory, overload…)",
             plugin_failures.clone(),
+        );
+        let outbound_requests = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "outbound_requests",
+            "Plugins' outbound HTTP requests, by merchant and outcome",
+            outbound_requests.clone(),
         );
         let budget_overruns = Family::<ReasonLabels, Counter>::default();
         registry.register(
@@ -173,6 +182,7 @@ impl Metrics {
             plugin_failures,
             budget_overruns,
             operations,
+            outbound_requests,
             in_flight,
             busy_sandboxes,
             compilations,
@@ -218,6 +228,13 @@ impl Metrics {
     /// The `merchant` label for `id` (see [`Metrics::with_merchant_series`]).
     pub fn merchant<'a>(&self, id: &'a str) -> &'a str {
         if self.per_merchant { id } else { ALL_MERCHANTS }
+    }
+}
+
+impl gateway_egress::EgressObserver for Metrics {
+    fn finished(&self, record: &gateway_egress::EgressRecord) {
+        let merchant = self.merchant(&record.merchant);
+        count(&self.outbound_requests, merchant, record.outcome);
     }
 }
 

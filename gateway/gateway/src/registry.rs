@@ -29,17 +29,18 @@
 //!   gateway needs them in clear to check HMAC signatures, so they cannot be
 //!   hashed. Their public handle (`key_id`) is a prefix of their sha256.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use gateway_sandbox::Runtime;
+use gateway_sandbox::{EgressPolicy, KvScope, PluginConfig, Runtime};
 use gateway_store::registry::{Activation, AuditEntry, KeyRow, MerchantRow, NewVersion};
 use gateway_store::{Backend, StoreError};
 use koogallery_protocol::AccessKey;
 use sha2::{Digest, Sha256};
 
+use crate::capabilities::Capabilities;
 use crate::config::{Config, MerchantConfig, MerchantSettings, SandboxConfig};
 use crate::keys::Keys;
 use crate::merchants::{self, Handler, Merchant, Merchants};
@@ -67,6 +68,7 @@ pub struct Registry {
     runtime: Arc<Runtime>,
     plugins: Plugins,
     key_sealer: Sealer,
+    capabilities: Capabilities,
     sandbox: SandboxConfig,
     load_limit: Duration,
     /// One change at a time (see the module docs).
@@ -103,6 +105,7 @@ impl Registry {
         keys: &Keys,
         store: Arc<dyn Backend>,
         runtime: Arc<Runtime>,
+        capabilities: Capabilities,
     ) -> Registry {
         let load_limit = Duration::from_secs(config.load_timeout_secs);
         Registry {
@@ -111,11 +114,17 @@ impl Registry {
             merchants: Arc::new(Merchants::default()),
             runtime,
             key_sealer: Sealer::new(&keys.derive("access-keys")),
+            capabilities,
             sandbox: config.sandbox.clone(),
             load_limit,
             changes: tokio::sync::Mutex::new(()),
             followed: AtomicI64::new(0),
         }
+    }
+
+    /// Outbound HTTP grants, key-value stores and secrets.
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
     }
 
     /// The merchants served right now.
@@ -236,7 +245,12 @@ impl Registry {
         plugin: Option<(Vec<u8>, String)>,
     ) -> Result<(), RegistryError> {
         let now = now_ms();
-        let hash = entry_hash(merchant, plugin.as_ref().map(|(_, sha)| sha.as_str()));
+        let digests = self.capabilities.secret_digests(&merchant.settings);
+        let hash = entry_hash(
+            merchant,
+            &digests,
+            plugin.as_ref().map(|(_, sha)| sha.as_str()),
+        );
         let audit = |action: &str| AuditEntry {
             at: now,
             actor: CONFIG_ACTOR.into(),
@@ -244,7 +258,9 @@ impl Registry {
             action: action.into(),
             detail_json: serde_json::json!({ "from": "configuration file" }).to_string(),
         };
-        let settings_json = settings_json(&merchant.settings);
+        let mut settings = merchant.settings.clone();
+        self.capabilities.seal_secrets(&mut settings);
+        let settings_json = settings_json(&settings);
         let existing = self.store.merchant(&merchant.id).await?;
         let row = MerchantRow {
             merchant_id: merchant.id.clone(),
@@ -424,7 +440,10 @@ impl Registry {
                 };
                 merchants::unavailable(&merchant.id, &why)
             }
-            (None, Some(plugin), _) => Handler::Plugin(plugin),
+            (None, Some(plugin), _) => match self.missing_grant(&merchant, &plugin) {
+                Some(why) => merchants::unavailable(&merchant.id, &why),
+                None => Handler::Plugin(plugin),
+            },
             (None, None, _) => {
                 let why = file
                     .and_then(|f| f.unreadable.as_deref())
@@ -432,8 +451,23 @@ impl Registry {
                 merchants::unavailable(&merchant.id, why)
             }
         };
+        let kv = self.capabilities.kv();
         self.merchants
-            .install(merchant.into_served(handler, &self.sandbox));
+            .install(merchant.into_served(handler, &self.sandbox, kv));
+    }
+
+    /// Why `plugin` may not run for `merchant`: it imports a capability the
+    /// merchant was not granted. Checked on the compiled plugin when it is
+    /// in memory (it is after a prewarm); a call of an ungranted import is
+    /// refused by the sandbox anyway.
+    fn missing_grant(&self, merchant: &Prepared, plugin: &PluginRef) -> Option<String> {
+        let loaded = self.runtime.cached(&plugin.sha256)?;
+        let granted = merchant.egress.is_some();
+        loaded
+            .report()
+            .check_grants(&merchant.id, granted)
+            .err()
+            .map(|error| format!("plugin version {} {error}", plugin.version))
     }
 
     /// A stored merchant, read and opened: what is left to do is loading
@@ -461,14 +495,21 @@ impl Registry {
                 })?;
             keys.push(AccessKey::new(opened));
         }
+        let plugin_config = self.capabilities.plugin_config(&settings);
         let mut prepared = Prepared {
             id: id.clone(),
             keys,
+            egress: self.capabilities.egress(&id, &settings),
+            plugin_config: plugin_config.as_ref().cloned().unwrap_or_default(),
             settings,
             version: row.active_version,
             plugin: None,
             handler: None,
         };
+        if let Err(error) = plugin_config {
+            prepared.handler = Some(merchants::unavailable(&id, &error.to_string()));
+            return Ok(prepared);
+        }
         if row.disabled {
             prepared.handler = Some(merchants::unavailable(&id, "disabled by an administrator"));
             return Ok(prepared);
@@ -511,6 +552,9 @@ struct Prepared {
     id: String,
     keys: Vec<AccessKey>,
     settings: MerchantSettings,
+    /// Configuration values and opened secrets.
+    plugin_config: PluginConfig,
+    egress: Option<Arc<EgressPolicy>>,
     version: Option<i64>,
     /// The active version's plugin, to serve unless `handler` says
     /// otherwise.
@@ -519,15 +563,19 @@ struct Prepared {
 }
 
 impl Prepared {
-    fn into_served(self, handler: Handler, sandbox: &SandboxConfig) -> Merchant {
-        Merchant::new(
+    fn into_served(self, handler: Handler, sandbox: &SandboxConfig, kv: KvScope) -> Merchant {
+        let mut merchant = Merchant::new(
             &self.id,
             self.keys,
             &self.settings,
+            self.plugin_config,
             handler,
             self.version,
             sandbox,
-        )
+        );
+        merchant.context.egress = self.egress;
+        merchant.context.kv = Some(kv);
+        merchant
     }
 }
 
@@ -538,11 +586,16 @@ pub fn settings_json(settings: &MerchantSettings) -> String {
 
 /// What identifies a configuration entry: its settings, key handles and
 /// plugin content. A change of any of them is the operator's edit.
-fn entry_hash(merchant: &MerchantConfig, plugin_sha: Option<&str>) -> String {
+fn entry_hash(
+    merchant: &MerchantConfig,
+    secret_digests: &BTreeMap<String, String>,
+    plugin_sha: Option<&str>,
+) -> String {
     let mut key_ids: Vec<String> = merchant.access_keys.iter().map(key_id).collect();
     key_ids.sort_unstable();
     let entry = serde_json::json!({
         "settings": merchant.settings,
+        "secrets": secret_digests,
         "keys": key_ids,
         "plugin": plugin_sha,
     });

@@ -13,10 +13,13 @@ mod generated {
         world: "plugin",
         path: "../../wit",
         exports: { default: async },
+        imports: { "koogallery:plugin/kv": async },
     });
 }
 
-pub(crate) use generated::koogallery::plugin::{config as config_import, types as types_import};
+pub(crate) use generated::koogallery::plugin::{
+    config as config_import, kv as kv_import, types as types_import,
+};
 pub(crate) use generated::{Plugin as PluginBindings, PluginPre};
 
 use generated::exports::koogallery::plugin::provisioning as wit;

@@ -32,9 +32,17 @@ pub enum LoadError {
     UnsupportedVersion { found: String },
     #[error(
         "the component imports what the gateway does not grant: {0}; plugins may use only \
-         logging, configuration, clocks, randomness and stdio"
+         logging, configuration, the key-value store, outbound HTTP (wasi:http, when \
+         granted), clocks, randomness and stdio"
     )]
     ForbiddenImports(String),
+    /// The component imports `wasi:http` and its merchant has no grant.
+    #[error(
+        "the plugin imports wasi:http/outgoing-handler, but merchant {merchant} has no \
+         outbound HTTP grant; the operator adds the hosts it calls to the merchant's \
+         allowed_outbound_hosts (for example [\"https://api.example.com\"])"
+    )]
+    NeedsOutboundGrant { merchant: String },
     #[error("the component does not link against the gateway's world: {0}")]
     Link(String),
     #[error("the component needs more than the sandbox allows: {0}")]

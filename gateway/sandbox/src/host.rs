@@ -1,7 +1,9 @@
 //! The state of one sandboxed call (the `T` of `Store<T>`) and the host
-//! functions the contract imports: structured logging, merchant configuration,
-//! and WASI with no ambient authority (no files, environment, or sockets;
-//! stdout and stderr captured).
+//! functions the contract imports: structured logging, merchant configuration
+//! (secrets included), the merchant's key-value store (`kv`), outbound HTTP
+//! through `wasi:http` as the merchant's grant allows (`outbound`), and WASI
+//! with no ambient authority (no files, environment, or sockets; stdout and
+//! stderr captured).
 //!
 //! Nothing a plugin passes to the host is copied before its size is known to
 //! fit the call's budget: `log` reads its message in place and lifts at most
@@ -9,15 +11,20 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde::Serialize;
 use wasmtime::StoreContextMut;
 use wasmtime::component::{ComponentType, Lift, Linker, ResourceTable, WasmList, WasmStr};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::limits::{CallLimits, MemoryLimiter};
 use super::output::CapturedOutput;
-use crate::bindings::{LogLevel, config_import, types_import};
+use crate::MerchantContext;
+use crate::bindings::{LogLevel, config_import, kv_import, types_import};
+use crate::kv::KvHost;
+use crate::outbound::OutboundHooks;
 use crate::shares::MemoryAccount;
 
 /// The most structured fields kept from one log record.
@@ -49,14 +56,17 @@ pub(crate) struct HostState {
     pub(crate) stderr: CapturedOutput,
     wasi: WasiCtx,
     table: ResourceTable,
+    http: WasiHttpCtx,
+    outbound: OutboundHooks,
+    kv: KvHost,
 }
 
 impl HostState {
     pub(crate) fn new(
-        merchant: Arc<str>,
-        config: Arc<PluginConfig>,
+        merchant: &MerchantContext,
         limits: &CallLimits,
         memory_accounts: Vec<Arc<MemoryAccount>>,
+        deadline: Instant,
     ) -> Self {
         let stdout = CapturedOutput::new(limits.max_log_bytes);
         let stderr = CapturedOutput::new(limits.max_log_bytes);
@@ -71,9 +81,13 @@ impl HostState {
             .build();
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCES);
+        let label = merchant.label.clone();
         HostState {
-            merchant,
-            config,
+            merchant: label.clone(),
+            config: merchant.config.clone(),
+            http: WasiHttpCtx::new(),
+            outbound: OutboundHooks::new(label.clone(), merchant.egress.as_ref(), deadline),
+            kv: KvHost::new(label, merchant.kv.clone()),
             limiter: MemoryLimiter::new(limits.memory_bytes, memory_accounts),
             logs: LogSink::new(limits.max_log_bytes),
             stdout,
@@ -100,7 +114,37 @@ impl WasiView for HostState {
     }
 }
 
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
+        }
+    }
+}
+
 impl types_import::Host for HostState {}
+
+impl kv_import::Host for HostState {
+    async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, kv_import::KvError> {
+        self.kv.get(key).await
+    }
+    async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), kv_import::KvError> {
+        self.kv.set(key, value).await
+    }
+    async fn delete(&mut self, key: String) -> Result<bool, kv_import::KvError> {
+        self.kv.delete(key).await
+    }
+    async fn list_keys(
+        &mut self,
+        prefix: String,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<String>, kv_import::KvError> {
+        self.kv.list_keys(prefix, after, limit).await
+    }
+}
 
 /// A log field as it sits in the guest's memory, read in place.
 #[derive(ComponentType, Lift)]
@@ -117,7 +161,10 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     use wasmtime::component::HasSelf;
     types_import::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
     config_import::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
-    let mut instance = linker.instance("koogallery:plugin/log@0.1.0")?;
+    kv_import::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
+    let log_interface = format!("koogallery:plugin/log@{}", koogallery_contract::VERSION);
+    let mut instance = linker.instance(&log_interface)?;
     instance.func_wrap(
         "log",
         |mut store: StoreContextMut<'_, HostState>,

@@ -20,7 +20,9 @@ mod bindings;
 mod engine;
 mod error;
 mod host;
+mod kv;
 pub mod limits;
+mod outbound;
 mod output;
 mod shares;
 mod threads;
@@ -38,7 +40,9 @@ use wasmtime::{Engine, PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 pub use artifacts::ArtifactSettings;
 pub use engine::{EngineSettings, PagemapScan, SlotReset};
 pub use error::{CallError, LoadError, RuntimeError};
+pub use gateway_egress::EgressPolicy;
 pub use host::{PluginConfig, PluginLogRecord};
+pub use kv::{KeyValue, KvError, KvQuota, KvScope, MAX_LIST_KEYS};
 pub use limits::CallLimits;
 pub use output::Captured;
 pub use shares::{MerchantShare, ShareLimits};
@@ -105,15 +109,20 @@ impl LoadedPlugin {
     }
 }
 
-/// Who a call is for: the merchant's label (in logs), configuration values
-/// (visible to the plugin), the call's limits and the merchant's share of
-/// the sandbox (the same `Arc` for all its calls).
+/// Who a call is for: the merchant's label (in logs, and the scope of its
+/// key-value store), configuration values and secrets (visible to the
+/// plugin), the call's limits, the merchant's share of the sandbox (the same
+/// `Arc` for all its calls) and its capabilities.
 #[derive(Clone, Debug)]
 pub struct MerchantContext {
     pub label: Arc<str>,
     pub config: Arc<PluginConfig>,
     pub limits: CallLimits,
     pub share: Arc<MerchantShare>,
+    /// Its outbound HTTP grant; `None`: every request is denied.
+    pub egress: Option<Arc<EgressPolicy>>,
+    /// Its key-value store; `None`: every operation reports `unavailable`.
+    pub kv: Option<KvScope>,
 }
 
 /// How a call ended.
@@ -418,12 +427,7 @@ impl Invoker {
         let accounts = vec![share.memory.clone(), self.memory.clone()];
         let mut store = Store::new(
             &self.engine,
-            HostState::new(
-                merchant.label.clone(),
-                merchant.config.clone(),
-                limits,
-                accounts,
-            ),
+            HostState::new(merchant, limits, accounts, deadline_at),
         );
         store.limiter(|state| &mut state.limiter);
         let turn = shares::CpuTurn::new(share, deadline_at);

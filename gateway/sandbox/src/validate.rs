@@ -24,11 +24,35 @@ pub struct ComponentReport {
     pub exports: Vec<String>,
 }
 
+impl ComponentReport {
+    /// Whether the component makes outbound HTTP requests.
+    pub fn uses_outbound_http(&self) -> bool {
+        self.imports
+            .iter()
+            .any(|name| name.starts_with("wasi:http/outgoing-handler@"))
+    }
+
+    /// Refuses the component for `merchant` when it imports a capability the
+    /// merchant was not granted.
+    pub fn check_grants(&self, merchant: &str, outbound_granted: bool) -> Result<(), LoadError> {
+        if self.uses_outbound_http() && !outbound_granted {
+            return Err(LoadError::NeedsOutboundGrant {
+                merchant: merchant.to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// Interfaces a plugin may import, and the version line of each.
 const ALLOWED_IMPORTS: &[(&str, &str)] = &[
     ("koogallery:plugin/types", "0.1."),
     ("koogallery:plugin/log", "0.1."),
     ("koogallery:plugin/config", "0.1."),
+    ("koogallery:plugin/kv", "0.1."),
+    // Granted per merchant: see `ComponentReport::check_grants`.
+    ("wasi:http/types", "0.2."),
+    ("wasi:http/outgoing-handler", "0.2."),
     ("wasi:io/error", "0.2."),
     ("wasi:io/poll", "0.2."),
     ("wasi:io/streams", "0.2."),

@@ -11,6 +11,8 @@
 //!   a fencing attempt number). Reaped after the retention window.
 //! - **seen nonces**: V2 replay protection shared by every process on the
 //!   store and surviving restarts.
+//! - **key-value entries** ([`kv`]): each merchant's plugin store, with a
+//!   usage row per merchant for its quota.
 //! - **the registry** ([`registry`]): merchants, sealed access keys, plugin
 //!   modules (content-addressed) and versions, the active version, hashed
 //!   admin tokens and the audit of administrative changes.
@@ -22,6 +24,7 @@
 //! idempotency layer, not here; this crate stores text it does not parse.
 
 mod checkpoint;
+pub mod kv;
 pub mod registry;
 mod sql;
 mod sqlite;
@@ -29,13 +32,15 @@ mod writer;
 
 use std::path::PathBuf;
 
+pub use kv::{KeyValueStore, KvLimits, KvWrite};
 pub use registry::Registry;
 
-/// Everything the gateway keeps: operations and nonces ([`Store`]) and the
-/// registry ([`Registry`]), on one backend.
-pub trait Backend: Store + Registry {}
+/// Everything the gateway keeps: operations and nonces ([`Store`]), the
+/// registry ([`Registry`]) and merchants' key-value entries
+/// ([`KeyValueStore`]), on one backend.
+pub trait Backend: Store + Registry + KeyValueStore {}
 
-impl<T: Store + Registry> Backend for T {}
+impl<T: Store + Registry + KeyValueStore> Backend for T {}
 pub use sqlite::{SqliteSettings, SqliteStore};
 pub use writer::Health;
 

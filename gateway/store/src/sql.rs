@@ -12,6 +12,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("migrations/0003_replay_binding_and_status_order.sql"),
     ),
     (4, include_str!("migrations/0004_registry.sql")),
+    (5, include_str!("migrations/0005_kv.sql")),
 ];
 
 pub const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (\

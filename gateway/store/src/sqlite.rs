@@ -17,6 +17,7 @@
 //! One host only: several processes may share the file on one machine,
 //! replicas on several machines need the PostgreSQL store.
 
+mod kv;
 mod registry;
 
 use std::path::PathBuf;

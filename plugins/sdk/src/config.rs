@@ -1,4 +1,7 @@
-//! The merchant's configuration values, as the gateway operator set them.
+//! The merchant's configuration values and secrets, as the gateway operator
+//! set them. A secret (`[merchants.secrets]`) is read like any value; the
+//! gateway never shows it in its logs, metrics or API — do not log it
+//! either.
 
 use crate::error::{PluginResult, internal};
 

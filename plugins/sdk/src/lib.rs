@@ -5,7 +5,9 @@
 //! needs: the [`Plugin`] trait (one method per marketplace activity family,
 //! with sensible defaults for the optional ones), [`export_plugin!`], error
 //! constructors in [`error`], structured logging in [`log`], configuration
-//! access in [`config`] and time helpers in [`time`].
+//! and secrets in [`config`], the merchant's key-value store in [`kv`],
+//! outbound HTTP in [`http`] (when the operator grants it) and time helpers
+//! in [`time`].
 //!
 //! ```ignore
 //! use koogallery_plugin_sdk::prelude::*;
@@ -45,8 +47,14 @@ pub mod bindings {
 #[doc(hidden)]
 pub use wit_bindgen::rt as __wit_bindgen_rt;
 
+/// JSON values (`json!`, `Value`) for request and response bodies.
+#[cfg(feature = "json")]
+pub use serde_json as json;
+
 pub mod config;
 pub mod error;
+pub mod http;
+pub mod kv;
 pub mod log;
 pub mod time;
 
@@ -70,7 +78,7 @@ pub mod prelude {
         Plugin, PluginError, Product, QueryRequest, ReleaseRequest, RenewRequest, RenewScene,
         StatusCause, StatusChange, StatusRequest, UpgradeRequest, Usage,
     };
-    pub use crate::{config, export_plugin, log, time};
+    pub use crate::{config, export_plugin, http, kv, log, time};
 }
 
 /// One method per marketplace activity family. The four lifecycle methods are

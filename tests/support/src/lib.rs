@@ -19,10 +19,18 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// The plugins a test can ask for, by short name.
-pub const PLUGINS: [&str; 4] = ["reference", "misbehave", "wrong-world", "fs-reader"];
+pub const PLUGINS: [&str; 7] = [
+    "reference",
+    "misbehave",
+    "wrong-world",
+    "fs-reader",
+    "outbound",
+    "contract-0-1-0",
+    "tenant-provisioner",
+];
 
-/// The path of a built plugin component: `reference`, `misbehave`,
-/// `wrong-world` or `fs-reader`.
+/// The path of a built plugin component, by its short name (one of
+/// [`PLUGINS`]).
 pub fn plugin_path(name: &str) -> PathBuf {
     assert!(
         PLUGINS.contains(&name),

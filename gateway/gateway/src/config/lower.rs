@@ -13,8 +13,8 @@ use gateway_store::SqliteSettings;
 use koogallery_protocol::VerifyPolicy;
 
 use super::{
-    Config, MerchantSettings, PagemapScanConfig, SandboxConfig, SignatureConfig, StoreConfig,
-    defaults,
+    Config, KvConfig, MerchantSettings, OutboundHttpConfig, PagemapScanConfig, SandboxConfig,
+    SignatureConfig, StoreConfig, defaults,
 };
 use crate::keys::Keys;
 use crate::operations::Settings as OperationSettings;
@@ -86,6 +86,30 @@ pub fn merchant_context(
         config: std::sync::Arc::new(plugin_config),
         limits,
         share: std::sync::Arc::new(MerchantShare::new(share_limits(sandbox))),
+        egress: None,
+        kv: None,
+    }
+}
+
+/// The operator's limits on outbound HTTP.
+pub fn egress_limits(http: &OutboundHttpConfig) -> gateway_egress::EgressLimits {
+    gateway_egress::EgressLimits {
+        connect_timeout: Duration::from_millis(http.connect_timeout_ms),
+        first_byte_timeout: Duration::from_millis(http.first_byte_timeout_ms),
+        between_bytes_timeout: Duration::from_millis(http.between_bytes_timeout_ms),
+        max_request_body_bytes: http.max_request_body_kib * 1024,
+        max_response_body_bytes: http.max_response_body_kib * 1024,
+        max_requests_per_call: http.max_requests_per_call,
+    }
+}
+
+/// Each merchant's key-value quota.
+pub fn kv_quota(kv: &KvConfig) -> gateway_sandbox::KvQuota {
+    gateway_sandbox::KvQuota {
+        max_key_bytes: kv.max_key_bytes,
+        max_value_bytes: kv.max_value_kib * 1024,
+        max_total_bytes: kv.max_total_mib * MIB,
+        max_keys: kv.max_keys,
     }
 }
 
@@ -224,6 +248,24 @@ mod tests {
         assert_eq!(policy.max_query_params, 64);
         assert_eq!(nonce_memory_ms(&config.signature), 300_000);
         assert_eq!(v1_token_memory_ms(&config.signature), 8 * 3600 * 1000);
+
+        let egress = egress_limits(&config.outbound_http);
+        assert_eq!(egress.connect_timeout, Duration::from_secs(2));
+        assert_eq!(egress.first_byte_timeout, Duration::from_secs(4));
+        assert_eq!(egress.between_bytes_timeout, Duration::from_secs(2));
+        assert_eq!(
+            (
+                egress.max_request_body_bytes,
+                egress.max_response_body_bytes
+            ),
+            (64 << 10, 1 << 20)
+        );
+        assert_eq!(egress.max_requests_per_call, 8);
+        let kv = kv_quota(&config.kv);
+        assert_eq!((kv.max_key_bytes, kv.max_value_bytes), (256, 64 << 10));
+        assert_eq!((kv.max_total_bytes, kv.max_keys), (16 << 20, 10_000));
+        let settings = &config.merchants[0].settings;
+        assert!(settings.allowed_outbound_hosts.is_empty() && !settings.allow_private_networks);
 
         assert_eq!(config.answer_budget_ms, 4000);
         assert_eq!(config.max_body_bytes, 65536);

@@ -97,6 +97,10 @@ pub struct Config {
     pub store: StoreConfig,
     #[serde(default)]
     pub admin: AdminConfig,
+    #[serde(default)]
+    pub outbound_http: OutboundHttpConfig,
+    #[serde(default)]
+    pub kv: KvConfig,
     /// Bootstrapped into the store at start (see `crate::registry`); more
     /// are made through the admin API.
     #[serde(default)]
@@ -323,6 +327,61 @@ impl Default for SandboxConfig {
     }
 }
 
+/// The operator's limits on plugins' outbound HTTP (granted per merchant by
+/// `allowed_outbound_hosts`). A plugin's own timeouts are clamped to these
+/// and to what is left of its call's deadline.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundHttpConfig {
+    /// DNS lookup, connect and TLS handshake, each, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// From sending the request to the response head, in milliseconds.
+    pub first_byte_timeout_ms: u64,
+    /// Longest pause while a response body streams in, in milliseconds.
+    pub between_bytes_timeout_ms: u64,
+    /// Largest request body a plugin may send, in KiB.
+    pub max_request_body_kib: u64,
+    /// Largest response body a plugin may receive, in KiB.
+    pub max_response_body_kib: u64,
+    /// Outbound requests one plugin call may make.
+    pub max_requests_per_call: u32,
+}
+
+impl Default for OutboundHttpConfig {
+    fn default() -> Self {
+        OutboundHttpConfig {
+            connect_timeout_ms: 2_000,
+            first_byte_timeout_ms: 4_000,
+            between_bytes_timeout_ms: 2_000,
+            max_request_body_kib: 64,
+            max_response_body_kib: 1024,
+            max_requests_per_call: 8,
+        }
+    }
+}
+
+/// The quota of each merchant's key-value store.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KvConfig {
+    pub max_key_bytes: usize,
+    pub max_value_kib: usize,
+    /// Keys and values of one merchant together, in MiB.
+    pub max_total_mib: u64,
+    pub max_keys: u64,
+}
+
+impl Default for KvConfig {
+    fn default() -> Self {
+        KvConfig {
+            max_key_bytes: 256,
+            max_value_kib: 64,
+            max_total_mib: 16,
+            max_keys: 10_000,
+        }
+    }
+}
+
 /// A merchant in the configuration file: who it is, its keys, its plugin
 /// file and its [`MerchantSettings`] (the same table: `deadline_ms = …`
 /// sits next to `id = …`). Bootstraps the store's merchant (see
@@ -401,6 +460,64 @@ pub struct MerchantSettings {
     /// Values the plugin reads through the `config` import.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+    /// Values the plugin reads through the `config` import too, but which
+    /// never appear in logs, metrics or API answers, and are sealed at rest
+    /// (see [`Secret`]).
+    #[serde(default)]
+    pub secrets: BTreeMap<String, Secret>,
+    /// The outbound HTTP grant: `scheme://host[:port]` entries (see
+    /// `gateway_egress::AllowList`). Empty: no outbound HTTP.
+    #[serde(default)]
+    pub allowed_outbound_hosts: Vec<String>,
+    /// Let the plugin reach loopback and private networks (RFC 1918,
+    /// shared address space, IPv6 unique-local). Link-local addresses (the
+    /// cloud metadata service) stay refused.
+    #[serde(default)]
+    pub allow_private_networks: bool,
+}
+
+/// A secret value: as written (in the configuration file or an admin API
+/// request) or as stored, sealed. Its `Debug` shows neither; its serde
+/// form is the sealed one (`{"sealed": "…"}`), and a value not yet sealed
+/// serializes as `{"sealed": null}`, so it cannot leak through a
+/// serialization that forgot to seal it.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Secret {
+    Plain(String),
+    Sealed(String),
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(1))?;
+        match self {
+            Secret::Sealed(sealed) => map.serialize_entry("sealed", sealed)?,
+            Secret::Plain(_) => map.serialize_entry("sealed", &None::<String>)?,
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Plain(String),
+            Sealed { sealed: String },
+        }
+        Ok(match Form::deserialize(deserializer)? {
+            Form::Plain(text) => Secret::Plain(text),
+            Form::Sealed { sealed } => Secret::Sealed(sealed),
+        })
+    }
 }
 
 impl Default for MerchantSettings {
@@ -414,6 +531,9 @@ impl Default for MerchantSettings {
             create_in_flight: CreateInFlight::default(),
             unknown_instances: UnknownInstances::default(),
             config: BTreeMap::new(),
+            secrets: BTreeMap::new(),
+            allowed_outbound_hosts: Vec::new(),
+            allow_private_networks: false,
         }
     }
 }
@@ -672,6 +792,7 @@ impl Config {
         }
         self.validate_shares()?;
         self.validate_store()?;
+        self.validate_capabilities()?;
         if let Some(token) = &self.admin.token
             && token.0.chars().count() < MIN_ADMIN_TOKEN_CHARS
         {
@@ -823,6 +944,62 @@ impl Config {
         Ok(())
     }
 
+    fn validate_capabilities(&self) -> Result<(), ConfigError> {
+        let http = &self.outbound_http;
+        let ranges: [(&str, u64, u64, u64); 8] = [
+            (
+                "outbound_http.connect_timeout_ms",
+                http.connect_timeout_ms,
+                1,
+                60_000,
+            ),
+            (
+                "outbound_http.first_byte_timeout_ms",
+                http.first_byte_timeout_ms,
+                1,
+                60_000,
+            ),
+            (
+                "outbound_http.between_bytes_timeout_ms",
+                http.between_bytes_timeout_ms,
+                1,
+                60_000,
+            ),
+            (
+                "outbound_http.max_request_body_kib",
+                http.max_request_body_kib,
+                1,
+                16 << 10,
+            ),
+            (
+                "outbound_http.max_response_body_kib",
+                http.max_response_body_kib,
+                1,
+                16 << 10,
+            ),
+            (
+                "outbound_http.max_requests_per_call",
+                u64::from(http.max_requests_per_call),
+                1,
+                100,
+            ),
+            ("kv.max_key_bytes", self.kv.max_key_bytes as u64, 1, 4096),
+            ("kv.max_value_kib", self.kv.max_value_kib as u64, 1, 1024),
+        ];
+        for (key, value, min, max) in ranges {
+            if value < min || value > max {
+                return Err(invalid(key, format!("must be between {min} and {max}")));
+            }
+        }
+        if self.kv.max_total_mib == 0 || self.kv.max_keys == 0 {
+            return Err(invalid(
+                "kv",
+                "max_total_mib and max_keys must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
     fn validate_merchant(&self, at: &str, merchant: &MerchantConfig) -> Result<(), ConfigError> {
         let id_ok = !merchant.id.is_empty()
             && merchant.id.len() <= 64
@@ -875,6 +1052,22 @@ impl Config {
                     "must be between 1 and answer_budget_ms ({}) - 1",
                     self.answer_budget_ms
                 ),
+            ));
+        }
+        if let Err(e) = gateway_egress::AllowList::parse(&settings.allowed_outbound_hosts) {
+            return Err(invalid(
+                format!("{at}.allowed_outbound_hosts"),
+                format!("{}: {}", e.entry, e.reason),
+            ));
+        }
+        if let Some(name) = settings
+            .secrets
+            .keys()
+            .find(|name| settings.config.contains_key(*name))
+        {
+            return Err(invalid(
+                format!("{at}.secrets.{name}"),
+                "is also in config; a plugin reads both the same way, so a name may be in only one",
             ));
         }
         if settings.memory_mib == 0 || settings.memory_mib > self.sandbox.max_memory_mib {

@@ -34,6 +34,8 @@ use axum::routing::{any, get};
 use tokio_util::task::TaskTracker;
 
 use gateway_sandbox::{Runtime, RuntimeError};
+
+use crate::capabilities::Capabilities;
 use gateway_store::{Backend, SqliteStore, Store, StoreError};
 use koogallery_protocol::VerifyPolicy;
 use tokio_util::sync::CancellationToken;
@@ -93,6 +95,8 @@ pub enum StartError {
     Registry(#[from] RegistryError),
     #[error(transparent)]
     Key(#[from] KeyError),
+    #[error("setting up plugin capabilities: {0}")]
+    Capabilities(String),
     #[error("listening on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -122,20 +126,33 @@ impl App {
         runtime: Arc<Runtime>,
         store: Arc<dyn Backend>,
     ) -> Result<App, StartError> {
-        let registry = Registry::new(config, keys, store.clone(), runtime.clone());
-        let files = registry.bootstrap(config).await?;
-        registry.load_all(&files).await?;
-        Ok(App::with_registry(config, keys, Arc::new(registry)))
-    }
-
-    /// The app for a registry already loaded.
-    pub fn with_registry(config: &Config, keys: &Keys, registry: Arc<Registry>) -> App {
-        let merchants = registry.merchants().clone();
-        let runtime = registry.runtime().clone();
-        let store: Arc<dyn Store> = registry.store().clone();
         let metrics = Arc::new(Metrics::with_merchant_series(
             config.admin.per_merchant_metrics,
         ));
+        let observer: Arc<dyn gateway_egress::EgressObserver> = metrics.clone();
+        let capabilities = Capabilities::new(config, keys, store.clone(), Some(observer))
+            .map_err(|e| StartError::Capabilities(e.to_string()))?;
+        let registry = Registry::new(config, keys, store.clone(), runtime.clone(), capabilities);
+        let files = registry.bootstrap(config).await?;
+        registry.load_all(&files).await?;
+        Ok(App::with_registry(
+            config,
+            keys,
+            Arc::new(registry),
+            metrics,
+        ))
+    }
+
+    /// The app for a registry already loaded.
+    pub fn with_registry(
+        config: &Config,
+        keys: &Keys,
+        registry: Arc<Registry>,
+        metrics: Arc<Metrics>,
+    ) -> App {
+        let merchants = registry.merchants().clone();
+        let runtime = registry.runtime().clone();
+        let store: Arc<dyn Store> = registry.store().clone();
         let tasks = TaskTracker::new();
         let executor = HandlerExecutor {
             merchants: merchants.clone(),

@@ -185,6 +185,58 @@ fn settings_from(app: &App, value: Option<serde_json::Value>) -> Answer<Merchant
     Ok(settings)
 }
 
+/// The stored settings as the API shows them: secrets by name only
+/// (write-only values).
+fn settings_view(settings_json: &str) -> serde_json::Value {
+    let mut settings: serde_json::Value =
+        serde_json::from_str(settings_json).unwrap_or(serde_json::Value::Null);
+    if let Some(secrets) = settings
+        .get_mut("secrets")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        for value in secrets.values_mut() {
+            *value = serde_json::Value::String("(set)".into());
+        }
+    }
+    settings
+}
+
+/// The stored form of new settings: secrets sealed, and those the request
+/// left out carried over from `previous` (a write-only value cannot be sent
+/// back, so leaving it out must not erase it).
+fn stored_settings(
+    app: &App,
+    mut settings: MerchantSettings,
+    secrets_given: bool,
+    previous: Option<&str>,
+) -> String {
+    if !secrets_given
+        && let Some(previous) =
+            previous.and_then(|json| serde_json::from_str::<MerchantSettings>(json).ok())
+    {
+        settings.secrets = previous.secrets;
+    }
+    app.registry().capabilities().seal_secrets(&mut settings);
+    settings_json(&settings)
+}
+
+/// Only the operator grants capabilities: a merchant's own token may not
+/// change its outbound HTTP grant.
+fn grants_unchanged(who: &Principal, new: &MerchantSettings, previous: &str) -> Answer<()> {
+    if who.merchant().is_none() {
+        return Ok(());
+    }
+    let previous: MerchantSettings = serde_json::from_str(previous).unwrap_or_default();
+    if new.allowed_outbound_hosts != previous.allowed_outbound_hosts
+        || new.allow_private_networks != previous.allow_private_networks
+    {
+        return Err(ApiError::forbidden(
+            "only the operator token may change allowed_outbound_hosts or allow_private_networks",
+        ));
+    }
+    Ok(())
+}
+
 fn valid_id(id: &str) -> Answer<()> {
     let ok = !id.is_empty()
         && id.len() <= 64
@@ -227,7 +279,7 @@ async fn view(app: &App, row: MerchantRow) -> Answer<MerchantView> {
             _ => None,
         });
     Ok(MerchantView {
-        settings: serde_json::from_str(&row.settings_json).unwrap_or(serde_json::Value::Null),
+        settings: settings_view(&row.settings_json),
         key_ids: keys
             .into_iter()
             .filter(|k| k.retired_at.is_none())
@@ -303,7 +355,7 @@ pub async fn create_merchant(
     let now = now_ms();
     let row = MerchantRow {
         merchant_id: new.id.clone(),
-        settings_json: settings_json(&settings),
+        settings_json: stored_settings(&app, settings, true, None),
         disabled: false,
         active_version: None,
         previous_version: None,
@@ -366,20 +418,30 @@ pub async fn update_merchant(
 ) -> Answer<Json<MerchantView>> {
     who.may(&id)?;
     let Json(change) = body?;
+    let secrets_given = change
+        .settings
+        .as_ref()
+        .is_some_and(|value| value.get("secrets").is_some());
     let settings = match change.settings {
         Some(value) => Some(settings_from(&app, Some(value))?),
         None => None,
     };
     let _change = app.registry().changes().lock().await;
     let row = merchant_row(&app, &id).await?;
+    if let Some(settings) = &settings {
+        grants_unchanged(&who, settings, &row.settings_json)?;
+    }
     let detail = serde_json::json!({
         "settings": settings.is_some(),
         "disabled": change.disabled,
     });
     let updated = MerchantRow {
-        settings_json: settings
-            .as_ref()
-            .map_or(row.settings_json.clone(), settings_json),
+        settings_json: match settings {
+            Some(settings) => {
+                stored_settings(&app, settings, secrets_given, Some(&row.settings_json))
+            }
+            None => row.settings_json.clone(),
+        },
         disabled: change.disabled.unwrap_or(row.disabled),
         updated_at: now_ms(),
         ..row
@@ -523,6 +585,7 @@ fn load_error_code(error: &LoadError) -> &'static str {
         LoadError::Link(_) => "link_failed",
         LoadError::ExceedsSandbox(_) => "exceeds_sandbox",
         LoadError::Source(_) => "unreadable",
+        LoadError::NeedsOutboundGrant { .. } => "needs_outbound_grant",
     }
 }
 
@@ -630,6 +693,14 @@ async fn smoke_call(
     let Some(served) = app.merchants().get(merchant) else {
         return Err(ApiError::not_found(format!("no merchant {merchant}")));
     };
+    let granted = served.context.egress.is_some();
+    if let Err(error) = plugin.report().check_grants(merchant, granted) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            load_error_code(&error),
+            error.to_string(),
+        ));
+    }
     let fields = serde_json::json!({ "order_id": "GATEWAY-UPLOAD-SMOKE-TEST" });
     let request = crate::request_json::build(Operation::Create, merchant, fields, true)
         .map_err(ApiError::internal)?;
