@@ -31,7 +31,7 @@ pub type Connection = std::pin::Pin<Box<dyn Future<Output = Result<(), EgressErr
 
 pub(crate) async fn exchange<B>(
     exchange: Exchange,
-    mut request: Request<B>,
+    request: Request<B>,
     mut reporter: Reporter,
 ) -> Result<(Response<ResponseBody>, Connection), EgressError>
 where
@@ -54,13 +54,7 @@ where
     }
     let sent = reporter.request_bytes();
     let head = async {
-        let addresses = vetted_addresses(&policy, &destination, timeouts.connect).await?;
-        let stream = connect(&destination, &addresses, timeouts.connect).await?;
-        let stream = if destination.https {
-            tls(&policy.client.tls, &destination, stream, timeouts.connect).await?
-        } else {
-            Box::new(stream) as Box<dyn Stream>
-        };
+        let stream = open(&policy, &destination, timeouts.connect).await?;
         let handshake = hyper::client::conn::http1::handshake(TokioIo::new(stream));
         let (mut sender, connection) = tokio::time::timeout(timeouts.connect, handshake)
             .await
@@ -69,26 +63,11 @@ where
                 host: destination.host.clone(),
                 reason: e.to_string(),
             })?;
-        let path = request
-            .uri()
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .parse()
-            .map_err(|_| EgressError::InvalidUrl("the path is not valid".into()))?;
-        *request.uri_mut() = path;
-        if !request.headers().contains_key(http::header::USER_AGENT) {
-            request.headers_mut().insert(
-                http::header::USER_AGENT,
-                HeaderValue::from_static(USER_AGENT),
-            );
-        }
-        let request =
-            request.map(|body| RequestBody::new(body, sent, policy.limits.max_request_body_bytes));
-        let mut connection: Option<Connection> = Some(Box::pin(async move {
-            connection.await.map_err(|e| {
-                unwrap_hyper(&e).unwrap_or_else(|| EgressError::Protocol(e.to_string()))
-            })
-        }));
+        let request = as_sent(request, sent, policy.limits.max_request_body_bytes)?;
+        let mut connection: Option<Connection> =
+            Some(Box::pin(
+                async move { connection.await.map_err(hyper_error) },
+            ));
         let first_byte_ms = timeouts.first_byte.as_millis() as u64;
         let send = sender.send_request(request);
         tokio::pin!(send);
@@ -103,9 +82,7 @@ where
                     }
                 };
                 tokio::select! {
-                    response = &mut send => break response.map_err(|e| {
-                        unwrap_hyper(&e).unwrap_or_else(|| EgressError::Protocol(e.to_string()))
-                    }),
+                    response = &mut send => break response.map_err(hyper_error),
                     ended = driving => {
                         connection = None;
                         ended?;
@@ -141,6 +118,49 @@ where
     let response =
         response.map(|incoming| ResponseBody::new(incoming, max, between, deadline, reporter));
     Ok((response, connection))
+}
+
+/// The request as it goes on the wire: origin-form target (scheme and
+/// authority are the connection's), our `User-Agent` unless the plugin set
+/// one, the body capped.
+fn as_sent<B>(
+    mut request: Request<B>,
+    sent: Arc<std::sync::atomic::AtomicU64>,
+    max_body: u64,
+) -> Result<Request<RequestBody<B>>, EgressError> {
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .parse()
+        .map_err(|_| EgressError::InvalidUrl("the path is not valid".into()))?;
+    *request.uri_mut() = target;
+    if !request.headers().contains_key(http::header::USER_AGENT) {
+        let agent = HeaderValue::from_static(USER_AGENT);
+        request
+            .headers_mut()
+            .insert(http::header::USER_AGENT, agent);
+    }
+    Ok(request.map(|body| RequestBody::new(body, sent, max_body)))
+}
+
+/// A connection to a vetted address of `destination`, TLS when https.
+async fn open(
+    policy: &crate::EgressPolicy,
+    destination: &Destination,
+    timeout: Duration,
+) -> Result<Box<dyn Stream>, EgressError> {
+    let addresses = vetted_addresses(policy, destination, timeout).await?;
+    let stream = connect(destination, &addresses, timeout).await?;
+    if destination.https {
+        tls(&policy.client.tls, destination, stream, timeout).await
+    } else {
+        Ok(Box::new(stream))
+    }
+}
+
+fn hyper_error(error: hyper::Error) -> EgressError {
+    unwrap_hyper(&error).unwrap_or_else(|| EgressError::Protocol(error.to_string()))
 }
 
 fn content_length(headers: &http::HeaderMap) -> Option<u64> {
