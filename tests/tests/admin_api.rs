@@ -538,6 +538,7 @@ async fn an_operation_runs_on_the_merchant_it_pinned_not_the_one_activated_since
         merchants: gw.app.merchants().clone(),
         plugins: gw.app.registry().plugins().clone(),
         metrics: Arc::new(gateway::metrics::Metrics::new()),
+        traces: None,
     };
     let request = || {
         gateway::request_json::build(

@@ -5,7 +5,8 @@
 //!
 //! Exit codes: 0 done; 2 the API refused the request (a 4xx: the message
 //! names the reason and its stable code); 3 the gateway could not be reached
-//! or failed (a 5xx); 1 anything else (a file that cannot be read).
+//! or failed (a 5xx); 4 `plugin shadow` found a success that would become a
+//! failure; 1 anything else (a file that cannot be read).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,6 +66,34 @@ enum AdminCommand {
     /// Merchant tokens: create, list, revoke (operator only).
     #[command(subcommand)]
     Tokens(TokenCommand),
+    /// The callback log of a merchant, newest first (one record per
+    /// callback: ids, result code, path, plugin version, attempt).
+    Callbacks(CallbackSearch),
+    /// One callback record in full: the plugin's log records and the
+    /// request (the buyer's personal data masked).
+    Callback {
+        #[arg(long)]
+        merchant: String,
+        seq: i64,
+    },
+    /// Re-run a failed or parked operation (after activating a fixed
+    /// version) with its idempotency key; its result is what the
+    /// marketplace's next retry receives.
+    Redrive {
+        #[arg(long)]
+        merchant: String,
+        /// The operation's idempotency key (a callback record's).
+        #[arg(long)]
+        key: String,
+        /// Also re-run an operation that has a final answer (audited).
+        #[arg(long)]
+        force: bool,
+    },
+    /// The merchant's parked operations (resume one with `redrive`).
+    Parked {
+        #[arg(long)]
+        merchant: String,
+    },
     /// The audit log of administrative changes, newest first.
     Audit {
         #[arg(long)]
@@ -72,6 +101,54 @@ enum AdminCommand {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+}
+
+#[derive(Debug, Args)]
+struct CallbackSearch {
+    #[arg(long)]
+    merchant: String,
+    #[arg(long)]
+    order_id: Option<String>,
+    #[arg(long)]
+    instance_id: Option<String>,
+    /// A six-digit result code, e.g. 000005.
+    #[arg(long)]
+    result_code: Option<String>,
+    /// A wire activity name, e.g. newInstance.
+    #[arg(long)]
+    activity: Option<String>,
+    /// executed, replayed_cache, replayed_store, in_progress, read, refused, …
+    #[arg(long)]
+    path: Option<String>,
+    /// Records since: Unix milliseconds, or a span back from now (90s, 30m, 2h, 7d).
+    #[arg(long, value_parser = parse_since)]
+    since: Option<i64>,
+    /// At most this many records (following the pages).
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
+}
+
+/// `--since`: Unix ms, or `<n>s|m|h|d` before now.
+fn parse_since(text: &str) -> Result<i64, String> {
+    if let Ok(ms) = text.parse::<i64>() {
+        return Ok(ms);
+    }
+    let split = text.len().saturating_sub(1);
+    let (number, unit) = text.split_at(split);
+    let number: i64 = number
+        .parse()
+        .map_err(|_| format!("`{text}`: expected Unix ms or a span like 30m, 2h, 7d"))?;
+    let unit_ms = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(format!("`{text}`: the unit must be s, m, h or d")),
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    Ok(now - number.saturating_mul(unit_ms))
 }
 
 #[derive(Debug, Subcommand)]
@@ -252,6 +329,21 @@ pub(crate) fn run(args: &AdminArgs) -> anyhow::Result<ExitCode> {
             path: format!("{p}/tokens/{token_id}"),
             body: None,
         },
+        AdminCommand::Callbacks(search) => return list_callbacks(&args.connection, search),
+        AdminCommand::Callback { merchant, seq } => {
+            Call::get(format!("{p}/merchants/{merchant}/callbacks/{seq}"))
+        }
+        AdminCommand::Redrive {
+            merchant,
+            key,
+            force,
+        } => Call::post(
+            format!("{p}/merchants/{merchant}/operations/redrive"),
+            Some(json!({ "idempotency_key": key, "force": force })),
+        ),
+        AdminCommand::Parked { merchant } => {
+            Call::get(format!("{p}/merchants/{merchant}/operations/parked"))
+        }
         AdminCommand::Audit { merchant, limit } => match merchant {
             Some(m) => Call::get(format!("{p}/merchants/{m}/audit?limit={limit}")),
             None => Call::get(format!("{p}/audit?limit={limit}")),
@@ -315,6 +407,146 @@ fn exchange(connection: &Connection, call: Call) -> anyhow::Result<Result<Value,
     } else {
         3
     })))
+}
+
+/// The callback log, following its pages: one line (or, with `--output
+/// json`, one JSON object) per record, newest first.
+fn list_callbacks(connection: &Connection, search: &CallbackSearch) -> anyhow::Result<ExitCode> {
+    let mut query: Vec<(&str, String)> = Vec::new();
+    let filters = [
+        ("order_id", &search.order_id),
+        ("instance_id", &search.instance_id),
+        ("result_code", &search.result_code),
+        ("activity", &search.activity),
+        ("path", &search.path),
+    ];
+    for (name, value) in filters {
+        if let Some(value) = value {
+            query.push((name, value.clone()));
+        }
+    }
+    if let Some(since) = search.since {
+        query.push(("since_ms", since.to_string()));
+    }
+    let mut left = search.limit as usize;
+    let mut before: Option<i64> = None;
+    let mut printed = 0;
+    while left > 0 {
+        let mut page_query = query.clone();
+        page_query.push(("limit", left.min(1000).to_string()));
+        if let Some(before) = before {
+            page_query.push(("before", before.to_string()));
+        }
+        let encoded: Vec<String> = page_query
+            .iter()
+            .map(|(k, v)| format!("{k}={}", percent_encoding::utf8_percent_encode(v, QUERY)))
+            .collect();
+        let path = format!(
+            "/admin/v1/merchants/{}/callbacks?{}",
+            search.merchant,
+            encoded.join("&")
+        );
+        let page = match exchange(connection, Call::get(path))? {
+            Ok(page) => page,
+            Err(code) => return Ok(code),
+        };
+        let records = page["records"].as_array().cloned().unwrap_or_default();
+        for record in &records {
+            match connection.output {
+                Output::Json => println!("{record}"),
+                Output::Table => println!("{}", one_line(record)),
+            }
+        }
+        printed += records.len();
+        left = left.saturating_sub(records.len());
+        match page["next"].as_i64() {
+            Some(next) if !records.is_empty() => before = Some(next),
+            _ => break,
+        }
+    }
+    if printed == 0 && matches!(connection.output, Output::Table) {
+        println!("(none)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What a query value must escape.
+const QUERY: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.');
+
+/// `gateway plugin shadow`: the report, and exit 4 when a success would
+/// become a failure.
+pub(crate) fn shadow(args: &ShadowArgs) -> anyhow::Result<ExitCode> {
+    let path = format!(
+        "/admin/v1/merchants/{}/plugins/{}/shadow?count={}",
+        args.merchant, args.version, args.count
+    );
+    let report = match exchange(&args.connection, Call::post(path, None))? {
+        Ok(report) => report,
+        Err(code) => return Ok(code),
+    };
+    let regressions = report["regressions"].as_u64().unwrap_or(0);
+    match args.connection.output {
+        Output::Json => println!("{report}"),
+        Output::Table => print_shadow(&report),
+    }
+    Ok(if regressions > 0 {
+        ExitCode::from(4)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_shadow(report: &Value) {
+    println!(
+        "version {}: {} requests compared, {} changed, {} regressions",
+        scalar(&report["version"]),
+        scalar(&report["compared"]),
+        scalar(&report["changed"]),
+        scalar(&report["regressions"])
+    );
+    let rows = report["rows"].as_array().cloned().unwrap_or_default();
+    let changed: Vec<&Value> = rows.iter().filter(|r| r["changed"] == true).collect();
+    if changed.is_empty() {
+        return;
+    }
+    println!(
+        "{:>6}  {:<22} {:<20} {:>7} -> {:<7} {:>9} {:>9}  message",
+        "seq", "activity", "order", "active", "new", "ms(old)", "ms(new)"
+    );
+    for row in changed {
+        println!(
+            "{:>6}  {:<22} {:<20} {:>7} -> {:<7} {:>9.1} {:>9.1}  {}{}",
+            scalar(&row["seq"]),
+            scalar(&row["activity"]),
+            scalar(&row["order_id"]),
+            scalar(&row["active_code"]),
+            scalar(&row["candidate_code"]),
+            row["active_latency_ms"].as_f64().unwrap_or(0.0),
+            row["candidate_latency_ms"].as_f64().unwrap_or(0.0),
+            scalar(&row["candidate_msg"]),
+            if row["regression"] == true {
+                "  (regression)"
+            } else {
+                ""
+            },
+        );
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ShadowArgs {
+    /// The inactive plugin version to check.
+    version: i64,
+    #[arg(long)]
+    merchant: String,
+    /// How many of the latest recorded requests to replay (at most 1000).
+    #[arg(long, default_value_t = 200)]
+    count: u32,
+    #[command(flatten)]
+    connection: Connection,
 }
 
 /// Merchants asked for a page at a time.

@@ -69,6 +69,10 @@ enum PluginCommand {
     /// Upload a plugin to a running gateway (admin API) for a merchant, and
     /// optionally activate it.
     Upload(admin::UploadArgs),
+    /// Replay a merchant's latest recorded requests against an uploaded,
+    /// inactive version in test mode and compare with what was answered;
+    /// exits 4 when a success would become a failure.
+    Shadow(admin::ShadowArgs),
 }
 
 #[derive(Debug, Args)]
@@ -129,6 +133,7 @@ pub fn run() -> ExitCode {
         Command::Plugin(PluginCommand::Check(args)) => check(&args),
         Command::Plugin(PluginCommand::Invoke(args)) => invoke::run(&args),
         Command::Plugin(PluginCommand::Upload(args)) => admin::upload(&args),
+        Command::Plugin(PluginCommand::Shadow(args)) => admin::shadow(&args),
         Command::Admin(args) => admin::run(&args),
     };
     match result {

@@ -11,6 +11,7 @@ use koogallery_contract::OperationRequest;
 use koogallery_protocol::result_code::for_plugin_error;
 use koogallery_protocol::{AccessKey, Answer, CodedResult, Disposition, Encryption, ResultCode};
 
+use crate::callback_log::CallTraces;
 use crate::config::{CreateInFlight, UnknownInstances};
 use crate::merchants::{Handler, Merchant, Merchants};
 use crate::metrics::{self, Metrics};
@@ -38,6 +39,8 @@ pub struct HandlerExecutor {
     pub merchants: Arc<Merchants>,
     pub plugins: Plugins,
     pub metrics: Arc<Metrics>,
+    /// Where each call leaves what its callback's log record needs.
+    pub traces: Option<CallTraces>,
 }
 
 #[async_trait::async_trait]
@@ -52,7 +55,18 @@ impl Executor for HandlerExecutor {
         let pinned = pinned.and_then(|p| p.clone().downcast::<Merchant>().ok());
         let merchant = pinned.or_else(|| self.merchants.get(merchant_id))?;
         let key = sealing_key.or_else(|| merchant.keys.first().cloned())?;
-        Some(run(&self.plugins, &self.metrics, &merchant, &request, &key).await)
+        let traces = self.traces.as_ref();
+        Some(
+            run(
+                &self.plugins,
+                &self.metrics,
+                traces,
+                &merchant,
+                &request,
+                &key,
+            )
+            .await,
+        )
     }
 
     fn imports_unknown_instances(&self, merchant_id: &str) -> bool {
@@ -63,10 +77,11 @@ impl Executor for HandlerExecutor {
 }
 
 /// Runs `request` on the merchant's handler and answers for it, with
-/// credentials encrypted under `key`.
+/// credentials encrypted under `key`; leaves the call's trace in `traces`.
 pub async fn run(
     plugins: &Plugins,
     metrics: &Metrics,
+    traces: Option<&CallTraces>,
     merchant: &Merchant,
     request: &OperationRequest,
     key: &AccessKey,
@@ -74,11 +89,19 @@ pub async fn run(
     let outcome = match &merchant.handler {
         Handler::Plugin(plugin) => match plugins.get(plugin).await {
             Ok(loaded) => {
-                plugins
+                let invocation = plugins
                     .runtime()
                     .invoke(&loaded, &merchant.context, request)
-                    .await
-                    .outcome
+                    .await;
+                if let Some(traces) = traces {
+                    let failure = match &invocation.outcome {
+                        Outcome::Failed(error) => Some(error.to_string()),
+                        _ => None,
+                    };
+                    let ran = Some((plugin.version, plugin.sha256.clone()));
+                    traces.leave(request, ran, &invocation.logs, failure);
+                }
+                invocation.outcome
             }
             Err(failure) => {
                 tracing::error!(

@@ -12,6 +12,8 @@
 //! - [`registry`] — the store's merchants (bootstrapped from the
 //!   configuration file) turned into served ones, at start and after every
 //!   administrative change.
+//! - [`callback_log`] — one record per callback answered, written behind
+//!   the answer (search, re-drive and shadow checks read it).
 //! - [`capabilities`] — what plugins may use besides computing: outbound
 //!   HTTP grants, the key-value store, secrets (sealed at rest).
 //! - [`executor`] — runs a merchant's plugin and turns the outcome into an
@@ -31,6 +33,7 @@
 //! SQL driver), `koogallery_contract` (the plugin contract's data). ARCHITECTURE.md
 //! at the repository root describes how these fit together.
 
+pub mod callback_log;
 pub mod capabilities;
 pub mod config;
 pub mod executor;

@@ -39,6 +39,11 @@ pub struct OperationLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MerchantLabels {
+    pub merchant: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ModeLabels {
     pub mode: String,
 }
@@ -66,6 +71,10 @@ pub struct Metrics {
     /// Plugins' outbound HTTP requests, by merchant and outcome (`ok`,
     /// `denied`, `prohibited`, `timeout`, `too_large`…).
     pub outbound_requests: Family<ReasonLabels, Counter>,
+    /// Callback log records dropped (queue full, a failed write).
+    pub callback_log_dropped: Counter,
+    /// Per merchant, the age of its oldest unresolved failure.
+    oldest_failure: Family<MerchantLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub in_flight: Gauge,
     busy_sandboxes: Gauge,
     slot_reset: Family<ModeLabels, Gauge>,
@@ -126,6 +135,20 @@ impl Metrics {
             "Plugins' outbound HTTP requests, by merchant and outcome",
             outbound_requests.clone(),
         );
+        let callback_log_dropped = Counter::default();
+        registry.register(
+            "callback_log_dropped",
+            "Callback log records dropped (queue full or a failed write); answers are unaffected",
+            callback_log_dropped.clone(),
+        );
+        let oldest_failure =
+            Family::<MerchantLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "oldest_unresolved_failure_seconds",
+            "Per merchant, the age of its oldest operation that failed transiently or was parked \
+             and has not succeeded since (the marketplace gives up after about 3 hours)",
+            oldest_failure.clone(),
+        );
         let budget_overruns = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "budget_overruns",
@@ -183,6 +206,8 @@ impl Metrics {
             budget_overruns,
             operations,
             outbound_requests,
+            callback_log_dropped,
+            oldest_failure,
             in_flight,
             busy_sandboxes,
             compilations,
@@ -228,6 +253,24 @@ impl Metrics {
     /// The `merchant` label for `id` (see [`Metrics::with_merchant_series`]).
     pub fn merchant<'a>(&self, id: &'a str) -> &'a str {
         if self.per_merchant { id } else { ALL_MERCHANTS }
+    }
+}
+
+impl Metrics {
+    /// Sets the oldest unresolved failure of each merchant that has one
+    /// (`oldest`: merchant id and when, in Unix ms); the others have none.
+    pub fn set_oldest_failures(&self, oldest: &[(String, i64)], now_ms: i64) {
+        self.oldest_failure.clear();
+        for (merchant, since_ms) in oldest {
+            let age = now_ms.saturating_sub(*since_ms).max(0) as f64 / 1000.0;
+            let labels = MerchantLabels {
+                merchant: self.merchant(merchant).to_string(),
+            };
+            let gauge = self.oldest_failure.get_or_create(&labels);
+            if age > gauge.get() {
+                gauge.set(age);
+            }
+        }
     }
 }
 

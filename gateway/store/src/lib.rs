@@ -11,6 +11,8 @@
 //!   a fencing attempt number). Reaped after the retention window.
 //! - **seen nonces**: V2 replay protection shared by every process on the
 //!   store and surviving restarts.
+//! - **the callback log** ([`callback_log`]): one record per callback
+//!   answered, searched by merchant, order, instance, code; pruned.
 //! - **key-value entries** ([`kv`]): each merchant's plugin store, with a
 //!   usage row per merchant for its quota.
 //! - **the registry** ([`registry`]): merchants, sealed access keys, plugin
@@ -23,6 +25,7 @@
 //! *mean* (when to claim, take over, replay) is decided by the gateway's
 //! idempotency layer, not here; this crate stores text it does not parse.
 
+pub mod callback_log;
 mod checkpoint;
 pub mod kv;
 pub mod registry;
@@ -32,15 +35,16 @@ mod writer;
 
 use std::path::PathBuf;
 
+pub use callback_log::{CallbackFilter, CallbackLog, CallbackRecord};
 pub use kv::{KeyValueStore, KvLimits, KvWrite};
 pub use registry::Registry;
 
 /// Everything the gateway keeps: operations and nonces ([`Store`]), the
 /// registry ([`Registry`]) and merchants' key-value entries
 /// ([`KeyValueStore`]), on one backend.
-pub trait Backend: Store + Registry + KeyValueStore {}
+pub trait Backend: Store + Registry + KeyValueStore + CallbackLog {}
 
-impl<T: Store + Registry + KeyValueStore> Backend for T {}
+impl<T: Store + Registry + KeyValueStore + CallbackLog> Backend for T {}
 pub use sqlite::{SqliteSettings, SqliteStore};
 pub use writer::Health;
 
@@ -310,6 +314,18 @@ pub trait Store: Send + Sync + 'static {
     /// state: used for records that cannot be read). Returns whether a row
     /// was parked.
     async fn park(&self, id: &OperationId, reason: &str, now_ms: i64) -> Result<bool, StoreError>;
+
+    /// The parked records of `merchant_id`, most recently parked first.
+    async fn parked(&self, merchant_id: &str, limit: u32) -> Result<Vec<StuckRow>, StoreError>;
+
+    /// Makes a final record re-drivable again (a forced re-drive), if it is
+    /// still at `attempt`. Returns whether it was.
+    async fn reopen(&self, id: &OperationId, attempt: u32, now_ms: i64)
+    -> Result<bool, StoreError>;
+
+    /// For each merchant with one, when its oldest unresolved failure (an
+    /// operation failed transiently or parked) was recorded, in Unix ms.
+    async fn oldest_failures(&self) -> Result<Vec<(String, i64)>, StoreError>;
 
     /// The instance `instance_id` of `merchant_id`, if the gateway knows it.
     async fn instance(

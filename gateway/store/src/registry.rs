@@ -204,4 +204,6 @@ pub trait Registry: Send + Sync + 'static {
     /// Up to `limit` audit entries after `seq`, oldest first: every change
     /// since, for a process following another's changes.
     async fn audit_after(&self, seq: i64, limit: u32) -> Result<Vec<AuditRow>, StoreError>;
+    /// Records an action that changes no registry row (a re-drive), synced.
+    async fn append_audit(&self, audit: AuditEntry) -> Result<(), StoreError>;
 }

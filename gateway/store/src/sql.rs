@@ -13,6 +13,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (4, include_str!("migrations/0004_registry.sql")),
     (5, include_str!("migrations/0005_kv.sql")),
+    (6, include_str!("migrations/0006_callback_log.sql")),
 ];
 
 pub const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (\
@@ -82,6 +83,21 @@ pub const PARK_EXHAUSTED: &str = "UPDATE operations SET status = 'parked', locke
      RETURNING merchant_id, business_key, attempt";
 
 /// Parks one record, whatever its state, with a reason.
+pub const PARKED: &str = concat!(
+    "SELECT ",
+    operation_columns!(),
+    " FROM operations WHERE merchant_id = $1 AND status = 'parked' \
+     ORDER BY updated_at DESC LIMIT $2"
+);
+
+/// A forced re-drive: a final record becomes a transient failure, fenced.
+pub const REOPEN: &str = "UPDATE operations SET status = 'failed_retryable', updated_at = $4 \
+     WHERE merchant_id = $1 AND idempotency_key = $2 AND attempt = $3 \
+       AND status IN ('succeeded', 'failed_final')";
+
+pub const OLDEST_FAILURES: &str = "SELECT merchant_id, MIN(created_at) FROM operations \
+     WHERE status IN ('failed_retryable', 'parked') GROUP BY merchant_id";
+
 pub const PARK: &str = "UPDATE operations SET status = 'parked', locked_until = NULL, \
      updated_at = $3, park_reason = $4 \
      WHERE merchant_id = $1 AND idempotency_key = $2";

@@ -17,6 +17,7 @@
 //! One host only: several processes may share the file on one machine,
 //! replicas on several machines need the PostgreSQL store.
 
+mod callback_log;
 mod kv;
 mod registry;
 
@@ -227,10 +228,12 @@ fn query_all<T>(
     Ok(mapped)
 }
 
-/// The names of the portable SQL's parameters, `$1` to `$12` (the most any
-/// statement of `sql.rs` takes), so that binding allocates nothing.
-const PARAMETERS: [&str; 12] = [
-    "$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9", "$10", "$11", "$12",
+/// The names of the portable SQL's parameters, `$1` to `$20` (the most any
+/// statement takes: a callback log record), so that binding allocates
+/// nothing.
+const PARAMETERS: [&str; 20] = [
+    "$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9", "$10", "$11", "$12", "$13", "$14", "$15",
+    "$16", "$17", "$18", "$19", "$20",
 ];
 
 fn bind(statement: &mut rusqlite::Statement<'_>, args: &[&dyn ToSql]) -> Result<(), StoreError> {
@@ -455,6 +458,43 @@ impl Store for SqliteStore {
                 }),
             )
             .await
+    }
+
+    async fn parked(&self, merchant_id: &str, limit: u32) -> Result<Vec<StuckRow>, StoreError> {
+        let args: [&dyn ToSql; 2] = [&merchant_id, &i64::from(limit)];
+        self.readers
+            .read(|conn| query_all(conn, sql::PARKED, &args, |row| Ok(stuck_row(row))))
+    }
+
+    async fn reopen(
+        &self,
+        id: &OperationId,
+        attempt: u32,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let id = id.clone();
+        self.writer
+            .write(
+                Durability::Synced,
+                Box::new(move |conn| {
+                    let args: [&dyn ToSql; 4] = [
+                        &id.merchant_id,
+                        &id.idempotency_key,
+                        &i64::from(attempt),
+                        &now_ms,
+                    ];
+                    Ok(execute(conn, sql::REOPEN, &args)? == 1)
+                }),
+            )
+            .await
+    }
+
+    async fn oldest_failures(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.readers.read(|conn| {
+            query_all(conn, sql::OLDEST_FAILURES, &[], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+            })
+        })
     }
 
     async fn instance(

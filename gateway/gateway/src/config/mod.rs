@@ -101,6 +101,8 @@ pub struct Config {
     pub outbound_http: OutboundHttpConfig,
     #[serde(default)]
     pub kv: KvConfig,
+    #[serde(default)]
+    pub callback_log: CallbackLogConfig,
     /// Bootstrapped into the store at start (see `crate::registry`); more
     /// are made through the admin API.
     #[serde(default)]
@@ -356,6 +358,32 @@ impl Default for OutboundHttpConfig {
             max_request_body_kib: 64,
             max_response_body_kib: 1024,
             max_requests_per_call: 8,
+        }
+    }
+}
+
+/// The callback log: one record per callback answered, for merchants to
+/// search and re-drive (see docs/callback-log.md for what a record holds).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallbackLogConfig {
+    pub enabled: bool,
+    /// Records older than this are pruned (in small steps, every hour).
+    pub retention_days: u64,
+    /// The plugin's own log records kept with a record, in KiB.
+    pub max_plugin_log_kib: usize,
+    /// Records waiting to be written; past it new ones are dropped (and
+    /// counted), never the callback slowed.
+    pub queue: usize,
+}
+
+impl Default for CallbackLogConfig {
+    fn default() -> Self {
+        CallbackLogConfig {
+            enabled: true,
+            retention_days: 7,
+            max_plugin_log_kib: 4,
+            queue: 8192,
         }
     }
 }
@@ -990,6 +1018,19 @@ impl Config {
             if value < min || value > max {
                 return Err(invalid(key, format!("must be between {min} and {max}")));
             }
+        }
+        let log = &self.callback_log;
+        if log.retention_days == 0 || log.retention_days > 3650 {
+            return Err(invalid(
+                "callback_log.retention_days",
+                "must be between 1 and 3650",
+            ));
+        }
+        if log.max_plugin_log_kib > 64 || log.queue == 0 || log.queue > 1 << 20 {
+            return Err(invalid(
+                "callback_log",
+                "max_plugin_log_kib must be at most 64 and queue between 1 and 1048576",
+            ));
         }
         if self.kv.max_total_mib == 0 || self.kv.max_keys == 0 {
             return Err(invalid(

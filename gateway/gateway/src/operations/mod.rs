@@ -245,6 +245,14 @@ impl Operations {
         &self.inner.store
     }
 
+    /// Forgets what this process holds of `id` (a forced re-drive replaces
+    /// a final result; other processes replay theirs until their hot cache
+    /// lets it go, `hot_cache_ttl_secs`).
+    pub async fn forget(&self, id: &OperationId) {
+        self.inner.settled.invalidate(id).await;
+        self.inner.claimed.invalidate(id);
+    }
+
     /// Completed results held in memory.
     pub async fn cached_results(&self) -> u64 {
         self.inner.settled.run_pending_tasks().await;

@@ -49,6 +49,26 @@ struct Handled {
     unauthenticated: bool,
     /// Why it was refused, for the log (never a value from the request).
     reason: Option<String>,
+    /// For the callback log: set once the merchant is known and the
+    /// request authenticated (unauthenticated traffic is anyone's to send,
+    /// so it is counted, never kept in a merchant's log).
+    logged: Option<Logged>,
+}
+
+/// What the callback log needs beyond the answer.
+struct Logged {
+    request: Option<koogallery_contract::OperationRequest>,
+    /// How it was answered (`AnswerPath::label`, `read`, `refused`).
+    path: &'static str,
+    /// The operation record it answered for.
+    idempotency_key: Option<String>,
+}
+
+/// An authenticated callback's answer, and how it was reached.
+struct Answered {
+    answer: Answer,
+    path: &'static str,
+    idempotency_key: Option<String>,
 }
 
 impl Handled {
@@ -60,6 +80,7 @@ impl Handled {
             activity: None,
             unauthenticated: false,
             reason: None,
+            logged: None,
         }
     }
 
@@ -145,7 +166,46 @@ pub(super) async fn callback(
             );
         });
     }
+    if let (Some(merchant), Some(logged)) = (&merchant, handled.logged) {
+        let record = gateway_store::CallbackRecord {
+            at_ms: time::now_ms(),
+            merchant_id: merchant.id.clone(),
+            request_id: request_id.clone(),
+            generation: generation.to_string(),
+            activity: activity.to_string(),
+            instance_id: handled.answer.instance_id.clone(),
+            result_code: handled.answer.result_code.code().to_string(),
+            result_msg: handled.answer.result_msg.clone(),
+            latency_us: i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX),
+            path: logged.path.to_string(),
+            reason: handled.reason,
+            idempotency_key: logged.idempotency_key,
+            ..Default::default()
+        };
+        let record = with_trace(record, app.callback_log.traces().take(&request_id));
+        // Only what ran the plugin: a replay carries the same request again.
+        let keep_request = matches!(logged.path, "executed" | "retryable" | "read");
+        app.callback_log
+            .record(record, logged.request, keep_request);
+    }
     respond(bytes, handled.signer.as_ref(), &request_id)
+}
+
+/// What the plugin call of this callback left (attempt, version, logs).
+fn with_trace(
+    mut record: gateway_store::CallbackRecord,
+    trace: Option<Arc<crate::callback_log::CallTrace>>,
+) -> gateway_store::CallbackRecord {
+    if let Some(trace) = trace {
+        record.attempt = Some(i64::from(trace.attempt));
+        record.plugin_version = trace.plugin_version;
+        record.plugin_sha256 = trace.plugin_sha256.as_deref().map(str::to_string);
+        record.plugin_logs_json = trace.plugin_logs_json.clone();
+        if record.reason.is_none() {
+            record.reason = trace.failure.clone();
+        }
+    }
+    record
 }
 
 /// The request line and who it is for.
@@ -230,13 +290,18 @@ async fn handle(app: &Arc<App>, incoming: Incoming<'_>, body: Body) -> Handled {
     }
     let key = &keys[verified.key_index];
     match answer_callback(app, merchant, &verified, &callback, key, deadline).await {
-        Ok(answer) => Handled {
-            answer,
+        Ok(answered) => Handled {
+            answer: answered.answer,
             signer,
             generation: Some(callback.generation),
             activity: Some(callback.activity),
             unauthenticated: false,
             reason: None,
+            logged: Some(Logged {
+                request: Some(callback.request),
+                path: answered.path,
+                idempotency_key: answered.idempotency_key,
+            }),
         },
         Err(rejection) => refuse(app, Some(merchant), rejection, signer, generation),
     }
@@ -252,7 +317,7 @@ async fn answer_callback(
     callback: &Callback,
     key: &AccessKey,
     deadline: tokio::time::Instant,
-) -> Result<Answer, Rejection> {
+) -> Result<Answered, Rejection> {
     let imports = merchant.unknown_instances == UnknownInstances::Import;
     let op = RecordedOperation::from_callback(
         &merchant.id,
@@ -273,6 +338,11 @@ async fn answer_callback(
     {
         return Ok(decided(app, merchant, op, decision, path));
     }
+    let answer = |answer: Answer, path: &'static str| Answered {
+        answer,
+        path,
+        idempotency_key: None,
+    };
     match remember(app, &merchant.id, &verified.replay, deadline).await {
         Remembered::New => {}
         Remembered::Replay(error) => return Err(error.into()),
@@ -286,11 +356,15 @@ async fn answer_callback(
                 return Ok(decided(app, merchant, op, decision, path));
             }
             let message = "the request could not be recorded; please retry";
-            return Ok(Answer::new(ResultCode::Internal, message));
+            return Ok(answer(
+                Answer::new(ResultCode::Internal, message),
+                "store_failed",
+            ));
         }
     }
     let Some(op) = op else {
-        return Ok(run_read(app, merchant, callback, key, deadline).await);
+        let read = run_read(app, merchant, callback, key, deadline).await;
+        return Ok(answer(read, "read"));
     };
     // A merchant whose creates in flight are answered as successes keeps
     // some of the budget for making the claim durable first.
@@ -392,6 +466,20 @@ fn decided(
     op: &RecordedOperation,
     decision: Decision,
     path: AnswerPath,
+) -> Answered {
+    Answered {
+        answer: decided_answer(app, merchant, op, decision, path),
+        path: path.label(),
+        idempotency_key: Some(op.id.idempotency_key.clone()),
+    }
+}
+
+fn decided_answer(
+    app: &App,
+    merchant: &Merchant,
+    op: &RecordedOperation,
+    decision: Decision,
+    path: AnswerPath,
 ) -> Answer {
     app.metrics
         .operations
@@ -430,10 +518,14 @@ async fn run_read(
             callback.request.clone(),
             key.clone(),
         );
+        let traces = app.callback_log.traces().clone();
         app.tasks.spawn(
-            async move { executor::run(&plugins, &metrics, &merchant, &request, &key).await }
-                // The plugin's log records carry the callback's request id.
-                .instrument(tracing::Span::current()),
+            async move {
+                let traces = Some(&traces);
+                executor::run(&plugins, &metrics, traces, &merchant, &request, &key).await
+            }
+            // The plugin's log records carry the callback's request id.
+            .instrument(tracing::Span::current()),
         )
     };
     match tokio::time::timeout_at(deadline, task).await {
@@ -485,7 +577,15 @@ fn refuse(
         Rejection::Invalid(error) => {
             tracing::warn!(reason = %error, "invalid callback");
             let answer = Answer::new(ResultCode::InvalidParams, &error.to_string());
-            Handled::refused(answer, signer, Some(generation))
+            Handled {
+                reason: Some(error.to_string()),
+                logged: Some(Logged {
+                    request: None,
+                    path: "refused",
+                    idempotency_key: None,
+                }),
+                ..Handled::refused(answer, signer, Some(generation))
+            }
         }
     }
 }

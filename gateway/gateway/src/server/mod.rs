@@ -35,6 +35,7 @@ use tokio_util::task::TaskTracker;
 
 use gateway_sandbox::{Runtime, RuntimeError};
 
+use crate::callback_log::CallbackLogger;
 use crate::capabilities::Capabilities;
 use gateway_store::{Backend, SqliteStore, Store, StoreError};
 use koogallery_protocol::VerifyPolicy;
@@ -75,6 +76,8 @@ pub struct App {
     ready: AtomicBool,
     /// Log lines of refused, unauthenticated requests.
     refusals: throttle::Throttle,
+    /// The merchants' view of their callbacks (written behind the answers).
+    callback_log: Arc<CallbackLogger>,
 }
 
 /// Why the gateway could not start.
@@ -154,10 +157,18 @@ impl App {
         let runtime = registry.runtime().clone();
         let store: Arc<dyn Store> = registry.store().clone();
         let tasks = TaskTracker::new();
+        let stop_upkeep = CancellationToken::new();
+        let callback_log = CallbackLogger::start(
+            &config.callback_log,
+            registry.store().clone(),
+            metrics.clone(),
+            stop_upkeep.clone(),
+        );
         let executor = HandlerExecutor {
             merchants: merchants.clone(),
             plugins: registry.plugins().clone(),
             metrics: metrics.clone(),
+            traces: Some(callback_log.traces().clone()),
         };
         let operations = Operations::new(
             store.clone(),
@@ -178,13 +189,14 @@ impl App {
             nonce_memory_ms: lower::nonce_memory_ms(&config.signature),
             v1_token_memory_ms: lower::v1_token_memory_ms(&config.signature),
             upkeep: lower::upkeep(&config.store),
-            stop_upkeep: CancellationToken::new(),
+            stop_upkeep,
             answer_budget: Duration::from_millis(config.answer_budget_ms),
             follow_changes: Duration::from_millis(config.store.follow_changes_ms),
             max_body_bytes: config.max_body_bytes,
             tasks,
             ready: AtomicBool::new(true),
             refusals: throttle::Throttle::new(10, Duration::from_secs(1)),
+            callback_log,
         }
     }
 

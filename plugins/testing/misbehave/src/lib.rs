@@ -14,7 +14,9 @@
 //! the host copy). Any other order id gets a normal answer, so the same
 //! component also proves the runtime still works after each failure. A
 //! merchant whose configuration sets `create_behaviour` gets that behaviour
-//! on every create, whatever the order id.
+//! on every create, whatever the order id; `renew_behaviour = "error-<case>"`
+//! declines every renewal so (a version that breaks renewals, for the
+//! shadow check).
 //!
 //! Every call first logs `executing` with the operation, the order or
 //! instance, the idempotency key and the attempt: the gateway's tests count
@@ -68,7 +70,10 @@ impl Plugin for Misbehave {
     }
     fn renew(req: RenewRequest) -> PluginResult<()> {
         executing("renew", &req.instance_id, &req.call);
-        Ok(())
+        match config::get("renew_behaviour") {
+            Some(case) if case.starts_with("error-") => Err(declined(&case["error-".len()..])),
+            _ => Ok(()),
+        }
     }
     fn update_status(req: StatusRequest) -> PluginResult<()> {
         executing("update-status", &req.instance_id, &req.call);

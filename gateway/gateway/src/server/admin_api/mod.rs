@@ -8,12 +8,15 @@
 //! - [`auth`]: who is asking — the operator (token from configuration:
 //!   everything) or a merchant (a token made through the API: its own
 //!   merchant only). Tokens are stored hashed; a refusal changes nothing.
-//! - [`routes`]: the handlers. Every change is written with its audit
+//! - [`callbacks`]: the callback log (search, one record), re-drive,
+//!   parked operations and the shadow check of an inactive version.
+//! - [`routes`]: the handlers of merchants, keys, plugins, tokens, audit. Every change is written with its audit
 //!   entry in one transaction, then the merchant is reloaded and swapped in
 //!   (`crate::registry`); changes are serialized, so the last one written is
 //!   the one served.
 
 mod auth;
+mod callbacks;
 mod error;
 mod routes;
 
@@ -72,7 +75,8 @@ impl AdminState {
     info(
         title = "KooGallery gateway admin API",
         version = "1",
-        description = "Merchants, access keys, plugin versions, admin tokens and the audit log. \
+        description = "Merchants, access keys, plugin versions, admin tokens, the audit log, \
+                       the callback log, re-drives and shadow checks. \
                        Authenticate with `Authorization: Bearer <token>`: the operator token \
                        (everything) or a merchant token (its own merchant only)."
     ),
@@ -98,6 +102,11 @@ pub fn router_and_document() -> (OpenApiRouter<Arc<App>>, utoipa::openapi::OpenA
         .routes(routes!(routes::revoke_token))
         .routes(routes!(routes::merchant_audit))
         .routes(routes!(routes::audit))
+        .routes(routes!(callbacks::list_callbacks))
+        .routes(routes!(callbacks::show_callback))
+        .routes(routes!(callbacks::redrive))
+        .routes(routes!(callbacks::list_parked))
+        .routes(routes!(callbacks::shadow))
         .split_for_parts();
     (OpenApiRouter::from(router), document)
 }

@@ -155,7 +155,7 @@ pub struct AuditQuery {
     pub limit: Option<u32>,
 }
 
-fn audit_entry(
+pub(super) fn audit_entry(
     who: &Principal,
     merchant: Option<&str>,
     action: &str,
