@@ -141,3 +141,97 @@ async fn search_narrows_and_pages_newest_first() {
         "per merchant"
     );
 }
+
+async fn redrive(gw: &TestGateway, merchant: &str, key: &str, force: bool) -> (StatusCode, Value) {
+    let path = format!("/admin/v1/merchants/{merchant}/operations/redrive");
+    let body = AdminBody::Json(json!({"idempotency_key": key, "force": force}));
+    gw.admin(Method::POST, &path, Some(OPERATOR), body).await
+}
+
+#[tokio::test]
+async fn a_final_answer_is_redriven_only_when_forced_and_audited() {
+    let gw = gateway().await;
+    let order = format!("CS{}", &marketplace::random_nonce()[..15]);
+    let body = json!({"activity": "newInstance", "orderId": order,
+        "orderLineId": format!("{order}-000001"), "businessId": marketplace::random_nonce()});
+    assert_eq!(gw.v2("reference", &body, KEY).await.code(), "000000");
+    let page = search(&gw, "reference", &format!("order_id={order}"), 1).await;
+    let key = page["records"][0]["idempotency_key"]
+        .as_str()
+        .expect("a key")
+        .to_string();
+    let (status, refused) = redrive(&gw, "reference", &key, false).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(refused["error"]["code"], "final_answer");
+    let (status, forced) = redrive(&gw, "reference", &key, true).await;
+    assert_eq!(status, StatusCode::OK, "{forced}");
+    assert_eq!(
+        (forced["status"].as_str(), forced["attempt"].as_u64()),
+        (Some("succeeded"), Some(2))
+    );
+    let (_, audit) = gw
+        .admin(
+            Method::GET,
+            "/admin/v1/merchants/reference/audit",
+            Some(OPERATOR),
+            AdminBody::Empty,
+        )
+        .await;
+    assert_eq!(audit[0]["action"], "operation.redrive.force", "{audit}");
+    let (status, missing) = redrive(&gw, "reference", "kg-no-such-key", false).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
+}
+
+#[tokio::test]
+async fn a_parked_operation_is_listed_resumed_and_its_age_reported() {
+    let gw = gateway().await;
+    let order = "error-internal".to_string();
+    let body = json!({"activity": "newInstance", "orderId": order,
+        "orderLineId": format!("{order}-000001"), "businessId": marketplace::random_nonce()});
+    assert_eq!(gw.v2("misbehave", &body, KEY).await.code(), "000005");
+    let page = search(&gw, "misbehave", "result_code=000005", 1).await;
+    let key = page["records"][0]["idempotency_key"]
+        .as_str()
+        .expect("a key")
+        .to_string();
+    let store = gw.app.registry().store().clone();
+    let id = gateway_store::OperationId {
+        merchant_id: "misbehave".into(),
+        idempotency_key: key.clone(),
+    };
+    assert!(
+        store
+            .park(
+                &id,
+                "given up by the test",
+                koogallery_protocol::time::now_ms()
+            )
+            .await
+            .expect("parked")
+    );
+
+    gateway::callback_log::report_oldest_failures(store.as_ref(), gw.app.metrics()).await;
+    let (_, metrics) = gw.get_admin("/metrics").await;
+    assert!(
+        metrics.contains("gateway_oldest_unresolved_failure_seconds{merchant=\"misbehave\"}"),
+        "{metrics}"
+    );
+
+    let (status, parked) = gw
+        .admin(
+            Method::GET,
+            "/admin/v1/merchants/misbehave/operations/parked",
+            Some(OPERATOR),
+            AdminBody::Empty,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(parked[0]["idempotency_key"], key.as_str(), "{parked}");
+    let (status, resumed) = redrive(&gw, "misbehave", &key, false).await;
+    assert_eq!(status, StatusCode::OK, "{resumed}");
+    assert_eq!(
+        resumed["status"], "failed_retryable",
+        "the plugin still declines: {resumed}"
+    );
+    assert_eq!(resumed["attempt"], 2);
+}

@@ -347,11 +347,15 @@ impl Writer {
     }
 
     async fn report_failures(&self) {
-        match self.store.oldest_failures().await {
-            Ok(oldest) => self
-                .metrics
-                .set_oldest_failures(&oldest, crate::registry::now_ms()),
-            Err(error) => tracing::warn!(%error, "reading unresolved failures failed"),
-        }
+        report_oldest_failures(self.store.as_ref(), &self.metrics).await;
+    }
+}
+
+/// Sets `gateway_oldest_unresolved_failure_seconds` from the store (the
+/// writer task does it every 30 s).
+pub async fn report_oldest_failures(store: &dyn Backend, metrics: &Metrics) {
+    match store.oldest_failures().await {
+        Ok(oldest) => metrics.set_oldest_failures(&oldest, crate::registry::now_ms()),
+        Err(error) => tracing::warn!(%error, "reading unresolved failures failed"),
     }
 }

@@ -211,6 +211,10 @@ impl App {
         &self.registry
     }
 
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     /// The idempotency layer (tests drive its completer and reaper).
     pub fn operations(&self) -> &Operations {
         &self.operations
