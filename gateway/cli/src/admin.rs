@@ -94,6 +94,12 @@ enum AdminCommand {
         #[arg(long)]
         merchant: String,
     },
+    /// The last hour's rate of non-000000 answers, the oldest unresolved
+    /// failure and the parked operations of a merchant.
+    Report {
+        #[arg(long)]
+        merchant: String,
+    },
     /// The audit log of administrative changes, newest first.
     Audit {
         #[arg(long)]
@@ -344,6 +350,7 @@ pub(crate) fn run(args: &AdminArgs) -> anyhow::Result<ExitCode> {
         AdminCommand::Parked { merchant } => {
             Call::get(format!("{p}/merchants/{merchant}/operations/parked"))
         }
+        AdminCommand::Report { merchant } => Call::get(format!("{p}/merchants/{merchant}/report")),
         AdminCommand::Audit { merchant, limit } => match merchant {
             Some(m) => Call::get(format!("{p}/merchants/{m}/audit?limit={limit}")),
             None => Call::get(format!("{p}/audit?limit={limit}")),

@@ -56,6 +56,13 @@ pub trait CallbackLog: Send + Sync + 'static {
         filter: &CallbackFilter,
     ) -> Result<Vec<CallbackRecord>, crate::StoreError>;
     async fn callback(&self, seq: i64) -> Result<Option<CallbackRecord>, crate::StoreError>;
+    /// Of `merchant_id`'s records since `since_ms`: how many, and how many
+    /// were not answered 000000.
+    async fn callback_counts(
+        &self,
+        merchant_id: &str,
+        since_ms: i64,
+    ) -> Result<(u64, u64), crate::StoreError>;
     /// Deletes at most `limit` records older than `before_ms`; how many.
     async fn prune_callbacks(&self, before_ms: i64, limit: u32) -> Result<u64, crate::StoreError>;
 }

@@ -17,6 +17,8 @@ const INSERT: &str = "INSERT INTO callback_log (at_ms, merchant_id, request_id, 
      reason, attempt, plugin_version, plugin_sha256, idempotency_key, test, plugin_logs_json, \
      request_json) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
      $16, $17, $18, $19, $20)";
+const COUNTS: &str = "SELECT COUNT(*), COALESCE(SUM(CASE WHEN result_code <> '000000' THEN 1 ELSE 0 END), 0) \
+     FROM callback_log WHERE merchant_id = $1 AND at_ms >= $2";
 const PRUNE: &str = "DELETE FROM callback_log WHERE seq IN \
      (SELECT seq FROM callback_log WHERE at_ms < $1 ORDER BY seq LIMIT $2)";
 
@@ -133,6 +135,21 @@ impl CallbackLog for SqliteStore {
         let sql = format!("SELECT {COLUMNS} FROM callback_log WHERE seq = $1");
         self.readers
             .read(|conn| query_row(conn, &sql, &[&seq], record))
+    }
+
+    async fn callback_counts(
+        &self,
+        merchant_id: &str,
+        since_ms: i64,
+    ) -> Result<(u64, u64), StoreError> {
+        let args: [&dyn ToSql; 2] = [&merchant_id, &since_ms];
+        let counts = self.readers.read(|conn| {
+            query_row(conn, COUNTS, &args, |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
+            })
+        })?;
+        let (total, failed) = counts.unwrap_or((0, 0));
+        Ok((total.max(0) as u64, failed.max(0) as u64))
     }
 
     async fn prune_callbacks(&self, before_ms: i64, limit: u32) -> Result<u64, StoreError> {

@@ -170,6 +170,60 @@ pub async fn show_callback(
     }
 }
 
+/// A merchant's health at a glance.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallbackReport {
+    pub merchant_id: String,
+    /// Callbacks logged in the last hour, and those not answered 000000.
+    pub last_hour: u64,
+    pub last_hour_failed: u64,
+    /// `last_hour_failed / last_hour` (0 without callbacks).
+    pub failure_rate: f64,
+    /// When its oldest operation that failed transiently or was parked,
+    /// and has not succeeded since, was recorded (Unix ms), and its age.
+    pub oldest_unresolved_failure_ms: Option<i64>,
+    pub oldest_unresolved_failure_age_secs: Option<f64>,
+    pub parked: usize,
+}
+
+/// The rate of non-000000 answers in the last hour and the oldest
+/// unresolved failure: what to look at before the marketplace's 3-hour
+/// retry window closes.
+#[utoipa::path(get, path = "/admin/v1/merchants/{id}/report", tag = "callbacks",
+    params(("id" = String, Path)),
+    responses((status = 200, body = CallbackReport), (status = 403, body = ErrorBody)))]
+pub async fn report(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> Answer<Json<CallbackReport>> {
+    who.may(&id)?;
+    let store = app.registry().store();
+    let now = now_ms();
+    let (last_hour, last_hour_failed) = store.callback_counts(&id, now - 3_600_000).await?;
+    let oldest = store
+        .oldest_failures()
+        .await?
+        .into_iter()
+        .find(|(merchant, _)| *merchant == id)
+        .map(|(_, since)| since);
+    let parked = store.parked(&id, 1000).await?.len();
+    Ok(Json(CallbackReport {
+        merchant_id: id,
+        last_hour,
+        last_hour_failed,
+        failure_rate: if last_hour == 0 {
+            0.0
+        } else {
+            last_hour_failed as f64 / last_hour as f64
+        },
+        oldest_unresolved_failure_ms: oldest,
+        oldest_unresolved_failure_age_secs: oldest
+            .map(|since| (now - since).max(0) as f64 / 1000.0),
+        parked,
+    }))
+}
+
 /// Which operation to re-drive.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct Redrive {

@@ -106,6 +106,7 @@ pub fn router_and_document() -> (OpenApiRouter<Arc<App>>, utoipa::openapi::OpenA
         .routes(routes!(callbacks::show_callback))
         .routes(routes!(callbacks::redrive))
         .routes(routes!(callbacks::list_parked))
+        .routes(routes!(callbacks::report))
         .routes(routes!(callbacks::shadow))
         .split_for_parts();
     (OpenApiRouter::from(router), document)
