@@ -11,7 +11,8 @@
 //!    plugin directly. Either way the plugin runs in a spawned task (a
 //!    client disconnect never aborts it halfway) and the handler waits at
 //!    most for what is left of the answer budget, then answers 000004;
-//! 6. serialise, sign the exact bytes (`Body-Sign`), count, log.
+//! 6. serialise, sign the exact bytes (`Body-Sign`), count, log, and queue
+//!    the callback's record for the callback log (`crate::callback_log`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -167,28 +168,55 @@ pub(super) async fn callback(
         });
     }
     if let (Some(merchant), Some(logged)) = (&merchant, handled.logged) {
-        let record = gateway_store::CallbackRecord {
-            at_ms: time::now_ms(),
-            merchant_id: merchant.id.clone(),
-            request_id: request_id.clone(),
-            generation: generation.to_string(),
-            activity: activity.to_string(),
-            instance_id: handled.answer.instance_id.clone(),
-            result_code: handled.answer.result_code.code().to_string(),
-            result_msg: handled.answer.result_msg.clone(),
-            latency_us: i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX),
-            path: logged.path.to_string(),
-            reason: handled.reason,
-            idempotency_key: logged.idempotency_key,
-            ..Default::default()
+        let facts = Facts {
+            merchant: &merchant.id,
+            request_id: &request_id,
+            generation,
+            activity,
+            elapsed,
         };
-        let record = with_trace(record, app.callback_log.traces().take(&request_id));
-        // Only what ran the plugin: a replay carries the same request again.
-        let keep_request = matches!(logged.path, "executed" | "retryable" | "read");
-        app.callback_log
-            .record(record, logged.request, keep_request);
+        log_callback(&app, facts, &handled.answer, handled.reason, logged);
     }
     respond(bytes, handled.signer.as_ref(), &request_id)
+}
+
+/// What every callback log record says about its callback.
+struct Facts<'a> {
+    merchant: &'a str,
+    request_id: &'a str,
+    generation: &'static str,
+    activity: &'static str,
+    elapsed: std::time::Duration,
+}
+
+/// Queues the callback's record for the callback log (never waits).
+fn log_callback(
+    app: &App,
+    facts: Facts<'_>,
+    answer: &Answer,
+    reason: Option<String>,
+    logged: Logged,
+) {
+    let record = gateway_store::CallbackRecord {
+        at_ms: time::now_ms(),
+        merchant_id: facts.merchant.to_string(),
+        request_id: facts.request_id.to_string(),
+        generation: facts.generation.to_string(),
+        activity: facts.activity.to_string(),
+        instance_id: answer.instance_id.clone(),
+        result_code: answer.result_code.code().to_string(),
+        result_msg: answer.result_msg.clone(),
+        latency_us: i64::try_from(facts.elapsed.as_micros()).unwrap_or(i64::MAX),
+        path: logged.path.to_string(),
+        reason,
+        idempotency_key: logged.idempotency_key,
+        ..Default::default()
+    };
+    let record = with_trace(record, app.callback_log.traces().take(facts.request_id));
+    // Only what ran the plugin: a replay carries the same request again.
+    let keep_request = matches!(logged.path, "executed" | "retryable" | "read");
+    app.callback_log
+        .record(record, logged.request, keep_request);
 }
 
 /// What the plugin call of this callback left (attempt, version, logs).
