@@ -212,9 +212,15 @@ fn log_callback(
         idempotency_key: logged.idempotency_key,
         ..Default::default()
     };
-    let record = with_trace(record, app.callback_log.traces().take(facts.request_id));
-    // Only what ran the plugin: a replay carries the same request again.
-    let keep_request = matches!(logged.path, "executed" | "retryable" | "read");
+    // Only what ran the plugin left a trace, and needs its request kept: a
+    // replay carries the same request again.
+    let ran_plugin = matches!(logged.path, "executed" | "retryable" | "read");
+    let record = if ran_plugin {
+        with_trace(record, app.callback_log.traces().take(facts.request_id))
+    } else {
+        record
+    };
+    let keep_request = ran_plugin;
     app.callback_log
         .record(record, logged.request, keep_request);
 }

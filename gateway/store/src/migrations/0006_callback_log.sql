@@ -29,7 +29,8 @@ CREATE TABLE callback_log (
     plugin_logs_json TEXT,
     request_json     TEXT
 );
+-- Two indexes only: every record pays for each on the way in. A search by
+-- instance (or code, activity…) walks the merchant's records newest first;
+-- pruning walks the oldest by `seq` (records are appended in time order).
 CREATE INDEX callback_log_by_merchant ON callback_log (merchant_id, seq);
 CREATE INDEX callback_log_by_order ON callback_log (merchant_id, order_id);
-CREATE INDEX callback_log_by_instance ON callback_log (merchant_id, instance_id);
-CREATE INDEX callback_log_by_age ON callback_log (at_ms);

@@ -19,8 +19,9 @@ const INSERT: &str = "INSERT INTO callback_log (at_ms, merchant_id, request_id, 
      $16, $17, $18, $19, $20)";
 const COUNTS: &str = "SELECT COUNT(*), COALESCE(SUM(CASE WHEN result_code <> '000000' THEN 1 ELSE 0 END), 0) \
      FROM callback_log WHERE merchant_id = $1 AND at_ms >= $2";
-const PRUNE: &str = "DELETE FROM callback_log WHERE seq IN \
-     (SELECT seq FROM callback_log WHERE at_ms < $1 ORDER BY seq LIMIT $2)";
+/// The oldest records, in the order they were appended (≈ time order).
+const OLDEST: &str = "SELECT seq, at_ms FROM callback_log ORDER BY seq LIMIT $1";
+const PRUNE_UP_TO: &str = "DELETE FROM callback_log WHERE seq <= $1";
 
 fn record(row: &rusqlite::Row<'_>) -> Result<CallbackRecord, StoreError> {
     Ok(CallbackRecord {
@@ -152,12 +153,28 @@ impl CallbackLog for SqliteStore {
         Ok((total.max(0) as u64, failed.max(0) as u64))
     }
 
+    /// The leading records older than `before_ms` are found on a reader
+    /// (no index on the time: records are appended in time order), then
+    /// deleted by `seq` range on the writer.
     async fn prune_callbacks(&self, before_ms: i64, limit: u32) -> Result<u64, StoreError> {
         let limit = i64::from(limit);
+        let oldest = self.readers.read(|conn| {
+            query_all(conn, OLDEST, &[&limit], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
+            })
+        })?;
+        let Some(last) = oldest
+            .iter()
+            .take_while(|(_, at_ms)| *at_ms < before_ms)
+            .last()
+            .map(|(seq, _)| *seq)
+        else {
+            return Ok(0);
+        };
         self.writer
             .write(
                 Durability::Lazy,
-                Box::new(move |conn| Ok(execute(conn, PRUNE, &[&before_ms, &limit])? as u64)),
+                Box::new(move |conn| Ok(execute(conn, PRUNE_UP_TO, &[&last])? as u64)),
             )
             .await
     }
