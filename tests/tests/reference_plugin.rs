@@ -172,9 +172,15 @@ async fn lifecycle_operations_answer_and_refuse_bad_input() {
         (Operation::UpdateStatus, freeze, ResultCode::Success),
         (Operation::UpdateStatus, unfreeze, ResultCode::Success),
         (Operation::Upgrade, upgrade, ResultCode::Success),
+        // V2's upgradeInstance names no product: accepted (issue 13).
         (
             Operation::Upgrade,
             json!({"instance_id": INSTANCE, "order_id": "CS-U1", "product": {}}),
+            ResultCode::Success,
+        ),
+        (
+            Operation::Upgrade,
+            json!({"instance_id": INSTANCE, "order_id": "", "product": {}}),
             ResultCode::InvalidParams,
         ),
         (Operation::ChangeCheck, check_ok, ResultCode::Success),

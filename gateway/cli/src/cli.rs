@@ -66,6 +66,11 @@ enum PluginCommand {
     /// Run one operation of a plugin under production limits and print the
     /// typed result, its result code, the duration and the peak memory as JSON.
     Invoke(invoke::InvokeArgs),
+    /// Run the marketplace's debugger cases and probes against a plugin,
+    /// through the production sandbox: every activity of both generations
+    /// in its minimal and a rich shape, idempotency, the answer's field
+    /// limits, time and memory. Exits 4 when a case fails.
+    Test(crate::conformance::TestArgs),
     /// Upload a plugin to a running gateway (admin API) for a merchant, and
     /// optionally activate it.
     Upload(admin::UploadArgs),
@@ -132,6 +137,7 @@ pub fn run() -> ExitCode {
         Command::Simulate(args) => simulate::run(&args),
         Command::Plugin(PluginCommand::Check(args)) => check(&args),
         Command::Plugin(PluginCommand::Invoke(args)) => invoke::run(&args),
+        Command::Plugin(PluginCommand::Test(args)) => crate::conformance::run(&args),
         Command::Plugin(PluginCommand::Upload(args)) => admin::upload(&args),
         Command::Plugin(PluginCommand::Shadow(args)) => admin::shadow(&args),
         Command::Admin(args) => admin::run(&args),

@@ -111,11 +111,8 @@ impl Plugin for Reference {
     fn upgrade(req: UpgradeRequest) -> PluginResult<()> {
         error::require_non_empty("instance-id", &req.instance_id)?;
         error::require_non_empty("order-id", &req.order_id)?;
-        if req.product.product_id.is_none() && req.product.sku_code.is_none() {
-            return Err(error::invalid_request(
-                "an upgrade names a product-id or sku-code",
-            ));
-        }
+        // V2 upgradeInstance carries only the instance and the upgrade order
+        // (the new product is read from the order); V1 names the product.
         check_product(&req.product)?;
         log::info!(
             "tenant upgraded",

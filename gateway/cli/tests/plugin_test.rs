@@ -1,0 +1,102 @@
+//! `gateway plugin test`: the reference plugin passes the marketplace's
+//! debugger cases and probes; plugins that trap, run past their deadline or
+//! answer without a front-end URL fail with the reason and exit 4.
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn plugin_test(plugin: &str, extra: &[&str]) -> (Output, Value) {
+    let path = test_support::plugin_path(plugin);
+    let output = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["plugin", "test"])
+        .arg(&path)
+        .args(["--output", "json"])
+        .args(extra)
+        .output()
+        .expect("the CLI runs");
+    let report = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output, report)
+}
+
+fn failed_cases(report: &Value) -> Vec<(String, String)> {
+    report["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .filter(|case| case["passed"] == false)
+        .map(|case| {
+            (
+                case["name"].as_str().unwrap_or_default().to_string(),
+                case["problems"].to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_reference_plugin_passes_every_case_of_both_generations() {
+    let (output, report) = plugin_test("reference", &[]);
+    assert_eq!(
+        failed_cases(&report),
+        Vec::<(String, String)>::new(),
+        "{report}"
+    );
+    assert_eq!(output.status.code(), Some(0));
+    let names: Vec<&str> = report["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    for expected in [
+        "v2.newInstance.minimal",
+        "v2.upgradeInstance.minimal",
+        "v2.refreshInstance.TRIAL_TO_FORMAL",
+        "v2.releaseInstance.unknown",
+        "v1.newInstance.minimal",
+        "v1.upgrade.minimal",
+        "v1.expireInstance.minimal",
+    ] {
+        assert!(names.contains(&expected), "{expected} is run: {names:?}");
+    }
+}
+
+#[test]
+fn plugins_that_break_the_rules_fail_with_the_reason() {
+    let (output, report) = plugin_test("misbehave", &["--config", "create_behaviour=trap"]);
+    assert_eq!(output.status.code(), Some(4), "{report}");
+    let failed = failed_cases(&report);
+    assert!(
+        failed
+            .iter()
+            .any(|(name, why)| name == "v2.newInstance.minimal" && why.contains("trapped")),
+        "{failed:?}"
+    );
+
+    let slow = ["--config", "create_behaviour=sleep", "--deadline-ms", "300"];
+    let (output, report) = plugin_test("misbehave", &slow);
+    assert_eq!(output.status.code(), Some(4));
+    let failed = failed_cases(&report);
+    assert!(
+        failed
+            .iter()
+            .any(|(_, why)| why.contains("deadline") && why.contains("asynchronously")),
+        "{failed:?}"
+    );
+
+    // Built against the first contract, answering without a front-end URL.
+    let (output, report) = plugin_test("contract-0-1-0", &[]);
+    assert_eq!(output.status.code(), Some(4));
+    let failed = failed_cases(&report);
+    assert!(
+        failed.iter().any(|(_, why)| why.contains("front-end-url")),
+        "{failed:?}"
+    );
+}
