@@ -56,6 +56,9 @@ enum Command {
     /// Manage a running gateway through its admin API: merchants, keys,
     /// plugin versions, tokens, the audit log.
     Admin(admin::AdminArgs),
+    /// Serve one plugin on loopback as a local merchant, reloading it when
+    /// the file changes; `gateway simulate` works against it as printed.
+    Dev(crate::dev::DevArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -66,6 +69,9 @@ enum PluginCommand {
     /// Run one operation of a plugin under production limits and print the
     /// typed result, its result code, the duration and the peak memory as JSON.
     Invoke(invoke::InvokeArgs),
+    /// Create a plugin project (contract and SDK vendored; builds from the
+    /// package registries alone): `gateway plugin new demo`.
+    New(crate::scaffold::NewArgs),
     /// Run the marketplace's debugger cases and probes against a plugin,
     /// through the production sandbox: every activity of both generations
     /// in its minimal and a rich shape, idempotency, the answer's field
@@ -138,9 +144,11 @@ pub fn run() -> ExitCode {
         Command::Plugin(PluginCommand::Check(args)) => check(&args),
         Command::Plugin(PluginCommand::Invoke(args)) => invoke::run(&args),
         Command::Plugin(PluginCommand::Test(args)) => crate::conformance::run(&args),
+        Command::Plugin(PluginCommand::New(args)) => crate::scaffold::run(&args),
         Command::Plugin(PluginCommand::Upload(args)) => admin::upload(&args),
         Command::Plugin(PluginCommand::Shadow(args)) => admin::shadow(&args),
         Command::Admin(args) => admin::run(&args),
+        Command::Dev(args) => crate::dev::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -5,7 +5,9 @@
 mod admin;
 mod cli;
 mod conformance;
+mod dev;
 mod invoke;
+mod scaffold;
 mod serve;
 mod simulate;
 

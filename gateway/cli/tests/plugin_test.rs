@@ -100,3 +100,87 @@ fn plugins_that_break_the_rules_fail_with_the_reason() {
         "{failed:?}"
     );
 }
+
+/// A command that must succeed, with its output on failure.
+fn succeed(command: &mut Command) -> Output {
+    let output = command.output().expect("the command runs");
+    assert!(
+        output.status.success(),
+        "{command:?}\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+#[test]
+fn a_new_rust_plugin_builds_on_its_own_and_passes_the_suite() {
+    let dir = tempfile::tempdir().expect("a directory");
+    succeed(
+        Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(["plugin", "new", "demo", "--dir"])
+            .arg(dir.path()),
+    );
+    let project = dir.path().join("demo");
+    // Nothing in the project points back into this repository.
+    let repo = test_support::repo_root()
+        .canonicalize()
+        .expect("the repository");
+    for entry in walk(&project) {
+        let text = std::fs::read_to_string(&entry).unwrap_or_default();
+        assert!(
+            !text.contains(repo.to_str().unwrap_or("/nowhere")) && !text.contains("../../"),
+            "{} points outside the project",
+            entry.display()
+        );
+    }
+    // Its README's commands, with a target directory kept between runs.
+    let target = repo.join("target/scaffolded");
+    succeed(
+        Command::new("cargo")
+            .arg("test")
+            .current_dir(&project)
+            .env("CARGO_TARGET_DIR", &target),
+    );
+    succeed(
+        Command::new("cargo")
+            .args(["build", "--release", "--target", "wasm32-wasip2"])
+            .current_dir(&project)
+            .env("CARGO_TARGET_DIR", &target),
+    );
+    let wasm = target.join("wasm32-wasip2/release/demo.wasm");
+    let output = succeed(
+        Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(["plugin", "test"])
+            .arg(&wasm),
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains(" 0 failed"));
+
+    // A name that cannot be a crate, or a directory that exists: refused.
+    let refused = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["plugin", "new", "Not A Name", "--dir"])
+        .arg(dir.path())
+        .output()
+        .expect("the CLI runs");
+    assert_eq!(refused.status.code(), Some(1));
+    let again = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["plugin", "new", "demo", "--dir"])
+        .arg(dir.path())
+        .output()
+        .expect("the CLI runs");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}

@@ -334,7 +334,7 @@ impl Registry {
         &self,
         merchant: &MerchantConfig,
         now: i64,
-        audit: &dyn Fn(&str) -> AuditEntry,
+        audit: &(dyn Fn(&str) -> AuditEntry + Sync),
     ) -> Result<(), RegistryError> {
         let wanted: Vec<KeyRow> = merchant
             .access_keys
