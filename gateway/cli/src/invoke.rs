@@ -1,5 +1,9 @@
 //! `gateway plugin invoke`: one operation of a plugin, under the same limits
-//! as production, reported as JSON on stdout.
+//! as production, reported as JSON on stdout. The request is either the
+//! contract's own (`--request`, with the operation named), or a marketplace
+//! callback exactly as the seller console shows it (`--marketplace`: a V2
+//! JSON body or a V1 query string), read by the gateway's protocol reader as
+//! a served callback would be.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -12,8 +16,9 @@ use gateway::config::{SandboxConfig, defaults, lower};
 use gateway::executor::coded_outcome;
 use gateway::request_json;
 use gateway_sandbox::{Invocation, Outcome};
-use koogallery_contract::Operation;
-use koogallery_protocol::ResultCode;
+use koogallery_contract::{Operation, OperationRequest};
+use koogallery_protocol::callback::{self, Generation, ParseContext};
+use koogallery_protocol::{Fields, ResultCode};
 
 use crate::cli::{SandboxArgs, read_file};
 
@@ -21,14 +26,19 @@ use crate::cli::{SandboxArgs, read_file};
 pub(crate) struct InvokeArgs {
     /// The plugin component (.wasm).
     file: PathBuf,
-    /// The operation: create, query, renew, update-status, release, upgrade,
-    /// change-check or issue-license.
-    operation: Operation,
+    /// The operation (with `--request`): create, query, renew, update-status,
+    /// release, upgrade, change-check or issue-license.
+    operation: Option<Operation>,
     /// The request as JSON: a file, or `-` for stdin. Fields you leave out
     /// get defaults (call context, extensions, and for create the instance id
     /// the gateway would assign).
-    #[arg(long)]
-    request: String,
+    #[arg(long, required_unless_present = "marketplace", requires = "operation")]
+    request: Option<String>,
+    /// A marketplace callback as the seller console shows it — a V2 JSON body,
+    /// or a V1 query string (`activity=newInstance&orderId=…`) — from a file
+    /// or `-`; its activity names the operation, its testFlag the test mode.
+    #[arg(long, conflicts_with_all = ["request", "operation", "live"])]
+    marketplace: Option<String>,
     /// The merchant the call is for (labels logs; part of the instance id).
     #[arg(long, default_value = "local")]
     merchant: String,
@@ -57,8 +67,15 @@ pub(crate) fn parse_key_value(s: &str) -> Result<(String, String), String> {
 }
 
 pub(crate) fn run(args: &InvokeArgs) -> anyhow::Result<ExitCode> {
-    let json = read_request(&args.request)?;
-    let request = request_json::build(args.operation, &args.merchant, json, !args.live)?;
+    let request = match (&args.marketplace, &args.request, args.operation) {
+        (Some(source), _, _) => marketplace_request(source, &args.merchant)?,
+        (None, Some(source), Some(operation)) => {
+            let json = read_request(source)?;
+            request_json::build(operation, &args.merchant, json, !args.live)?
+        }
+        _ => anyhow::bail!("name the operation and --request, or give --marketplace"),
+    };
+    let operation = request.operation();
     let wasm = read_file(&args.file)?;
     let runtime = args.sandbox.runtime()?;
     let plugin = runtime
@@ -75,7 +92,7 @@ pub(crate) fn run(args: &InvokeArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     let invocation = tokio.block_on(runtime.invoke(&plugin, &merchant, &request));
-    let report = report(args.operation, &invocation);
+    let report = report(operation, &invocation);
     println!("{}", serde_json::to_string_pretty(&report)?);
     let code = coded_outcome(&invocation.outcome).code;
     Ok(if code == ResultCode::Success {
@@ -85,16 +102,59 @@ pub(crate) fn run(args: &InvokeArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn read_request(source: &str) -> anyhow::Result<Value> {
-    let text = if source == "-" {
+fn read_text(source: &str) -> anyhow::Result<String> {
+    if source == "-" {
         let mut text = String::new();
         std::io::stdin().read_to_string(&mut text)?;
-        text
+        Ok(text)
     } else {
-        std::fs::read_to_string(source).map_err(|e| anyhow::anyhow!("cannot read {source}: {e}"))?
-    };
-    serde_json::from_str(&text)
+        std::fs::read_to_string(source).map_err(|e| anyhow::anyhow!("cannot read {source}: {e}"))
+    }
+}
+
+fn read_request(source: &str) -> anyhow::Result<Value> {
+    serde_json::from_str(&read_text(source)?)
         .map_err(|e| anyhow::anyhow!("the request in {source} is not valid JSON: {e}"))
+}
+
+/// A marketplace callback read as the gateway reads a served one (its
+/// signature aside): a JSON object is V2, anything else a V1 query string.
+fn marketplace_request(source: &str, merchant: &str) -> anyhow::Result<OperationRequest> {
+    let text = read_text(source)?;
+    let text = text.trim();
+    let (generation, map) = if text.starts_with('{') {
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| anyhow::anyhow!("the V2 body in {source} is not valid JSON: {e}"))?;
+        match value {
+            Value::Object(map) => (Generation::V2, map),
+            _ => anyhow::bail!("the V2 body in {source} is not a JSON object"),
+        }
+    } else {
+        let query = text.rsplit_once('?').map_or(text, |(_, query)| query);
+        let map = query
+            .split('&')
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| {
+                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                let decode = |s: &str| {
+                    percent_encoding::percent_decode_str(&s.replace('+', " "))
+                        .decode_utf8_lossy()
+                        .into_owned()
+                };
+                (decode(key), Value::String(decode(value)))
+            })
+            .collect();
+        (Generation::V1, map)
+    };
+    let ctx = ParseContext {
+        merchant,
+        request_id: "invoke",
+        access_key: "",
+        encrypt_type: Default::default(),
+    };
+    callback::parse(generation, Fields::new(map), &ctx)
+        .map(|callback| callback.request)
+        .map_err(|e| anyhow::anyhow!("the gateway would refuse this callback (000002): {e}"))
 }
 
 /// The JSON printed for an invocation.

@@ -258,3 +258,43 @@ fn every_example_request_succeeds_against_the_reference_plugin() {
     }
     assert_eq!(seen.len(), 8);
 }
+
+/// `plugin invoke --marketplace`: a callback as the seller console shows it
+/// (a V2 body, a V1 query string) runs as the gateway would run it.
+#[test]
+fn invoke_replays_a_marketplace_callback_as_the_gateway_reads_it() {
+    let reference = plugin("reference");
+    let v2 = request_file(
+        r#"{"activity":"newInstance","orderId":"CS-M1","orderLineId":"CS-M1-000001","businessId":"b","testFlag":"1"}"#,
+    );
+    let v2_path = v2.path().display().to_string();
+    let output = gateway(&["plugin", "invoke", &reference, "--marketplace", &v2_path]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(report["operation"], "create");
+    let expected = koogallery_protocol::ids::instance_id("local", "CS-M1", Some("CS-M1-000001"));
+    assert_eq!(
+        report["result"]["created"]["instance_id"],
+        expected.as_str(),
+        "{report}"
+    );
+
+    let v1 = request_file(
+        "https://isv.example.com/produce?activity=refreshInstance&instanceId=i-1&orderId=CS-R1&expireTime=20301231235959&authToken=x&timeStamp=1",
+    );
+    let v1_path = v1.path().display().to_string();
+    let output = gateway(&["plugin", "invoke", &reference, "--marketplace", &v1_path]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(report["operation"], "renew");
+
+    let bad = request_file(r#"{"activity":"newInstance","businessId":"b"}"#);
+    let bad_path = bad.path().display().to_string();
+    let output = gateway(&["plugin", "invoke", &reference, "--marketplace", &bad_path]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("would refuse"),
+        "{}",
+        stderr(&output)
+    );
+}
