@@ -744,3 +744,40 @@ async fn merchants_are_listed_a_page_at_a_time_by_id() {
     .await;
     assert_eq!(ids(&after_own), Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn a_merchants_upload_is_held_to_its_own_size_limit() {
+    let gw = gateway().await;
+    let (status, body) = call(
+        &gw,
+        Method::POST,
+        "/admin/v1/merchants",
+        OPERATOR,
+        json!({"id": "small", "access_keys": [KEY], "settings": {"max_plugin_mib": 1}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = upload(&gw, "small", vec![0u8; 3 << 19], false, OPERATOR).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(body["error"]["code"], "plugin_too_large");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("max_plugin_mib"),
+        "{body}"
+    );
+    let (status, body) = call(
+        &gw,
+        Method::PATCH,
+        "/admin/v1/merchants/small",
+        OPERATOR,
+        json!({"settings": {"max_plugin_mib": 65}}),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "beyond sandbox.max_component_mib: {body}"
+    );
+}

@@ -1,6 +1,6 @@
-//! `gateway plugin new <name>`: a plugin project of its own, outside this
-//! repository, that builds on a fresh machine from the package registries
-//! alone. The contract (WIT) and the SDK are vendored into it, pinned to the
+//! `gateway plugin new <name> [--lang rust|python]`: a plugin project of its
+//! own, outside this repository, that builds on a fresh machine from the
+//! package registries alone (crates.io; PyPI's componentize-py for Python). The contract (WIT) and the SDK are vendored into it, pinned to the
 //! contract version of this gateway; nothing points back to these sources.
 //!
 //! The templates live in `gateway/cli/templates/<lang>/`; the SDK and the
@@ -16,6 +16,8 @@ use clap::{Args, ValueEnum};
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Lang {
     Rust,
+    /// componentize-py (PyPI).
+    Python,
 }
 
 #[derive(Debug, Args)]
@@ -61,6 +63,27 @@ const SDK: [(&str, &str); 7] = [
     (
         "sdk/src/time.rs",
         include_str!("../../../plugins/sdk/src/time.rs"),
+    ),
+];
+
+/// The Python template, by path in the project.
+const PYTHON: [(&str, &str); 5] = [
+    ("app.py", include_str!("../templates/python/app.py.tmpl")),
+    (
+        "helpers.py",
+        include_str!("../templates/python/helpers.py.tmpl"),
+    ),
+    (
+        "test_helpers.py",
+        include_str!("../templates/python/test_helpers.py.tmpl"),
+    ),
+    (
+        "requirements.txt",
+        include_str!("../templates/python/requirements.txt.tmpl"),
+    ),
+    (
+        "README.md",
+        include_str!("../templates/python/README.md.tmpl"),
     ),
 ];
 
@@ -110,7 +133,6 @@ pub(crate) fn run(args: &NewArgs) -> anyhow::Result<ExitCode> {
             root.display()
         );
     }
-    let Lang::Rust = args.lang;
     let crate_file = name.replace('-', "_");
     let fill = |text: &str| {
         text.replace("{{name}}", name)
@@ -118,25 +140,45 @@ pub(crate) fn run(args: &NewArgs) -> anyhow::Result<ExitCode> {
             .replace("{{crate_file}}", &crate_file)
             .replace("{{contract}}", koogallery_contract::VERSION)
     };
-    for (path, text) in RUST {
-        write(&root, path, &fill(text))?;
-    }
     write(&root, "wit/plugin.wit", WIT)?;
-    for (path, text) in SDK {
-        // The SDK finds the contract in the project's `wit/`.
-        let text = text.replace("path: \"../../wit\"", "path: \"../wit\"");
-        write(&root, path, &text)?;
-    }
-    write(&root, ".gitignore", "/target\n")?;
-    println!(
-        "created {} (contract {})",
-        root.display(),
-        koogallery_contract::VERSION
-    );
+    let next = match args.lang {
+        Lang::Rust => {
+            for (path, text) in RUST {
+                write(&root, path, &fill(text))?;
+            }
+            for (path, text) in SDK {
+                // The SDK finds the contract in the project's `wit/`.
+                let text = text.replace("path: \"../../wit\"", "path: \"../wit\"");
+                write(&root, path, &text)?;
+            }
+            write(&root, ".gitignore", "/target\n")?;
+            vec![
+                "cargo test".to_string(),
+                "cargo build --release --target wasm32-wasip2".to_string(),
+                format!("gateway plugin test target/wasm32-wasip2/release/{crate_file}.wasm"),
+            ]
+        }
+        Lang::Python => {
+            for (path, text) in PYTHON {
+                write(&root, path, &fill(text))?;
+            }
+            write(&root, ".gitignore", "/.venv\n*.wasm\n__pycache__/\n")?;
+            vec![
+                "python3 -m venv .venv && .venv/bin/pip install -r requirements.txt".to_string(),
+                ".venv/bin/python -m unittest".to_string(),
+                format!(
+                    ".venv/bin/componentize-py -d wit -w plugin componentize app --stub-wasi -o {name}.wasm"
+                ),
+                format!("gateway plugin test {name}.wasm"),
+            ]
+        }
+    };
+    let contract = koogallery_contract::VERSION;
+    println!("created {} (contract {contract})", root.display());
     println!("  cd {}", root.display());
-    println!("  cargo test");
-    println!("  cargo build --release --target wasm32-wasip2");
-    println!("  gateway plugin test target/wasm32-wasip2/release/{crate_file}.wasm");
+    for command in next {
+        println!("  {command}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

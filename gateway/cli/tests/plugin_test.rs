@@ -184,3 +184,51 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+#[test]
+fn a_new_python_plugin_builds_with_componentize_py_and_passes_the_suite() {
+    let dir = tempfile::tempdir().expect("a directory");
+    succeed(
+        Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(["plugin", "new", "pydemo", "--lang", "python", "--dir"])
+            .arg(dir.path()),
+    );
+    let project = dir.path().join("pydemo");
+    // The README's commands, with the virtual environment kept between runs
+    // (scripts/test creates it; the first run here would too).
+    let venv = test_support::repo_root().join("target/pyenv");
+    if !venv.join("bin/componentize-py").exists() {
+        succeed(Command::new("python3").args(["-m", "venv"]).arg(&venv));
+        succeed(
+            Command::new(venv.join("bin/pip"))
+                .args(["install", "-q", "-r"])
+                .arg(project.join("requirements.txt")),
+        );
+    }
+    succeed(
+        Command::new(venv.join("bin/python"))
+            .args(["-m", "unittest"])
+            .current_dir(&project),
+    );
+    succeed(
+        Command::new(venv.join("bin/componentize-py"))
+            .args([
+                "-d",
+                "wit",
+                "-w",
+                "plugin",
+                "componentize",
+                "app",
+                "--stub-wasi",
+                "-o",
+                "pydemo.wasm",
+            ])
+            .current_dir(&project),
+    );
+    let output = succeed(
+        Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(["plugin", "test"])
+            .arg(project.join("pydemo.wasm")),
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains(" 0 failed"));
+}

@@ -87,7 +87,7 @@ pub(crate) const INLINE_RESET_BYTES: usize = 8 << 20;
 /// Core instances, memories and tables one component may have. A Rust
 /// `wasm32-wasip2` plugin has about 18 core instances (most are tiny
 /// adapter shims), one memory and a handful of tables.
-pub(crate) const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 32;
+pub(crate) const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 64;
 pub(crate) const MAX_MEMORIES_PER_COMPONENT: u32 = 2;
 pub(crate) const MAX_TABLES_PER_COMPONENT: u32 = 16;
 /// Guard region after each linear memory.

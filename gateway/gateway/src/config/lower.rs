@@ -206,7 +206,7 @@ mod tests {
         assert_eq!(runtime.engine.max_instances, 256);
         assert_eq!(runtime.engine.max_memory_bytes, 128 << 20);
         assert!(runtime.engine.pooling);
-        assert_eq!(runtime.max_component_bytes, 10 << 20);
+        assert_eq!(runtime.max_component_bytes, 64 << 20);
         assert_eq!(runtime.max_cached_plugins, 1024);
         assert_eq!(runtime.memory_budget_bytes, 2048 << 20);
         let share = share_limits(&config.sandbox);

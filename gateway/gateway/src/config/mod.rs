@@ -278,7 +278,8 @@ pub struct SandboxConfig {
     pub max_instances: u32,
     /// Linear memory of one pool slot, in MiB: the most any merchant gets.
     pub max_memory_mib: u64,
-    /// The largest plugin component accepted, in MiB.
+    /// The largest plugin component any merchant may be allowed, in MiB
+    /// (each merchant's own limit is its `max_plugin_mib`).
     pub max_component_mib: u64,
     /// Compiled plugins kept in memory (shared by the merchants running the
     /// same module), least recently used evicted first…
@@ -314,7 +315,7 @@ impl Default for SandboxConfig {
         SandboxConfig {
             max_instances: 256,
             max_memory_mib: 128,
-            max_component_mib: 10,
+            max_component_mib: 64,
             max_cached_plugins: 1024,
             max_cached_plugin_mib: 512,
             pooling: true,
@@ -479,6 +480,10 @@ pub struct MerchantSettings {
     /// The plugin's memory limit, in MiB.
     #[serde(default = "defaults::memory_mib")]
     pub memory_mib: u64,
+    /// The largest plugin component this merchant may upload, in MiB (a
+    /// Python or JavaScript component carries its interpreter: ~20 MB).
+    #[serde(default = "defaults::max_plugin_mib")]
+    pub max_plugin_mib: u64,
     /// What a duplicate newInstance hears while the first still runs.
     #[serde(default)]
     pub create_in_flight: CreateInFlight,
@@ -556,6 +561,7 @@ impl Default for MerchantSettings {
             generations: defaults::generations(),
             deadline_ms: defaults::deadline_ms(),
             memory_mib: defaults::memory_mib(),
+            max_plugin_mib: defaults::max_plugin_mib(),
             create_in_flight: CreateInFlight::default(),
             unknown_instances: UnknownInstances::default(),
             config: BTreeMap::new(),
@@ -614,6 +620,9 @@ pub mod defaults {
     }
     pub fn memory_mib() -> u64 {
         64
+    }
+    pub fn max_plugin_mib() -> u64 {
+        10
     }
 }
 
@@ -1092,6 +1101,16 @@ impl Config {
                 format!(
                     "must be between 1 and answer_budget_ms ({}) - 1",
                     self.answer_budget_ms
+                ),
+            ));
+        }
+        if settings.max_plugin_mib == 0 || settings.max_plugin_mib > self.sandbox.max_component_mib
+        {
+            return Err(invalid(
+                format!("{at}.max_plugin_mib"),
+                format!(
+                    "must be between 1 and sandbox.max_component_mib ({})",
+                    self.sandbox.max_component_mib
                 ),
             ));
         }

@@ -613,7 +613,21 @@ pub async fn upload_plugin(
             format!("the component is larger than the {limit}-byte limit"),
         )
     })?;
-    merchant_row(&app, &id).await?;
+    let row = merchant_row(&app, &id).await?;
+    let settings: MerchantSettings = serde_json::from_str(&row.settings_json).unwrap_or_default();
+    let own_limit = settings.max_plugin_mib.saturating_mul(1 << 20);
+    if wasm.len() as u64 > own_limit {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "plugin_too_large",
+            format!(
+                "the component is {} bytes; merchant {id} may upload at most {} MiB \
+                 (its max_plugin_mib, which the operator sets)",
+                wasm.len(),
+                settings.max_plugin_mib
+            ),
+        ));
+    }
     let report = validate(&app, &id, wasm.clone()).await?;
     let sha256 = sha256_hex(&wasm);
     let audit = audit_entry(
