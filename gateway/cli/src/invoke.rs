@@ -169,8 +169,8 @@ fn report(operation: Operation, invocation: &Invocation) -> Value {
         "logs": invocation.logs,
     });
     let (key, value) = match &invocation.outcome {
-        Outcome::Answered(output) => ("result", json!(output)),
-        Outcome::Declined(error) => ("error", json!(error)),
+        Outcome::Answered(output) => ("result", request_json::to_wit_names(json!(output))),
+        Outcome::Declined(error) => ("error", request_json::to_wit_names(json!(error))),
         Outcome::Failed(error) => (
             "failure",
             json!({"error": error, "message": error.to_string()}),

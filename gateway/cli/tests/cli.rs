@@ -117,15 +117,15 @@ fn invoke_create_prints_the_instance_app_info_code_duration_and_memory() {
     assert_eq!(report["outcome"], "answered");
     let created = &report["result"]["created"];
     let expected_id = koogallery_protocol::ids::instance_id("acme", "CS1", Some("CS1-000001"));
-    assert_eq!(created["instance_id"], expected_id.as_str());
-    let app = &created["app_info"];
+    assert_eq!(created["instance-id"], expected_id.as_str());
+    let app = &created["app-info"];
     assert!(
-        app["front_end_url"]
+        app["front-end-url"]
             .as_str()
             .is_some_and(|u| u.starts_with("https://acme.example.com/t-")),
         "{app}"
     );
-    for field in ["admin_url", "user_name", "password"] {
+    for field in ["admin-url", "user-name", "password"] {
         assert!(
             app[field].as_str().is_some_and(|v| !v.is_empty()),
             "{field} in {app}"
@@ -166,7 +166,7 @@ fn invoke_reads_the_request_from_stdin_and_reports_a_declined_call_with_exit_3()
     let report = stdout_json(&output);
     assert_eq!(report["result_code"], "000106");
     assert_eq!(report["result_msg"], "sku gold is sold out");
-    assert_eq!(report["error"]["SoldOut"], "sku gold is sold out");
+    assert_eq!(report["error"]["sold-out"], "sku gold is sold out");
 }
 
 #[test]
@@ -274,7 +274,7 @@ fn invoke_replays_a_marketplace_callback_as_the_gateway_reads_it() {
     assert_eq!(report["operation"], "create");
     let expected = koogallery_protocol::ids::instance_id("local", "CS-M1", Some("CS-M1-000001"));
     assert_eq!(
-        report["result"]["created"]["instance_id"],
+        report["result"]["created"]["instance-id"],
         expected.as_str(),
         "{report}"
     );

@@ -1,7 +1,12 @@
 //! Requests from partial JSON, for `gateway plugin invoke`, the tests and the
 //! benchmarks: what the author writes is merged over a complete default
-//! request, so it only needs the fields that matter (`{"order_id": "CS1"}` is
+//! request, so it only needs the fields that matter (`{"order-id": "CS1"}` is
 //! a valid create request).
+//!
+//! Authors write the WIT's own names (`order-id`, `"kind": "purchase"`,
+//! `"charging-mode": "pay-per-use"`) — [`from_wit_names`] turns them into the
+//! contract's stored serde form (`order_id`, `Purchase`), which is accepted
+//! as well — and read results in them ([`to_wit_names`]).
 
 use serde_json::{Value, json};
 
@@ -33,6 +38,7 @@ pub fn build(
     if !user.is_object() {
         return Err(RequestJsonError::NotAnObject(kind_of(&user)));
     }
+    let user = from_wit_names(user);
     let mut request = defaults(operation, test, &user);
     merge(&mut request, user);
     if operation == Operation::Create && request.get("instance_id").is_none() {
@@ -89,6 +95,84 @@ fn merge(base: &mut Value, overlay: Value) {
     }
 }
 
+/// Fields whose values are WIT enum cases.
+const ENUM_FIELDS: [&str; 6] = ["kind", "charging_mode", "unit", "scene", "change", "cause"];
+
+/// The WIT's names (kebab-case fields and enum cases) in the contract's
+/// serde form (snake_case fields, PascalCase cases); that form passes as is.
+pub fn from_wit_names(value: Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(key, value)| {
+                    let key = key.replace('-', "_");
+                    let value = match value {
+                        Value::String(case) if ENUM_FIELDS.contains(&key.as_str()) => {
+                            Value::String(pascal(&case))
+                        }
+                        other => from_wit_names(other),
+                    };
+                    (key, value)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(from_wit_names).collect()),
+        other => other,
+    }
+}
+
+/// The contract's serde form (a typed request, a result, a plugin error) in
+/// the WIT's names: fields and variant tags kebab-case, enum cases too.
+pub fn to_wit_names(value: Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(key, value)| {
+                    let value = match value {
+                        Value::String(case) if ENUM_FIELDS.contains(&key.as_str()) => {
+                            Value::String(kebab(&case))
+                        }
+                        other => to_wit_names(other),
+                    };
+                    (kebab(&key), value)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(to_wit_names).collect()),
+        other => other,
+    }
+}
+
+/// `pay-per-use` → `PayPerUse` (and `PayPerUse` stays).
+fn pascal(case: &str) -> String {
+    case.split('-')
+        .map(|word| {
+            let mut chars = word.chars();
+            chars.next().map_or_else(String::new, |first| {
+                first.to_ascii_uppercase().to_string() + chars.as_str()
+            })
+        })
+        .collect()
+}
+
+/// `PayPerUse` or `pay_per_use` → `pay-per-use`.
+fn kebab(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('-');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else if c == '_' {
+            out.push('-');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn kind_of(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
@@ -103,6 +187,28 @@ fn kind_of(value: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wit_names_and_the_serde_form_map_both_ways() {
+        let wit = json!({"order-id": "CS1", "kind": "pay-per-use",
+            "period": {"unit": "month", "count": 1}, "call": {"idempotency-key": "k"}});
+        let serde_form = from_wit_names(wit.clone());
+        assert_eq!(
+            serde_form,
+            json!({"order_id": "CS1", "kind": "PayPerUse",
+                "period": {"unit": "Month", "count": 1}, "call": {"idempotency_key": "k"}})
+        );
+        assert_eq!(
+            from_wit_names(serde_form.clone()),
+            serde_form,
+            "the serde form passes"
+        );
+        assert_eq!(to_wit_names(serde_form), wit);
+        assert_eq!(
+            to_wit_names(json!({"SoldOut": "x"})),
+            json!({"sold-out": "x"})
+        );
+    }
     use koogallery_contract::CreateKind;
 
     #[test]
