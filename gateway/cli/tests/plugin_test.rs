@@ -232,3 +232,39 @@ fn a_new_python_plugin_builds_with_componentize_py_and_passes_the_suite() {
     );
     assert!(String::from_utf8_lossy(&output.stdout).contains(" 0 failed"));
 }
+
+/// `examples/python-plugin` is exactly what `gateway plugin new
+/// python-plugin --lang python` writes (the scaffold test above builds and
+/// tests that output), so the shipped example cannot drift from it.
+#[test]
+fn the_python_example_is_the_scaffolds_output() {
+    let dir = tempfile::tempdir().expect("a directory");
+    succeed(
+        Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args([
+                "plugin",
+                "new",
+                "python-plugin",
+                "--lang",
+                "python",
+                "--dir",
+            ])
+            .arg(dir.path()),
+    );
+    let fresh = dir.path().join("python-plugin");
+    let shipped = test_support::repo_root().join("examples/python-plugin");
+    let mut files = walk(&fresh);
+    files.sort();
+    assert!(!files.is_empty());
+    for file in files {
+        let relative = file.strip_prefix(&fresh).expect("under the project");
+        let expected = std::fs::read(&file).expect("the scaffold's file");
+        let found = std::fs::read(shipped.join(relative)).unwrap_or_default();
+        assert!(
+            expected == found,
+            "examples/python-plugin/{} differs from the scaffold: regenerate it with \
+             `gateway plugin new python-plugin --lang python --dir examples`",
+            relative.display()
+        );
+    }
+}
