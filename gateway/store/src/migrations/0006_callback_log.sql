@@ -29,8 +29,9 @@ CREATE TABLE callback_log (
     plugin_logs_json TEXT,
     request_json     TEXT
 );
--- Two indexes only: every record pays for each on the way in. A search by
--- instance (or code, activity…) walks the merchant's records newest first;
--- pruning walks the oldest by `seq` (records are appended in time order).
+-- One index only, appended to at its right edge like the table itself: a
+-- batch of records dirties a few pages, where an index on orders would
+-- dirty one page per distinct order. A search (by order, instance, code…)
+-- walks the merchant's records newest first; pruning walks the oldest by
+-- `seq` (records are appended in time order).
 CREATE INDEX callback_log_by_merchant ON callback_log (merchant_id, seq);
-CREATE INDEX callback_log_by_order ON callback_log (merchant_id, order_id);
