@@ -6,9 +6,9 @@
 //!   known and hands it to [`CallbackLogger::record`], which never waits: a
 //!   bounded queue, and past it the record is dropped and counted
 //!   (`gateway_callback_log_dropped_total`). A background task lets records
-//!   gather for 50 ms and writes them in one lazy commit (no fsync of its
-//!   own), so the log adds no wait to the callback path, costs one wake-up
-//!   per batch, and a lost record never loses or changes an answer.
+//!   gather for up to 250 ms (or 1,024 of them) and writes them in one lazy
+//!   commit (no fsync of its own), so the log adds no wait to the callback
+//!   path, and a lost record never loses or changes an answer.
 //! - What only the plugin call knows (attempt, plugin version and hash, its
 //!   log records) reaches the record through [`CallTraces`], keyed by the
 //!   callback's request id: the executor leaves it, the handler takes it.
@@ -35,10 +35,12 @@ use crate::metrics::Metrics;
 
 /// Records written in one commit at most.
 const BATCH: usize = 1024;
-/// How long the writer lets records gather after the first of a batch:
-/// one wake-up, one transaction and one statement cache walk for many
-/// records instead of one each.
-const LINGER: Duration = Duration::from_millis(50);
+/// How long the writer lets records gather after the first of a batch (less
+/// once a batch's worth is waiting): one transaction for many records
+/// instead of one each, which is what a record costs at a low rate.
+const LINGER: Duration = Duration::from_millis(250);
+/// How often a lingering writer looks whether a batch's worth is waiting.
+const LINGER_STEP: Duration = Duration::from_millis(10);
 /// Records pruned per statement, so that pruning never holds the writer long.
 const PRUNE_STEP: u32 = 1000;
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -314,11 +316,12 @@ impl Writer {
                 }
                 return;
             };
-            if records.len() + 1 < BATCH {
-                tokio::select! {
-                    () = tokio::time::sleep(LINGER) => {}
-                    () = stop.cancelled() => {}
-                }
+            let linger_until = tokio::time::Instant::now() + LINGER;
+            while records.len() + 1 < BATCH
+                && tokio::time::Instant::now() < linger_until
+                && !stop.is_cancelled()
+            {
+                tokio::time::sleep(LINGER_STEP).await;
             }
             let mut batch = vec![first.complete()];
             while batch.len() < BATCH {
