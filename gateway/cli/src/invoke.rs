@@ -81,12 +81,14 @@ pub(crate) fn run(args: &InvokeArgs) -> anyhow::Result<ExitCode> {
     let plugin = runtime
         .load(&wasm)
         .map_err(|e| anyhow::anyhow!("{} is not a valid plugin: {e}", args.file.display()))?;
-    let merchant = lower::merchant_context(
+    let mut merchant = lower::merchant_context(
         &args.merchant,
         args.config.iter().cloned().collect(),
         lower::limits(args.deadline_ms, args.memory_mib),
         &SandboxConfig::default(),
     );
+    // What the plugin writes to its key-value store it reads back, in memory.
+    merchant.kv = Some(gateway::capabilities::MemoryKv::scope());
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

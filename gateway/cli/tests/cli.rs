@@ -298,3 +298,21 @@ fn invoke_replays_a_marketplace_callback_as_the_gateway_reads_it() {
         stderr(&output)
     );
 }
+
+/// A plugin that keeps facts in its key-value store reads them back under
+/// `plugin invoke` (an in-memory store for the run).
+#[test]
+fn invoke_gives_the_plugin_a_key_value_store_in_memory() {
+    let request = request_file(
+        r#"{"instance-id": "i-1", "order-id": "CS-R1", "scene": "renewal", "expire-at": {"unix-seconds": 1900000000}}"#,
+    );
+    let path = request.path().display().to_string();
+    let outbound = plugin("outbound");
+    let output = gateway(&["plugin", "invoke", &outbound, "renew", "--request", &path]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}

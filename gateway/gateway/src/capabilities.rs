@@ -140,6 +140,71 @@ impl Capabilities {
     }
 }
 
+/// A key-value store in memory, for one local run (`plugin invoke`,
+/// `plugin test`): what a plugin writes it reads back, and nothing lasts.
+#[derive(Default)]
+pub struct MemoryKv {
+    entries: std::sync::Mutex<BTreeMap<(String, String), Vec<u8>>>,
+}
+
+impl MemoryKv {
+    /// A scope over a fresh in-memory store, with the default quota.
+    pub fn scope() -> KvScope {
+        KvScope {
+            backend: Arc::new(MemoryKv::default()),
+            quota: KvQuota::default(),
+        }
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, String), Vec<u8>>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl KeyValue for MemoryKv {
+    async fn get(&self, merchant: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        Ok(self.entries().get(&(merchant.into(), key.into())).cloned())
+    }
+
+    async fn set(
+        &self,
+        merchant: &str,
+        key: &str,
+        value: Vec<u8>,
+        _: &KvQuota,
+    ) -> Result<(), KvError> {
+        self.entries().insert((merchant.into(), key.into()), value);
+        Ok(())
+    }
+
+    async fn delete(&self, merchant: &str, key: &str) -> Result<bool, KvError> {
+        Ok(self
+            .entries()
+            .remove(&(merchant.into(), key.into()))
+            .is_some())
+    }
+
+    async fn list_keys(
+        &self,
+        merchant: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>, KvError> {
+        Ok(self
+            .entries()
+            .keys()
+            .filter(|(m, key)| m == merchant && key.starts_with(prefix))
+            .filter(|(_, key)| after.is_none_or(|after| key.as_str() > after))
+            .take(limit as usize)
+            .map(|(_, key)| key.clone())
+            .collect())
+    }
+}
+
 /// The plugins' key-value stores, in the gateway's store.
 struct StoreKv(Arc<dyn Backend>);
 
