@@ -47,6 +47,8 @@ pub(crate) struct TestArgs {
     #[arg(long, default_value = "table")]
     output: String,
     #[command(flatten)]
+    outbound: crate::invoke::OutboundArgs,
+    #[command(flatten)]
     sandbox: SandboxArgs,
 }
 
@@ -113,6 +115,7 @@ pub(crate) fn run(args: &TestArgs) -> anyhow::Result<ExitCode> {
     );
     // What the plugin writes to its key-value store it reads back, in memory.
     merchant.kv = Some(gateway::capabilities::MemoryKv::scope());
+    merchant.egress = args.outbound.policy(&args.merchant)?;
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

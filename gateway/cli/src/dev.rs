@@ -35,6 +35,8 @@ pub(crate) struct DevArgs {
     /// A merchant configuration value for the plugin, `KEY=VALUE`; repeatable.
     #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     config: Vec<(String, String)>,
+    #[command(flatten)]
+    outbound: crate::invoke::OutboundArgs,
 }
 
 pub(crate) fn run(args: &DevArgs) -> anyhow::Result<ExitCode> {
@@ -52,13 +54,22 @@ pub(crate) fn run(args: &DevArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn dev_config(args: &DevArgs, file: &Path, data: &Path) -> anyhow::Result<Config> {
+    let allowed: Vec<String> = args
+        .outbound
+        .allowed
+        .iter()
+        .map(|e| toml_string(e))
+        .collect();
     let mut text = format!(
         "listen = \"{}\"\ndata_dir = \"{}\"\n[[merchants]]\nid = \"{MERCHANT}\"\n\
-         access_keys = [{}]\nplugin = {}\n[merchants.config]\n",
+         access_keys = [{}]\nplugin = {}\nallowed_outbound_hosts = [{}]\n\
+         allow_private_networks = {}\n[merchants.config]\n",
         args.listen,
         data.display(),
         toml_string(&args.access_key),
         toml_string(&file.display().to_string()),
+        allowed.join(", "),
+        args.outbound.allow_private_networks,
     );
     for (key, value) in &args.config {
         text.push_str(&format!("{} = {}\n", toml_string(key), toml_string(value)));

@@ -56,7 +56,44 @@ pub(crate) struct InvokeArgs {
     #[arg(long)]
     live: bool,
     #[command(flatten)]
+    outbound: OutboundArgs,
+    #[command(flatten)]
     sandbox: SandboxArgs,
+}
+
+/// A local outbound HTTP grant, as an operator gives one to a merchant.
+#[derive(Debug, clap::Args)]
+pub(crate) struct OutboundArgs {
+    /// Let the plugin reach this `scheme://host[:port]` (repeatable), with
+    /// the gateway's default limits.
+    #[arg(long = "allow-outbound", value_name = "ENTRY")]
+    pub(crate) allowed: Vec<String>,
+    /// Let it reach loopback and private networks too (a backend on this
+    /// machine); link-local addresses stay refused.
+    #[arg(long)]
+    pub(crate) allow_private_networks: bool,
+}
+
+impl OutboundArgs {
+    /// The grant for `merchant`, if any entry is given.
+    pub(crate) fn policy(
+        &self,
+        merchant: &str,
+    ) -> anyhow::Result<Option<std::sync::Arc<gateway_sandbox::EgressPolicy>>> {
+        if self.allowed.is_empty() {
+            return Ok(None);
+        }
+        let allowed = gateway_egress::AllowList::parse(&self.allowed)?;
+        let limits = lower::egress_limits(&gateway::config::OutboundHttpConfig::default());
+        let client = gateway_egress::EgressClient::new(None)?;
+        Ok(Some(gateway_egress::EgressPolicy::new(
+            merchant.into(),
+            allowed,
+            self.allow_private_networks,
+            limits,
+            client,
+        )))
+    }
 }
 
 pub(crate) fn parse_key_value(s: &str) -> Result<(String, String), String> {
@@ -89,6 +126,7 @@ pub(crate) fn run(args: &InvokeArgs) -> anyhow::Result<ExitCode> {
     );
     // What the plugin writes to its key-value store it reads back, in memory.
     merchant.kv = Some(gateway::capabilities::MemoryKv::scope());
+    merchant.egress = args.outbound.policy(&args.merchant)?;
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -316,3 +316,57 @@ fn invoke_gives_the_plugin_a_key_value_store_in_memory() {
         String::from_utf8_lossy(&output.stdout)
     );
 }
+
+/// `--allow-outbound` grants the plugin its backend for a local run, as an
+/// operator grants a merchant; without it the request is denied.
+#[test]
+fn invoke_grants_outbound_http_only_when_asked() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let port = listener.local_addr().expect("an address").port();
+    std::thread::spawn(move || {
+        if let Ok((mut stream, _)) = listener.accept() {
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        }
+    });
+    let origin = format!("http://127.0.0.1:{port}");
+    let url = format!("url={origin}/");
+    let request = request_file(r#"{"order-id": "CS-O1"}"#);
+    let path = request.path().display().to_string();
+    let outbound = plugin("outbound");
+    let base = [
+        "plugin",
+        "invoke",
+        outbound.as_str(),
+        "create",
+        "--request",
+        path.as_str(),
+        "--live",
+        "--config",
+        url.as_str(),
+    ];
+    let denied = gateway(&base);
+    assert_eq!(denied.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&denied.stdout).contains("HttpRequestDenied"));
+    let mut granted = base.to_vec();
+    granted.extend([
+        "--allow-outbound",
+        origin.as_str(),
+        "--allow-private-networks",
+    ]);
+    let output = gateway(&granted);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let report = stdout_json(&output);
+    assert_eq!(
+        report["result"]["created"]["app-info"]["memo"], "status=200 bytes=2",
+        "{report}"
+    );
+}
