@@ -17,39 +17,23 @@ use clap::Args;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use gateway::config::{SandboxConfig, defaults, lower};
 use gateway::executor::coded_outcome;
 use gateway_sandbox::{CallError, Invocation, LoadedPlugin, MerchantContext, Outcome, Runtime};
 use koogallery_contract::{OperationOutput, OperationRequest};
 use koogallery_protocol::callback::{self, Generation, ParseContext};
 use koogallery_protocol::{Answer, EncryptType, Encryption, Fields, ResultCode};
 
-use crate::cli::{SandboxArgs, read_file};
-use crate::invoke::parse_key_value;
+use crate::invoke::LocalMerchant;
 
 #[derive(Debug, Args)]
 pub(crate) struct TestArgs {
     /// The plugin component (.wasm).
     file: PathBuf,
-    /// The merchant the calls are for (part of the instance ids).
-    #[arg(long, default_value = "conformance")]
-    merchant: String,
-    /// A merchant configuration value for the plugin, `KEY=VALUE`; repeatable.
-    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
-    config: Vec<(String, String)>,
-    /// Call deadline in milliseconds (production default).
-    #[arg(long, default_value_t = defaults::deadline_ms())]
-    deadline_ms: u64,
-    /// Memory limit in MiB (production default).
-    #[arg(long, default_value_t = defaults::memory_mib())]
-    memory_mib: u64,
     /// `table` (readable) or `json` (one report object).
     #[arg(long, default_value = "table")]
     output: String,
     #[command(flatten)]
-    outbound: crate::invoke::OutboundArgs,
-    #[command(flatten)]
-    sandbox: SandboxArgs,
+    local: LocalMerchant,
 }
 
 /// What a case accepts.
@@ -102,38 +86,22 @@ struct Report {
 const KEY: &str = "conformance-access-key-0000000000";
 
 pub(crate) fn run(args: &TestArgs) -> anyhow::Result<ExitCode> {
-    let wasm = read_file(&args.file)?;
-    let runtime = args.sandbox.runtime()?;
-    let plugin = runtime
-        .load(&wasm)
-        .map_err(|e| anyhow::anyhow!("{} is not a valid plugin: {e}", args.file.display()))?;
-    let mut merchant = lower::merchant_context(
-        &args.merchant,
-        args.config.iter().cloned().collect(),
-        lower::limits(args.deadline_ms, args.memory_mib),
-        &SandboxConfig::default(),
-    );
-    // What the plugin writes to its key-value store it reads back, in memory.
-    merchant.kv = Some(gateway::capabilities::MemoryKv::scope());
-    merchant.egress = args.outbound.policy(&args.merchant)?;
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let run = args.local.start(&args.file)?;
+    let (deadline_ms, memory_mib) = (args.local.deadline_ms, args.local.memory_mib);
     let suite = Suite {
-        runtime: &runtime,
-        plugin: &plugin,
-        merchant: &merchant,
-        limits: (args.deadline_ms, args.memory_mib),
+        runtime: &run.runtime,
+        plugin: &run.plugin,
+        merchant: &run.merchant,
+        limits: (deadline_ms, memory_mib),
     };
-    let cases = tokio.block_on(suite.run());
+    let cases = run.tokio.block_on(suite.run());
     let failed = cases.iter().filter(|c| !c.passed).count();
     let report = Report {
         plugin: args.file.display().to_string(),
         passed: cases.len() - failed,
         failed,
-        deadline_ms: args.deadline_ms,
-        memory_limit_mib: args.memory_mib,
+        deadline_ms,
+        memory_limit_mib: memory_mib,
         cases,
     };
     if args.output == "json" {

@@ -6,8 +6,9 @@
 //! a served callback would be.
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Args;
 use serde_json::{Value, json};
@@ -15,7 +16,7 @@ use serde_json::{Value, json};
 use gateway::config::{SandboxConfig, defaults, lower};
 use gateway::executor::coded_outcome;
 use gateway::request_json;
-use gateway_sandbox::{Invocation, Outcome};
+use gateway_sandbox::{Invocation, LoadedPlugin, MerchantContext, Outcome, Runtime};
 use koogallery_contract::{Operation, OperationRequest};
 use koogallery_protocol::callback::{self, Generation, ParseContext};
 use koogallery_protocol::{Fields, ResultCode};
@@ -39,26 +40,73 @@ pub(crate) struct InvokeArgs {
     /// or `-`; its activity names the operation, its testFlag the test mode.
     #[arg(long, conflicts_with_all = ["request", "operation", "live"])]
     marketplace: Option<String>,
-    /// The merchant the call is for (labels logs; part of the instance id).
-    #[arg(long, default_value = "local")]
-    merchant: String,
-    /// A merchant configuration value for the plugin, `KEY=VALUE`; repeatable.
-    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
-    config: Vec<(String, String)>,
-    /// Call deadline in milliseconds (production default).
-    #[arg(long, default_value_t = defaults::deadline_ms())]
-    deadline_ms: u64,
-    /// Memory limit in MiB (production default).
-    #[arg(long, default_value_t = defaults::memory_mib())]
-    memory_mib: u64,
     /// Mark the call as real (testFlag=0). By default calls are marked as
     /// tests, so plugins avoid real side effects.
     #[arg(long)]
     live: bool,
     #[command(flatten)]
+    local: LocalMerchant,
+}
+
+/// What `plugin invoke` and `plugin test` share: the plugin run as a local
+/// merchant under the production limits, with the grants given here.
+#[derive(Debug, Args)]
+pub(crate) struct LocalMerchant {
+    /// The merchant the calls are for (labels logs; part of the instance ids).
+    #[arg(long, default_value = "local")]
+    pub(crate) merchant: String,
+    /// A merchant configuration value for the plugin, `KEY=VALUE`; repeatable.
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    config: Vec<(String, String)>,
+    /// Call deadline in milliseconds (production default).
+    #[arg(long, default_value_t = defaults::deadline_ms())]
+    pub(crate) deadline_ms: u64,
+    /// Memory limit in MiB (production default).
+    #[arg(long, default_value_t = defaults::memory_mib())]
+    pub(crate) memory_mib: u64,
+    #[command(flatten)]
     outbound: OutboundArgs,
     #[command(flatten)]
     sandbox: SandboxArgs,
+}
+
+/// A plugin loaded for local calls, and where they run.
+pub(crate) struct LocalRun {
+    pub(crate) runtime: Runtime,
+    pub(crate) plugin: Arc<LoadedPlugin>,
+    pub(crate) merchant: MerchantContext,
+    pub(crate) tokio: tokio::runtime::Runtime,
+}
+
+impl LocalMerchant {
+    /// Loads `file` and makes the merchant its calls are for: its
+    /// configuration, limits, outbound grant, and a key-value store in
+    /// memory (what the plugin writes it reads back).
+    pub(crate) fn start(&self, file: &Path) -> anyhow::Result<LocalRun> {
+        let wasm = read_file(file)?;
+        let runtime = self.sandbox.runtime()?;
+        let plugin = runtime
+            .load(&wasm)
+            .map_err(|e| anyhow::anyhow!("{} is not a valid plugin: {e}", file.display()))?;
+        let mut merchant = lower::merchant_context(
+            &self.merchant,
+            self.config.iter().cloned().collect(),
+            lower::limits(self.deadline_ms, self.memory_mib),
+            &SandboxConfig::default(),
+        );
+        merchant.kv = Some(gateway::capabilities::MemoryKv::scope());
+        merchant.egress = self.outbound.policy(&self.merchant)?;
+        let tokio = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        Ok(LocalRun {
+            runtime,
+            plugin,
+            merchant,
+            tokio,
+        })
+    }
 }
 
 /// A local outbound HTTP grant, as an operator gives one to a merchant.
@@ -104,34 +152,20 @@ pub(crate) fn parse_key_value(s: &str) -> Result<(String, String), String> {
 }
 
 pub(crate) fn run(args: &InvokeArgs) -> anyhow::Result<ExitCode> {
+    let merchant_id = &args.local.merchant;
     let request = match (&args.marketplace, &args.request, args.operation) {
-        (Some(source), _, _) => marketplace_request(source, &args.merchant)?,
+        (Some(source), _, _) => marketplace_request(source, merchant_id)?,
         (None, Some(source), Some(operation)) => {
             let json = read_request(source)?;
-            request_json::build(operation, &args.merchant, json, !args.live)?
+            request_json::build(operation, merchant_id, json, !args.live)?
         }
         _ => anyhow::bail!("name the operation and --request, or give --marketplace"),
     };
     let operation = request.operation();
-    let wasm = read_file(&args.file)?;
-    let runtime = args.sandbox.runtime()?;
-    let plugin = runtime
-        .load(&wasm)
-        .map_err(|e| anyhow::anyhow!("{} is not a valid plugin: {e}", args.file.display()))?;
-    let mut merchant = lower::merchant_context(
-        &args.merchant,
-        args.config.iter().cloned().collect(),
-        lower::limits(args.deadline_ms, args.memory_mib),
-        &SandboxConfig::default(),
-    );
-    // What the plugin writes to its key-value store it reads back, in memory.
-    merchant.kv = Some(gateway::capabilities::MemoryKv::scope());
-    merchant.egress = args.outbound.policy(&args.merchant)?;
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let invocation = tokio.block_on(runtime.invoke(&plugin, &merchant, &request));
+    let run = args.local.start(&args.file)?;
+    let invocation = run
+        .tokio
+        .block_on(run.runtime.invoke(&run.plugin, &run.merchant, &request));
     let report = report(operation, &invocation);
     println!("{}", serde_json::to_string_pretty(&report)?);
     let code = coded_outcome(&invocation.outcome).code;
