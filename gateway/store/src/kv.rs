@@ -50,3 +50,31 @@ pub trait KeyValueStore: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<String>, crate::StoreError>;
 }
+
+/// A merchant's usage after setting `key` to a value of `value_len` bytes,
+/// given its usage now and the entry's present size (key and value bytes),
+/// or the refusal if that would pass `limits`.
+pub(crate) fn usage_after_set(
+    (bytes, keys): (u64, u64),
+    old_entry: Option<u64>,
+    key_len: usize,
+    value_len: usize,
+    limits: KvLimits,
+) -> Result<(u64, u64), KvWrite> {
+    let bytes = bytes.saturating_sub(old_entry.unwrap_or(0)) + (key_len + value_len) as u64;
+    let keys = keys + u64::from(old_entry.is_none());
+    if bytes > limits.max_total_bytes || keys > limits.max_keys {
+        return Err(KvWrite::OverQuota { bytes, keys });
+    }
+    Ok((bytes, keys))
+}
+
+/// A stored count as an unsigned one (a negative one is read as 0).
+pub(crate) fn count(value: i64) -> u64 {
+    value.max(0) as u64
+}
+
+/// An unsigned count as a stored one.
+pub(crate) fn stored(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}

@@ -19,18 +19,23 @@
 //!   modules (content-addressed) and versions, the active version, hashed
 //!   admin tokens and the audit of administrative changes.
 //!
-//! [`Store`] is the abstraction; [`SqliteStore`] the embedded default. The
-//! SQL text lives in `sql` and is written to be portable to PostgreSQL
-//! (`$n` parameters, `ON CONFLICT`, `RETURNING`, `BIGINT`). What the rows
+//! [`Store`] is the abstraction; [`SqliteStore`] the embedded default for
+//! one host, [`PostgresStore`] the shared one for several replicas. The SQL
+//! text lives in `sql`, one query set for both engines (`$n` parameters,
+//! `ON CONFLICT`, `RETURNING`, `BIGINT`), and rows are read into records
+//! once for both (`rows`). What the rows
 //! *mean* (when to claim, take over, replay) is decided by the gateway's
 //! idempotency layer, not here; this crate stores text it does not parse.
 
 pub mod callback_log;
 mod checkpoint;
 pub mod kv;
+mod postgres;
 pub mod registry;
+mod rows;
 mod sql;
 mod sqlite;
+pub mod test_support;
 mod writer;
 
 use std::path::PathBuf;
@@ -45,8 +50,17 @@ pub use registry::Registry;
 pub trait Backend: Store + Registry + KeyValueStore + CallbackLog {}
 
 impl<T: Store + Registry + KeyValueStore + CallbackLog> Backend for T {}
+pub use postgres::{PostgresSettings, PostgresStore};
 pub use sqlite::{SqliteSettings, SqliteStore};
 pub use writer::Health;
+
+/// The wall clock in Unix milliseconds (0 before 1970), for bookkeeping
+/// columns the store fills itself.
+pub(crate) fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
 
 /// Why the store could not do what was asked. Every one of these is
 /// transient from the marketplace's point of view (000005, retried).
@@ -63,6 +77,17 @@ pub enum StoreError {
     TooNew { found: i64, known: i64 },
     #[error("store query failed: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("opening the PostgreSQL store: {0}")]
+    PostgresOpen(String),
+    #[error("migrating the PostgreSQL store to version {version}: {source}")]
+    PostgresMigrate {
+        version: i64,
+        source: tokio_postgres::Error,
+    },
+    #[error("PostgreSQL query failed: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("no PostgreSQL connection: {0}")]
+    Unavailable(String),
     #[error("a stored row is corrupt: {0}")]
     Corrupt(String),
     #[error("the store did not commit: {0}")]

@@ -1,9 +1,16 @@
 //! The SQL text of the store, portable between SQLite (≥ 3.35) and
 //! PostgreSQL: `$n` parameters, `ON CONFLICT … DO NOTHING`, `RETURNING`,
 //! `BIGINT` numbers and `BOOLEAN` flags. Only the connection set-up (pragmas,
-//! how a write transaction begins) differs per engine.
+//! how a write transaction begins) differs per engine, and the schema where
+//! the dialects part (an auto-numbered key, a byte column): PostgreSQL has
+//! its own copies of those migrations, under the same version numbers.
 
-/// Versioned migrations, applied in order, each in its own transaction.
+pub mod callback_log;
+pub mod kv;
+pub mod registry;
+
+/// Versioned migrations (SQLite), applied in order, each in its own
+/// transaction.
 pub const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_operations.sql")),
     (2, include_str!("migrations/0002_park_reason.sql")),
@@ -14,6 +21,20 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("migrations/0004_registry.sql")),
     (5, include_str!("migrations/0005_kv.sql")),
     (6, include_str!("migrations/0006_callback_log.sql")),
+];
+
+/// The same versions for PostgreSQL: the first three are portable as they
+/// stand; the others spell `BYTEA` and identity columns.
+pub const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_operations.sql")),
+    (2, include_str!("migrations/0002_park_reason.sql")),
+    (
+        3,
+        include_str!("migrations/0003_replay_binding_and_status_order.sql"),
+    ),
+    (4, include_str!("migrations/postgres/0004_registry.sql")),
+    (5, include_str!("migrations/postgres/0005_kv.sql")),
+    (6, include_str!("migrations/postgres/0006_callback_log.sql")),
 ];
 
 pub const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (\
@@ -111,14 +132,14 @@ pub const UPSERT_INSTANCE: &str = "INSERT INTO instances \
      SET status = COALESCE($3, instances.status), \
          expires_at = COALESCE($4, instances.expires_at), updated_at = $5, \
          status_changed_at = CASE \
-             WHEN $6 IS NULL THEN instances.status_changed_at \
+             WHEN CAST($6 AS BIGINT) IS NULL THEN instances.status_changed_at \
              WHEN instances.status_changed_at IS NULL OR instances.status_changed_at < $6 THEN $6 \
              ELSE instances.status_changed_at END";
 /// `$6`: when the applied status change was signed; the row keeps the latest.
 pub const UPDATE_INSTANCE: &str = "UPDATE instances \
      SET status = COALESCE($3, status), expires_at = COALESCE($4, expires_at), updated_at = $5, \
          status_changed_at = CASE \
-             WHEN $6 IS NULL THEN status_changed_at \
+             WHEN CAST($6 AS BIGINT) IS NULL THEN status_changed_at \
              WHEN status_changed_at IS NULL OR status_changed_at < $6 THEN $6 \
              ELSE status_changed_at END \
      WHERE merchant_id = $1 AND instance_id = $2";

@@ -28,11 +28,12 @@ use std::time::Duration;
 use rusqlite::{Connection, ToSql};
 
 use super::checkpoint;
+use super::rows::{self, fence};
 use super::sql;
 use super::writer::{Durability, Writer};
 use super::{
-    Claim, Completion, Health, InstanceRecord, NewOperation, OperationId, OperationRecord,
-    OperationStatus, Reaped, Remembered, Store, StoreError, StuckRow,
+    Claim, Completion, Health, InstanceRecord, NewOperation, OperationId, OperationRecord, Reaped,
+    Remembered, Store, StoreError, StuckRow,
 };
 
 /// How to open the SQLite store (built from the gateway's configuration).
@@ -269,7 +270,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             continue;
         }
         tx.execute_batch(script).map_err(failed)?;
-        let args: [&dyn ToSql; 2] = [&version, &unix_ms()];
+        let args: [&dyn ToSql; 2] = [&version, &crate::unix_ms()];
         execute(&tx, sql::RECORD_MIGRATION, &args).map_err(|e| match e {
             StoreError::Sql(source) => failed(source),
             other => other,
@@ -279,54 +280,30 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The wall clock in Unix milliseconds (0 before 1970), for bookkeeping
-/// columns the store fills itself.
-fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-fn record(row: &rusqlite::Row<'_>) -> Result<OperationRecord, StoreError> {
-    let attempt: i64 = row.get("attempt")?;
-    let status: String = row.get("status")?;
-    Ok(OperationRecord {
-        id: OperationId {
-            merchant_id: row.get("merchant_id")?,
-            idempotency_key: row.get("idempotency_key")?,
-        },
-        test: row.get("test")?,
-        kind: row.get("kind")?,
-        business_key: row.get("business_key")?,
-        instance_id: row.get("instance_id")?,
-        fingerprint: row.get("fingerprint")?,
-        status: OperationStatus::parse(&status)?,
-        attempt: fence(attempt)?,
-        locked_until: row.get("locked_until")?,
-        request_json: row.get("request_json")?,
-        result_json: row.get("result_json")?,
-        created_at: row.get("created_at")?,
-        updated_at: row.get("updated_at")?,
-    })
-}
-
-/// A stuck row, or why it cannot be read (its key is always readable: the
-/// columns are `NOT NULL` text).
-fn stuck_row(row: &rusqlite::Row<'_>) -> StuckRow {
-    match record(row) {
-        Ok(record) => StuckRow::Record(record),
-        Err(error) => StuckRow::Unreadable {
-            id: OperationId {
-                merchant_id: row.get("merchant_id").unwrap_or_default(),
-                idempotency_key: row.get("idempotency_key").unwrap_or_default(),
-            },
-            why: error.to_string(),
-        },
+impl rows::Columns for rusqlite::Row<'_> {
+    fn text(&self, name: &str) -> Result<String, StoreError> {
+        Ok(self.get(name)?)
+    }
+    fn maybe_text(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.get(name)?)
+    }
+    fn int(&self, name: &str) -> Result<i64, StoreError> {
+        Ok(self.get(name)?)
+    }
+    fn maybe_int(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.get(name)?)
+    }
+    fn flag(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self.get(name)?)
     }
 }
 
-fn fence(attempt: i64) -> Result<u32, StoreError> {
-    u32::try_from(attempt).map_err(|_| StoreError::Corrupt(format!("attempt {attempt}")))
+fn record(row: &rusqlite::Row<'_>) -> Result<OperationRecord, StoreError> {
+    rows::operation(row)
+}
+
+fn stuck_row(row: &rusqlite::Row<'_>) -> StuckRow {
+    rows::stuck(row)
 }
 
 #[async_trait::async_trait]
@@ -503,20 +480,8 @@ impl Store for SqliteStore {
         instance_id: &str,
     ) -> Result<Option<InstanceRecord>, StoreError> {
         let args: [&dyn ToSql; 2] = [&merchant_id, &instance_id];
-        self.readers.read(|conn| {
-            query_row(conn, sql::LOAD_INSTANCE, &args, |row| {
-                Ok(InstanceRecord {
-                    merchant_id: row.get("merchant_id")?,
-                    instance_id: row.get("instance_id")?,
-                    order_id: row.get("order_id")?,
-                    order_line_key: row.get("order_line_key")?,
-                    origin: row.get("origin")?,
-                    status: row.get("status")?,
-                    expires_at: row.get("expires_at")?,
-                    status_changed_at: row.get("status_changed_at")?,
-                })
-            })
-        })
+        self.readers
+            .read(|conn| query_row(conn, sql::LOAD_INSTANCE, &args, |row| rows::instance(row)))
     }
 
     async fn remember_nonce(

@@ -2,16 +2,10 @@
 //! per merchant newest first with each filter and the cursor, and pruned by
 //! age a step at a time.
 
-use gateway_store::{CallbackFilter, CallbackLog, CallbackRecord, SqliteSettings, SqliteStore};
+mod engines;
+use engines::Engine;
 
-async fn open(dir: &tempfile::TempDir) -> SqliteStore {
-    let settings = SqliteSettings {
-        path: dir.path().join("log.db"),
-        busy_timeout: std::time::Duration::from_secs(2),
-        max_size_bytes: None,
-    };
-    SqliteStore::open(&settings).await.expect("the store opens")
-}
+use gateway_store::{CallbackFilter, CallbackRecord};
 
 fn record(merchant: &str, at_ms: i64, order: &str, code: &str) -> CallbackRecord {
     CallbackRecord {
@@ -33,10 +27,8 @@ fn seqs(records: &[CallbackRecord]) -> Vec<i64> {
     records.iter().map(|r| r.seq).collect()
 }
 
-#[tokio::test]
-async fn records_are_searched_per_merchant_newest_first_and_pruned_by_age() {
-    let dir = tempfile::tempdir().expect("a directory");
-    let store = open(&dir).await;
+async fn records_are_searched_per_merchant_newest_first_and_pruned_by_age(engine: Engine) {
+    let store = engine.open().await;
     let batch = vec![
         record("m1", 1_000, "o1", "000000"),
         record("m1", 2_000, "o2", "000005"),
@@ -110,3 +102,5 @@ async fn records_are_searched_per_merchant_newest_first_and_pruned_by_age() {
         .expect("search");
     assert_eq!(left.iter().map(|r| r.at_ms).collect::<Vec<_>>(), [3_000]);
 }
+
+on_both_engines!(records_are_searched_per_merchant_newest_first_and_pruned_by_age,);

@@ -3,26 +3,18 @@
 //! every write updates in its own transaction (also under concurrent
 //! writers and across a reopen).
 
-use gateway_store::{KeyValueStore, KvLimits, KvWrite, SqliteSettings, SqliteStore};
+mod engines;
+use engines::Engine;
 
-async fn open(dir: &tempfile::TempDir) -> SqliteStore {
-    let settings = SqliteSettings {
-        path: dir.path().join("kv.db"),
-        busy_timeout: std::time::Duration::from_secs(2),
-        max_size_bytes: None,
-    };
-    SqliteStore::open(&settings).await.expect("the store opens")
-}
+use gateway_store::{KvLimits, KvWrite};
 
 const ROOMY: KvLimits = KvLimits {
     max_total_bytes: 1 << 20,
     max_keys: 100,
 };
 
-#[tokio::test]
-async fn a_merchant_sees_only_its_own_keys() {
-    let dir = tempfile::tempdir().expect("a directory");
-    let store = open(&dir).await;
+async fn a_merchant_sees_only_its_own_keys(engine: Engine) {
+    let store = engine.open().await;
     for (merchant, key) in [
         ("m1", "tenant/a"),
         ("m1", "tenant/b"),
@@ -67,10 +59,8 @@ async fn a_merchant_sees_only_its_own_keys() {
     assert_eq!(store.kv_get("m1", "tenant/a").await.expect("read"), None);
 }
 
-#[tokio::test]
-async fn the_quota_counts_keys_and_bytes_and_a_refused_write_changes_nothing() {
-    let dir = tempfile::tempdir().expect("a directory");
-    let store = open(&dir).await;
+async fn the_quota_counts_keys_and_bytes_and_a_refused_write_changes_nothing(engine: Engine) {
+    let store = engine.open().await;
     let limits = KvLimits {
         max_total_bytes: 100,
         max_keys: 2,
@@ -113,7 +103,7 @@ async fn the_quota_counts_keys_and_bytes_and_a_refused_write_changes_nothing() {
 
     // The usage survives a reopen.
     drop(store);
-    let store = open(&dir).await;
+    let store = engine.open().await;
     let refused = store
         .kv_set("m", "d", vec![1], limits, 1)
         .await
@@ -124,10 +114,8 @@ async fn the_quota_counts_keys_and_bytes_and_a_refused_write_changes_nothing() {
     );
 }
 
-#[tokio::test]
-async fn concurrent_writers_cannot_squeeze_past_the_quota() {
-    let dir = tempfile::tempdir().expect("a directory");
-    let store = std::sync::Arc::new(open(&dir).await);
+async fn concurrent_writers_cannot_squeeze_past_the_quota(engine: Engine) {
+    let store = engine.open().await;
     let limits = KvLimits {
         max_total_bytes: 1 << 20,
         max_keys: 10,
@@ -154,3 +142,9 @@ async fn concurrent_writers_cannot_squeeze_past_the_quota() {
         10
     );
 }
+
+on_both_engines!(
+    a_merchant_sees_only_its_own_keys,
+    the_quota_counts_keys_and_bytes_and_a_refused_write_changes_nothing,
+    concurrent_writers_cannot_squeeze_past_the_quota,
+);

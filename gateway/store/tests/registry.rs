@@ -1,21 +1,14 @@
-//! The registry on a real SQLite file: merchants and their keys, versions
+//! The registry on both engines (SQLite file, PostgreSQL schema): merchants and their keys, versions
 //! numbered per merchant over content-addressed modules, activation and
 //! rollback, what cannot be deleted, tokens, and an audit entry for every
 //! change and none for a refused one — all surviving a reopen.
 
+mod engines;
+use engines::Engine;
+
 use gateway_store::registry::{
     Activated, Activation, AuditEntry, Deleted, KeyRow, MerchantRow, NewVersion, TokenRow,
 };
-use gateway_store::{Registry, SqliteSettings, SqliteStore};
-
-async fn open(dir: &tempfile::TempDir) -> SqliteStore {
-    let settings = SqliteSettings {
-        path: dir.path().join("gateway.db"),
-        busy_timeout: std::time::Duration::from_secs(2),
-        max_size_bytes: None,
-    };
-    SqliteStore::open(&settings).await.expect("the store opens")
-}
 
 fn audit(action: &str, merchant: &str) -> AuditEntry {
     AuditEntry {
@@ -60,10 +53,8 @@ fn module(merchant: &str, bytes: &[u8]) -> NewVersion {
     }
 }
 
-#[tokio::test]
-async fn merchants_and_keys_are_created_once_and_keys_retire() {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let store = open(&dir).await;
+async fn merchants_and_keys_are_created_once_and_keys_retire(engine: Engine) {
+    let store = engine.open().await;
     let created = store
         .create_merchant(
             merchant("acme"),
@@ -131,7 +122,7 @@ async fn merchants_and_keys_are_created_once_and_keys_retire() {
             .expect("answers")
     );
     drop(store);
-    let store = open(&dir).await;
+    let store = engine.open().await;
     let stored = store
         .merchant("acme")
         .await
@@ -175,10 +166,8 @@ async fn merchants_and_keys_are_created_once_and_keys_retire() {
     );
 }
 
-#[tokio::test]
-async fn versions_activate_roll_back_and_keep_what_is_in_use() {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let store = open(&dir).await;
+async fn versions_activate_roll_back_and_keep_what_is_in_use(engine: Engine) {
+    let store = engine.open().await;
     store
         .create_merchant(merchant("acme"), vec![], audit("create", "acme"))
         .await
@@ -271,7 +260,7 @@ async fn versions_activate_roll_back_and_keep_what_is_in_use() {
     );
 
     drop(store);
-    let store = open(&dir).await;
+    let store = engine.open().await;
     let acme = store
         .merchant("acme")
         .await
@@ -291,10 +280,8 @@ async fn versions_activate_roll_back_and_keep_what_is_in_use() {
     assert_eq!(versions, [1, 2]);
 }
 
-#[tokio::test]
-async fn tokens_are_found_by_hash_until_revoked() {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let store = open(&dir).await;
+async fn tokens_are_found_by_hash_until_revoked(engine: Engine) {
+    let store = engine.open().await;
     let token = TokenRow {
         token_id: "tok1".into(),
         merchant_id: Some("acme".into()),
@@ -327,3 +314,9 @@ async fn tokens_are_found_by_hash_until_revoked() {
     assert_eq!(store.tokens(Some("acme")).await.expect("lists").len(), 1);
     assert!(store.tokens(Some("beta")).await.expect("lists").is_empty());
 }
+
+on_both_engines!(
+    merchants_and_keys_are_created_once_and_keys_retire,
+    versions_activate_roll_back_and_keep_what_is_in_use,
+    tokens_are_found_by_hash_until_revoked,
+);

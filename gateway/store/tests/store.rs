@@ -1,9 +1,12 @@
-//! The SQLite store on real files: the atomic claim under 200 concurrent
-//! claimers, instance assignment surviving the operation record, fenced
-//! takeover and completion, nonces across a reopen, the reaper, the
-//! migration guard, and a store that cannot grow.
+//! The store on both engines (a real SQLite file, a real PostgreSQL
+//! schema): the atomic claim under 200 concurrent claimers, instance
+//! assignment surviving the operation record, fenced takeover and
+//! completion, nonces across a reopen, the reaper, the migration guard,
+//! corrupt rows; and on SQLite, a store that cannot grow and background
+//! checkpoints.
 
-use std::sync::Arc;
+mod engines;
+use engines::Engine;
 
 use gateway_store::{
     Claim, Completion, InstanceAssignment, InstanceChange, NewOperation, OperationId,
@@ -50,16 +53,8 @@ fn settings(path: &std::path::Path) -> SqliteSettings {
     }
 }
 
-async fn open(dir: &tempfile::TempDir) -> SqliteStore {
-    SqliteStore::open(&settings(&dir.path().join("gateway.db")))
-        .await
-        .expect("the store opens")
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_hundred_concurrent_claims_have_exactly_one_winner() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = Arc::new(open(&dir).await);
+async fn two_hundred_concurrent_claims_have_exactly_one_winner(engine: Engine) {
+    let store = engine.open().await;
     let claims = (0..200).map(|_| {
         let store = store.clone();
         tokio::spawn(async move { store.claim(&op("k1", "CS1"), 1_000, LEASE).await })
@@ -94,10 +89,8 @@ async fn futures_join<T>(handles: impl Iterator<Item = tokio::task::JoinHandle<T
     out
 }
 
-#[tokio::test]
-async fn the_instance_mapping_outlives_the_reaped_operation() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = open(&dir).await;
+async fn the_instance_mapping_outlives_the_reaped_operation(engine: Engine) {
+    let store = engine.open().await;
     let Claim::Won { instance_id } = store
         .claim(&op("k1", "CS1"), 1_000, LEASE)
         .await
@@ -137,10 +130,8 @@ async fn the_instance_mapping_outlives_the_reaped_operation() {
     assert_eq!(instance.map(|i| i.order_id), Some(Some("CS1".into())));
 }
 
-#[tokio::test]
-async fn a_takeover_fences_out_the_stale_worker() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = open(&dir).await;
+async fn a_takeover_fences_out_the_stale_worker(engine: Engine) {
+    let store = engine.open().await;
     let id = op("k1", "CS1").id;
     store
         .claim(&op("k1", "CS1"), 1_000, 100)
@@ -198,10 +189,8 @@ async fn a_takeover_fences_out_the_stale_worker() {
     );
 }
 
-#[tokio::test]
-async fn a_transient_failure_is_retaken_and_exhausted_ones_are_parked() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = open(&dir).await;
+async fn a_transient_failure_is_retaken_and_exhausted_ones_are_parked(engine: Engine) {
+    let store = engine.open().await;
     let id = op("k1", "CS1").id;
     store
         .claim(&op("k1", "CS1"), 1_000, LEASE)
@@ -274,11 +263,9 @@ async fn a_transient_failure_is_retaken_and_exhausted_ones_are_parked() {
     );
 }
 
-#[tokio::test]
-async fn nonces_are_remembered_across_a_reopen_until_they_expire() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = open(&dir).await;
-    let remember = |store: &SqliteStore, merchant, at| {
+async fn nonces_are_remembered_across_a_reopen_until_they_expire(engine: Engine) {
+    let store = engine.open().await;
+    let remember = |store: &std::sync::Arc<dyn gateway_store::Backend>, merchant, at| {
         let store = store.clone();
         async move {
             store
@@ -291,8 +278,7 @@ async fn nonces_are_remembered_across_a_reopen_until_they_expire() {
     assert_eq!(remember(&store, "acme", 1_000).await, Remembered::New);
     assert_eq!(remember(&store, "acme", 2_000).await, again);
     assert_eq!(remember(&store, "other", 2_000).await, Remembered::New);
-    store.close().await;
-    let store = open(&dir).await;
+    let store = engine.open().await;
     assert_eq!(
         remember(&store, "acme", 3_000).await,
         again,
@@ -307,10 +293,8 @@ async fn nonces_are_remembered_across_a_reopen_until_they_expire() {
     assert_eq!(reaped, 2);
 }
 
-#[tokio::test]
-async fn a_token_is_bound_to_what_it_signed() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = open(&dir).await;
+async fn a_token_is_bound_to_what_it_signed(engine: Engine) {
+    let store = engine.open().await;
     let remember = |binding| {
         let store = store.clone();
         async move {
@@ -335,10 +319,8 @@ async fn a_token_is_bound_to_what_it_signed() {
     );
 }
 
-#[tokio::test]
-async fn the_reaper_keeps_leased_work_and_instances() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = open(&dir).await;
+async fn the_reaper_keeps_leased_work_and_instances(engine: Engine) {
+    let store = engine.open().await;
     store
         .claim(&op("old", "CS1"), 1_000, LEASE)
         .await
@@ -395,10 +377,8 @@ async fn the_reaper_keeps_leased_work_and_instances() {
     }
 }
 
-#[tokio::test]
-async fn a_status_change_supersedes_the_opposite_change() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = open(&dir).await;
+async fn a_status_change_supersedes_the_opposite_change(engine: Engine) {
+    let store = engine.open().await;
     store
         .claim(&op("create", "CS1"), 1_000, LEASE)
         .await
@@ -503,7 +483,6 @@ async fn a_store_that_cannot_grow_fails_the_claim_and_keeps_what_it_had() {
         .claim(&op("first", "CS0"), 1_000, LEASE)
         .await
         .expect("the store answers");
-    store.close().await;
     let capped = SqliteSettings {
         max_size_bytes: Some(std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) + 8192),
         ..settings
@@ -540,23 +519,17 @@ async fn a_store_that_cannot_grow_fails_the_claim_and_keeps_what_it_had() {
     );
 }
 
-#[tokio::test]
-async fn a_store_from_a_newer_gateway_is_refused() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = open(&dir).await;
-    store.close().await;
-    let store = open(&dir).await;
+async fn a_store_from_a_newer_gateway_is_refused(engine: Engine) {
+    drop(engine.open().await);
+    let store = engine.open().await;
     store
         .claim(&op("k", "CS1"), 1_000, LEASE)
         .await
         .expect("reopening keeps the schema");
-    store.close().await;
-    let path = dir.path().join("gateway.db");
-    rusqlite::Connection::open(&path)
-        .expect("connects")
-        .execute_batch("INSERT INTO schema_migrations (version, applied_at) VALUES (999, 0)")
-        .expect("inserts");
-    let refused = SqliteStore::open(&settings(&path)).await;
+    engine
+        .tamper("INSERT INTO schema_migrations (version, applied_at) VALUES (999, 0)")
+        .await;
+    let refused = engine.try_open().await;
     assert!(
         matches!(refused, Err(StoreError::TooNew { found: 999, .. })),
         "{:?}",
@@ -564,10 +537,8 @@ async fn a_store_from_a_newer_gateway_is_refused() {
     );
 }
 
-#[tokio::test]
-async fn a_corrupt_row_is_returned_on_its_own_and_can_be_parked() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = open(&dir).await;
+async fn a_corrupt_row_is_returned_on_its_own_and_can_be_parked(engine: Engine) {
+    let store = engine.open().await;
     for (key, order) in [("bad", "CS1"), ("good", "CS2")] {
         let id = op(key, order).id;
         store
@@ -579,12 +550,10 @@ async fn a_corrupt_row_is_returned_on_its_own_and_can_be_parked() {
             .await
             .expect("the store answers");
     }
-    store.close().await;
-    rusqlite::Connection::open(dir.path().join("gateway.db"))
-        .expect("a second connection")
-        .execute_batch("UPDATE operations SET attempt = -1 WHERE idempotency_key = 'bad'")
-        .expect("corrupted");
-    let store = open(&dir).await;
+    engine
+        .tamper("UPDATE operations SET attempt = -1 WHERE idempotency_key = 'bad'")
+        .await;
+    let store = engine.open().await;
     let stuck = store
         .stuck(2_000, 5, 10)
         .await
@@ -617,8 +586,8 @@ async fn a_corrupt_row_is_returned_on_its_own_and_can_be_parked() {
 #[tokio::test]
 async fn the_wal_is_checkpointed_into_the_database_in_the_background() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = open(&dir).await;
     let path = dir.path().join("gateway.db");
+    let store = SqliteStore::open(&settings(&path)).await.expect("opens");
     let database_bytes = || std::fs::metadata(&path).map_or(0, |m| m.len());
     let before = database_bytes();
     // Each remembered nonce is a commit of its own: several pages of WAL.
@@ -639,3 +608,16 @@ async fn the_wal_is_checkpointed_into_the_database_in_the_background() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+on_both_engines!(
+    two_hundred_concurrent_claims_have_exactly_one_winner,
+    the_instance_mapping_outlives_the_reaped_operation,
+    a_takeover_fences_out_the_stale_worker,
+    a_transient_failure_is_retaken_and_exhausted_ones_are_parked,
+    nonces_are_remembered_across_a_reopen_until_they_expire,
+    a_token_is_bound_to_what_it_signed,
+    the_reaper_keeps_leased_work_and_instances,
+    a_status_change_supersedes_the_opposite_change,
+    a_store_from_a_newer_gateway_is_refused,
+    a_corrupt_row_is_returned_on_its_own_and_can_be_parked,
+);

@@ -9,142 +9,9 @@ use crate::registry::{
     Activated, Activation, AuditEntry, AuditRow, Deleted, KeyRow, MerchantRow, NewVersion,
     Registry, TokenRow, VersionRow,
 };
+use crate::rows;
+use crate::sql::registry as sql;
 use crate::writer::Durability;
-
-macro_rules! merchant_columns {
-    () => {
-        "SELECT merchant_id, settings_json, disabled, active_version, previous_version, \
-         bootstrap_hash, created_at, updated_at FROM merchants "
-    };
-}
-macro_rules! token_columns {
-    () => {
-        "SELECT token_id, merchant_id, created_at, created_by, revoked_at FROM admin_tokens "
-    };
-}
-macro_rules! audit_columns {
-    () => {
-        "SELECT seq, at, actor, merchant_id, action, detail_json FROM audit_log "
-    };
-}
-
-const ALL_MERCHANTS: &str = concat!(merchant_columns!(), "ORDER BY merchant_id");
-const MERCHANTS_AFTER: &str = concat!(
-    merchant_columns!(),
-    "WHERE merchant_id > $1 ORDER BY merchant_id LIMIT $2"
-);
-const ONE_MERCHANT: &str = concat!(merchant_columns!(), "WHERE merchant_id = $1");
-const INSERT_MERCHANT: &str = "INSERT INTO merchants (merchant_id, settings_json, disabled, \
-     active_version, previous_version, bootstrap_hash, created_at, updated_at) \
-     VALUES ($1, $2, $3, NULL, NULL, $4, $5, $5) ON CONFLICT DO NOTHING";
-const UPDATE_MERCHANT: &str = "UPDATE merchants SET settings_json = $2, disabled = $3, \
-     bootstrap_hash = $4, updated_at = $5 WHERE merchant_id = $1";
-
-const KEYS: &str = "SELECT merchant_id, key_id, sealed_key, created_at, retired_at \
-     FROM merchant_keys WHERE merchant_id = $1 ORDER BY created_at, key_id";
-const INSERT_KEY: &str = "INSERT INTO merchant_keys \
-     (merchant_id, key_id, sealed_key, created_at, retired_at) VALUES ($1, $2, $3, $4, NULL) \
-     ON CONFLICT DO NOTHING";
-const RETIRE_KEY: &str = "UPDATE merchant_keys SET retired_at = $3 \
-     WHERE merchant_id = $1 AND key_id = $2 AND retired_at IS NULL";
-
-const INSERT_MODULE: &str =
-    "INSERT INTO modules (sha256, bytes, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
-const MODULE: &str = "SELECT bytes FROM modules WHERE sha256 = $1";
-const NEXT_VERSION: &str =
-    "SELECT COALESCE(MAX(version), 0) + 1 FROM plugin_versions WHERE merchant_id = $1";
-const INSERT_VERSION: &str = "INSERT INTO plugin_versions (merchant_id, version, sha256, size, \
-     contract_version, uploaded_at, uploaded_by) VALUES ($1, $2, $3, $4, $5, $6, $7)";
-const VERSIONS: &str = "SELECT merchant_id, version, sha256, size, contract_version, \
-     uploaded_at, uploaded_by FROM plugin_versions WHERE merchant_id = $1 ORDER BY version";
-const VERSION_EXISTS: &str =
-    "SELECT 1 FROM plugin_versions WHERE merchant_id = $1 AND version = $2";
-const DELETE_VERSION: &str = "DELETE FROM plugin_versions WHERE merchant_id = $1 AND version = $2 \
-     RETURNING sha256";
-const DELETE_UNUSED_MODULE: &str = "DELETE FROM modules WHERE sha256 = $1 \
-     AND NOT EXISTS (SELECT 1 FROM plugin_versions WHERE sha256 = $1)";
-const SET_ACTIVE: &str = "UPDATE merchants SET active_version = $2, previous_version = $3, \
-     updated_at = $4 WHERE merchant_id = $1";
-
-const INSERT_TOKEN: &str = "INSERT INTO admin_tokens \
-     (token_id, token_hash, merchant_id, created_at, created_by, revoked_at) \
-     VALUES ($1, $2, $3, $4, $5, NULL)";
-const REVOKE_TOKEN: &str =
-    "UPDATE admin_tokens SET revoked_at = $2 WHERE token_id = $1 AND revoked_at IS NULL";
-const TOKEN_BY_HASH: &str = concat!(
-    token_columns!(),
-    "WHERE token_hash = $1 AND revoked_at IS NULL"
-);
-const ALL_TOKENS: &str = concat!(token_columns!(), "ORDER BY created_at, token_id");
-const MERCHANT_TOKENS: &str = concat!(
-    token_columns!(),
-    "WHERE merchant_id = $1 ORDER BY created_at, token_id"
-);
-
-const INSERT_AUDIT: &str = "INSERT INTO audit_log (at, actor, merchant_id, action, detail_json) \
-     VALUES ($1, $2, $3, $4, $5)";
-const ALL_AUDIT: &str = concat!(audit_columns!(), "ORDER BY seq DESC LIMIT $1");
-const AUDIT_AFTER: &str = concat!(audit_columns!(), "WHERE seq > $1 ORDER BY seq LIMIT $2");
-const MERCHANT_AUDIT: &str = concat!(
-    audit_columns!(),
-    "WHERE merchant_id = $2 ORDER BY seq DESC LIMIT $1"
-);
-
-fn merchant_row(row: &rusqlite::Row<'_>) -> Result<MerchantRow, StoreError> {
-    Ok(MerchantRow {
-        merchant_id: row.get("merchant_id")?,
-        settings_json: row.get("settings_json")?,
-        disabled: row.get("disabled")?,
-        active_version: row.get("active_version")?,
-        previous_version: row.get("previous_version")?,
-        bootstrap_hash: row.get("bootstrap_hash")?,
-        created_at: row.get("created_at")?,
-        updated_at: row.get("updated_at")?,
-    })
-}
-
-fn key_row(row: &rusqlite::Row<'_>) -> Result<KeyRow, StoreError> {
-    Ok(KeyRow {
-        merchant_id: row.get("merchant_id")?,
-        key_id: row.get("key_id")?,
-        sealed_key: row.get("sealed_key")?,
-        created_at: row.get("created_at")?,
-        retired_at: row.get("retired_at")?,
-    })
-}
-
-fn version_row(row: &rusqlite::Row<'_>) -> Result<VersionRow, StoreError> {
-    Ok(VersionRow {
-        merchant_id: row.get("merchant_id")?,
-        version: row.get("version")?,
-        sha256: row.get("sha256")?,
-        size: row.get("size")?,
-        contract_version: row.get("contract_version")?,
-        uploaded_at: row.get("uploaded_at")?,
-        uploaded_by: row.get("uploaded_by")?,
-    })
-}
-
-fn token_row(row: &rusqlite::Row<'_>) -> Result<TokenRow, StoreError> {
-    Ok(TokenRow {
-        token_id: row.get("token_id")?,
-        merchant_id: row.get("merchant_id")?,
-        created_at: row.get("created_at")?,
-        created_by: row.get("created_by")?,
-        revoked_at: row.get("revoked_at")?,
-    })
-}
-
-fn audit_row(row: &rusqlite::Row<'_>) -> Result<AuditRow, StoreError> {
-    Ok(AuditRow {
-        seq: row.get("seq")?,
-        at: row.get("at")?,
-        actor: row.get("actor")?,
-        merchant_id: row.get("merchant_id")?,
-        action: row.get("action")?,
-        detail_json: row.get("detail_json")?,
-    })
-}
 
 fn record_audit(conn: &Connection, audit: &AuditEntry) -> Result<(), StoreError> {
     let args: [&dyn ToSql; 5] = [
@@ -154,12 +21,14 @@ fn record_audit(conn: &Connection, audit: &AuditEntry) -> Result<(), StoreError>
         &audit.action,
         &audit.detail_json,
     ];
-    execute(conn, INSERT_AUDIT, &args)?;
+    execute(conn, sql::INSERT_AUDIT, &args)?;
     Ok(())
 }
 
 fn load_merchant(conn: &Connection, merchant_id: &str) -> Result<Option<MerchantRow>, StoreError> {
-    query_row(conn, ONE_MERCHANT, &[&merchant_id], merchant_row)
+    query_row(conn, sql::ONE_MERCHANT, &[&merchant_id], |row| {
+        rows::merchant(row)
+    })
 }
 
 impl SqliteStore {
@@ -190,7 +59,7 @@ impl SqliteStore {
 impl Registry for SqliteStore {
     async fn merchants(&self) -> Result<Vec<MerchantRow>, StoreError> {
         self.readers
-            .read(|conn| query_all(conn, ALL_MERCHANTS, &[], merchant_row))
+            .read(|conn| query_all(conn, sql::ALL_MERCHANTS, &[], |row| rows::merchant(row)))
     }
 
     async fn merchants_after(
@@ -199,8 +68,11 @@ impl Registry for SqliteStore {
         limit: u32,
     ) -> Result<Vec<MerchantRow>, StoreError> {
         let limit = i64::from(limit);
-        self.readers
-            .read(|conn| query_all(conn, MERCHANTS_AFTER, &[&after, &limit], merchant_row))
+        self.readers.read(|conn| {
+            query_all(conn, sql::MERCHANTS_AFTER, &[&after, &limit], |row| {
+                rows::merchant(row)
+            })
+        })
     }
 
     async fn merchant(&self, merchant_id: &str) -> Result<Option<MerchantRow>, StoreError> {
@@ -224,7 +96,7 @@ impl Registry for SqliteStore {
                     &row.bootstrap_hash,
                     &row.created_at,
                 ];
-                if execute(conn, INSERT_MERCHANT, &args)? != 1 {
+                if execute(conn, sql::INSERT_MERCHANT, &args)? != 1 {
                     return Ok(false);
                 }
                 for key in &keys {
@@ -252,7 +124,7 @@ impl Registry for SqliteStore {
                     &row.bootstrap_hash,
                     &row.updated_at,
                 ];
-                Ok(execute(conn, UPDATE_MERCHANT, &args)? == 1)
+                Ok(execute(conn, sql::UPDATE_MERCHANT, &args)? == 1)
             },
         )
         .await
@@ -260,7 +132,7 @@ impl Registry for SqliteStore {
 
     async fn keys(&self, merchant_id: &str) -> Result<Vec<KeyRow>, StoreError> {
         self.readers
-            .read(|conn| query_all(conn, KEYS, &[&merchant_id], key_row))
+            .read(|conn| query_all(conn, sql::KEYS, &[&merchant_id], |row| rows::key(row)))
     }
 
     async fn add_key(&self, key: KeyRow, audit: AuditEntry) -> Result<bool, StoreError> {
@@ -281,7 +153,7 @@ impl Registry for SqliteStore {
             |retired| *retired,
             move |conn| {
                 let args: [&dyn ToSql; 3] = [&merchant_id, &key_id, &at];
-                Ok(execute(conn, RETIRE_KEY, &args)? == 1)
+                Ok(execute(conn, sql::RETIRE_KEY, &args)? == 1)
             },
         )
         .await
@@ -300,8 +172,8 @@ impl Registry for SqliteStore {
                 let size = i64::try_from(version.bytes.len())
                     .map_err(|_| StoreError::Corrupt("a module larger than 2^63 bytes".into()))?;
                 let args: [&dyn ToSql; 3] = [&version.sha256, &version.bytes, &at];
-                execute(conn, INSERT_MODULE, &args)?;
-                let number = query_row(conn, NEXT_VERSION, &[&version.merchant_id], |row| {
+                execute(conn, sql::INSERT_MODULE, &args)?;
+                let number = query_row(conn, sql::NEXT_VERSION, &[&version.merchant_id], |row| {
                     Ok(row.get::<_, i64>(0)?)
                 })?
                 .unwrap_or(1);
@@ -323,7 +195,7 @@ impl Registry for SqliteStore {
                     &row.uploaded_at,
                     &row.uploaded_by,
                 ];
-                execute(conn, INSERT_VERSION, &args)?;
+                execute(conn, sql::INSERT_VERSION, &args)?;
                 Ok(row)
             },
         )
@@ -331,18 +203,18 @@ impl Registry for SqliteStore {
     }
 
     async fn versions(&self, merchant_id: &str) -> Result<Vec<VersionRow>, StoreError> {
-        self.readers
-            .read(|conn| query_all(conn, VERSIONS, &[&merchant_id], version_row))
+        self.readers.read(|conn| {
+            query_all(conn, sql::VERSIONS, &[&merchant_id], |row| {
+                rows::version(row)
+            })
+        })
     }
 
     async fn module(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.readers.read(|conn| {
-            query_row(
-                conn,
-                MODULE,
-                &[&sha256],
-                |row| Ok(row.get::<_, Vec<u8>>(0)?),
-            )
+            query_row(conn, sql::MODULE, &[&sha256], |row| {
+                Ok(row.get::<_, Vec<u8>>(0)?)
+            })
         })
     }
 
@@ -366,13 +238,13 @@ impl Registry for SqliteStore {
                     return Ok(Deleted::InUse);
                 }
                 let args: [&dyn ToSql; 2] = [&merchant_id, &version];
-                let Some(sha) = query_row(conn, DELETE_VERSION, &args, |row| {
+                let Some(sha) = query_row(conn, sql::DELETE_VERSION, &args, |row| {
                     Ok(row.get::<_, String>(0)?)
                 })?
                 else {
                     return Ok(Deleted::NotFound);
                 };
-                execute(conn, DELETE_UNUSED_MODULE, &[&sha])?;
+                execute(conn, sql::DELETE_UNUSED_MODULE, &[&sha])?;
                 Ok(Deleted::Done)
             },
         )
@@ -400,7 +272,7 @@ impl Registry for SqliteStore {
                 },
             };
             let args: [&dyn ToSql; 2] = [&merchant_id, &target];
-            if query_row(conn, VERSION_EXISTS, &args, |_| Ok(()))?.is_none() {
+            if query_row(conn, sql::VERSION_EXISTS, &args, |_| Ok(()))?.is_none() {
                 return Ok(Activated::NoSuchVersion);
             }
             // Re-activating the active version keeps what rollback returns to.
@@ -410,7 +282,7 @@ impl Registry for SqliteStore {
                 merchant.active_version
             };
             let args: [&dyn ToSql; 4] = [&merchant_id, &target, &previous, &at];
-            execute(conn, SET_ACTIVE, &args)?;
+            execute(conn, sql::SET_ACTIVE, &args)?;
             Ok(Activated::Done {
                 active: target,
                 previous,
@@ -436,7 +308,7 @@ impl Registry for SqliteStore {
                     &token.created_at,
                     &token.created_by,
                 ];
-                execute(conn, INSERT_TOKEN, &args)?;
+                execute(conn, sql::INSERT_TOKEN, &args)?;
                 Ok(())
             },
         )
@@ -451,21 +323,24 @@ impl Registry for SqliteStore {
             |revoked| *revoked,
             move |conn| {
                 let args: [&dyn ToSql; 2] = [&token_id, &at];
-                Ok(execute(conn, REVOKE_TOKEN, &args)? == 1)
+                Ok(execute(conn, sql::REVOKE_TOKEN, &args)? == 1)
             },
         )
         .await
     }
 
     async fn token_by_hash(&self, token_hash: &str) -> Result<Option<TokenRow>, StoreError> {
-        self.readers
-            .read(|conn| query_row(conn, TOKEN_BY_HASH, &[&token_hash], token_row))
+        self.readers.read(|conn| {
+            query_row(conn, sql::TOKEN_BY_HASH, &[&token_hash], |row| {
+                rows::token(row)
+            })
+        })
     }
 
     async fn tokens(&self, merchant_id: Option<&str>) -> Result<Vec<TokenRow>, StoreError> {
         self.readers.read(|conn| match merchant_id {
-            Some(id) => query_all(conn, MERCHANT_TOKENS, &[&id], token_row),
-            None => query_all(conn, ALL_TOKENS, &[], token_row),
+            Some(id) => query_all(conn, sql::MERCHANT_TOKENS, &[&id], |row| rows::token(row)),
+            None => query_all(conn, sql::ALL_TOKENS, &[], |row| rows::token(row)),
         })
     }
 
@@ -476,8 +351,10 @@ impl Registry for SqliteStore {
     ) -> Result<Vec<AuditRow>, StoreError> {
         let limit = i64::from(limit);
         self.readers.read(|conn| match merchant_id {
-            Some(id) => query_all(conn, MERCHANT_AUDIT, &[&limit, &id], audit_row),
-            None => query_all(conn, ALL_AUDIT, &[&limit], audit_row),
+            Some(id) => query_all(conn, sql::MERCHANT_AUDIT, &[&limit, &id], |row| {
+                rows::audit(row)
+            }),
+            None => query_all(conn, sql::ALL_AUDIT, &[&limit], |row| rows::audit(row)),
         })
     }
 
@@ -487,8 +364,11 @@ impl Registry for SqliteStore {
 
     async fn audit_after(&self, seq: i64, limit: u32) -> Result<Vec<AuditRow>, StoreError> {
         let limit = i64::from(limit);
-        self.readers
-            .read(|conn| query_all(conn, AUDIT_AFTER, &[&seq, &limit], audit_row))
+        self.readers.read(|conn| {
+            query_all(conn, sql::AUDIT_AFTER, &[&seq, &limit], |row| {
+                rows::audit(row)
+            })
+        })
     }
 }
 
@@ -499,5 +379,5 @@ fn insert_key(conn: &Connection, key: &KeyRow) -> Result<bool, StoreError> {
         &key.sealed_key,
         &key.created_at,
     ];
-    Ok(execute(conn, INSERT_KEY, &args)? == 1)
+    Ok(execute(conn, sql::INSERT_KEY, &args)? == 1)
 }

@@ -1,0 +1,647 @@
+//! The shared store: PostgreSQL, for several gateway replicas on one
+//! database (through `tokio-postgres` and a `deadpool` connection pool).
+//!
+//! The same SQL as SQLite's (`sql`), the same rows (`rows`); what differs
+//! is how several processes on several hosts keep the guarantees one
+//! SQLite writer thread gave for free:
+//! - **Claims and fences** need nothing more: `INSERT … ON CONFLICT DO
+//!   NOTHING` makes a second inserter wait for the first transaction and
+//!   then find its row, and a fenced `UPDATE … WHERE attempt = $n` that
+//!   loses a race re-reads the row and matches nothing (READ COMMITTED).
+//!   So a completer on every replica may pick the same stuck record; only
+//!   one takes it over, and only that one runs the plugin.
+//! - **Singleton sweeps** (parking exhausted records, reaping) take a
+//!   transaction-scoped advisory lock with `pg_try_advisory_xact_lock`: a
+//!   replica that finds it taken skips its pass. Transaction-scoped, so a
+//!   replica killed mid-sweep cannot leave it held.
+//! - **Administrative changes** take a transaction-scoped advisory lock
+//!   before they write (`AUDIT_LOCK`), so that the audit log's numbers are
+//!   committed in order: every replica follows the log by number
+//!   (`audit_after`), and a number committed after a higher one would be
+//!   skipped. Changes are rare; serialising them costs nothing that shows.
+//! - **Quotas** lock the merchant's usage row (`FOR UPDATE`).
+//! - **Durability per write**: what SQLite's writer commits lazily (claims,
+//!   nonces, transient completions, the callback log) commits here with
+//!   `synchronous_commit = off` for that transaction alone (the server
+//!   flushes it within a fraction of a second and a crash of the gateway
+//!   loses nothing); final completions and every administrative change
+//!   wait for the flush.
+//!
+//! A lost database answers `StoreError`s (000005 on the wire, retried by
+//! the marketplace), counts as failing in [`Health`] for `/readyz`, and
+//! heals by itself: the pool drops closed connections and opens new ones.
+
+mod callback_log;
+mod kv;
+mod registry;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+use super::rows::{self, fence};
+use super::sql;
+use super::{
+    Claim, Completion, Health, InstanceRecord, NewOperation, OperationId, OperationRecord, Reaped,
+    Remembered, Store, StoreError, StuckRow,
+};
+
+/// How to reach the PostgreSQL store (built from the gateway's
+/// configuration).
+#[derive(Clone, Debug)]
+pub struct PostgresSettings {
+    /// `postgres://user[:password]@host[:port]/database[?options]`.
+    pub url: String,
+    /// Connections kept at most (each replica has its own pool).
+    pub max_connections: usize,
+    /// How long opening a connection may take.
+    pub connect_timeout: Duration,
+    /// How long a call waits for a free connection before it fails.
+    pub acquire_timeout: Duration,
+}
+
+/// The PostgreSQL store.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+    health: Arc<HealthState>,
+}
+
+/// Calls in a row that could not reach the database, and why the last did.
+#[derive(Default)]
+struct HealthState {
+    failing: AtomicU64,
+    last_failure: Mutex<Option<String>>,
+}
+
+/// A parameter, as the driver binds it.
+type Arg<'a> = &'a (dyn ToSql + Sync);
+
+/// Advisory lock keys (arbitrary, fixed: every replica uses the same).
+const MIGRATION_LOCK: i64 = 0x6b6f_6f67_0001;
+const AUDIT_LOCK: i64 = 0x6b6f_6f67_0002;
+const PARK_LOCK: i64 = 0x6b6f_6f67_0003;
+const REAP_LOCK: i64 = 0x6b6f_6f67_0004;
+const LOCK: &str = "SELECT pg_advisory_xact_lock($1)";
+const TRY_LOCK: &str = "SELECT pg_try_advisory_xact_lock($1)";
+
+/// Whether a transaction's commit waits for the server's flush.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Commit {
+    Synced,
+    /// `synchronous_commit = off` for this transaction: lost only if the
+    /// database server itself crashes within its flush delay.
+    Lazy,
+}
+
+impl PostgresStore {
+    /// Connects and migrates the store (every replica may do so at once:
+    /// migrations take an advisory lock).
+    pub async fn open(settings: &PostgresSettings) -> Result<PostgresStore, StoreError> {
+        let mut config: tokio_postgres::Config = settings
+            .url
+            .parse()
+            .map_err(|e| StoreError::PostgresOpen(format!("the store's url: {e}")))?;
+        config.connect_timeout(settings.connect_timeout);
+        if config.get_application_name().is_none() {
+            config.application_name("koogallery-gateway");
+        }
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                // A connection the server closed is dropped on return; a
+                // half-open one fails its next query, which the caller
+                // answers as retryable.
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(settings.max_connections.max(1))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(settings.acquire_timeout))
+            .create_timeout(Some(settings.connect_timeout))
+            .recycle_timeout(Some(settings.connect_timeout))
+            .build()
+            .map_err(|e| StoreError::PostgresOpen(e.to_string()))?;
+        let store = PostgresStore {
+            pool,
+            health: Arc::default(),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Closes the pool (its connections end as they are returned).
+    pub fn close(&self) {
+        self.pool.close();
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let known = sql::POSTGRES_MIGRATIONS.last().map_or(0, |(v, _)| *v);
+        for &(version, script) in sql::POSTGRES_MIGRATIONS {
+            let failed = |source| StoreError::PostgresMigrate { version, source };
+            let tx = client.transaction().await.map_err(failed)?;
+            tx.execute(LOCK, &[&MIGRATION_LOCK]).await.map_err(failed)?;
+            tx.batch_execute(sql::CREATE_MIGRATIONS_TABLE)
+                .await
+                .map_err(failed)?;
+            let found: i64 = tx
+                .query_one(sql::SCHEMA_VERSION, &[])
+                .await
+                .and_then(|row| row.try_get(0))
+                .map_err(failed)?;
+            if found > known {
+                return Err(StoreError::TooNew { found, known });
+            }
+            if found >= version {
+                continue;
+            }
+            tx.batch_execute(script).await.map_err(failed)?;
+            tx.execute(sql::RECORD_MIGRATION, &[&version, &crate::unix_ms()])
+                .await
+                .map_err(failed)?;
+            tx.commit().await.map_err(failed)?;
+        }
+        Ok(())
+    }
+
+    /// A connection from the pool.
+    async fn client(&self) -> Result<Object, StoreError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
+    /// Runs `work`, keeping count of calls that could not reach the
+    /// database (a query the database refused is not an outage).
+    async fn observed<T>(
+        &self,
+        work: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let result = work.await;
+        match &result {
+            Ok(_) => self.health.failing.store(0, Ordering::Relaxed),
+            Err(error) if is_outage(error) => {
+                self.health.failing.fetch_add(1, Ordering::Relaxed);
+                *self
+                    .health
+                    .last_failure
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(error.to_string());
+            }
+            Err(_) => {}
+        }
+        result
+    }
+}
+
+/// Whether `error` says the database could not be reached (rather than
+/// that it refused a query).
+fn is_outage(error: &StoreError) -> bool {
+    match error {
+        StoreError::Unavailable(_) => true,
+        StoreError::Postgres(error) => match error.as_db_error() {
+            None => true,
+            // Connection exceptions, operator intervention (shutdown),
+            // insufficient resources.
+            Some(db) => ["08", "57", "53"]
+                .iter()
+                .any(|class| db.code().code().starts_with(class)),
+        },
+        _ => false,
+    }
+}
+
+/// Begins a transaction; a lazy one does not wait for the server's flush.
+async fn begin(
+    client: &mut Object,
+    commit: Commit,
+) -> Result<deadpool_postgres::Transaction<'_>, StoreError> {
+    let tx = client.transaction().await?;
+    if commit == Commit::Lazy {
+        tx.batch_execute("SET LOCAL synchronous_commit TO off")
+            .await?;
+    }
+    Ok(tx)
+}
+
+/// Runs `sql` with `args`; how many rows it changed.
+async fn execute(
+    client: &impl GenericClient,
+    sql: &str,
+    args: &[Arg<'_>],
+) -> Result<u64, StoreError> {
+    let statement = client.prepare_cached(sql).await?;
+    Ok(client.execute(&statement, args).await?)
+}
+
+/// The first row of `sql` with `args`, if any.
+async fn query_row(
+    client: &impl GenericClient,
+    sql: &str,
+    args: &[Arg<'_>],
+) -> Result<Option<Row>, StoreError> {
+    let statement = client.prepare_cached(sql).await?;
+    Ok(client.query(&statement, args).await?.into_iter().next())
+}
+
+/// Every row of `sql` with `args`.
+async fn query_all(
+    client: &impl GenericClient,
+    sql: &str,
+    args: &[Arg<'_>],
+) -> Result<Vec<Row>, StoreError> {
+    let statement = client.prepare_cached(sql).await?;
+    Ok(client.query(&statement, args).await?)
+}
+
+/// Takes the singleton lock `key` for this transaction, if it is free.
+async fn try_lock(client: &impl GenericClient, key: i64) -> Result<bool, StoreError> {
+    let row = query_row(client, TRY_LOCK, &[&key]).await?;
+    Ok(row
+        .map(|row| row.try_get::<_, bool>(0))
+        .transpose()?
+        .unwrap_or(false))
+}
+
+impl rows::Columns for Row {
+    fn text(&self, name: &str) -> Result<String, StoreError> {
+        Ok(self.try_get(name)?)
+    }
+    fn maybe_text(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.try_get(name)?)
+    }
+    fn int(&self, name: &str) -> Result<i64, StoreError> {
+        Ok(self.try_get(name)?)
+    }
+    fn maybe_int(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.try_get(name)?)
+    }
+    fn flag(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self.try_get(name)?)
+    }
+}
+
+/// The first column of `row` as an `i64`.
+fn first_int(row: &Row) -> Result<i64, StoreError> {
+    Ok(row.try_get(0)?)
+}
+
+#[async_trait::async_trait]
+impl Store for PostgresStore {
+    async fn claim(
+        &self,
+        op: &NewOperation,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Claim, StoreError> {
+        // Lazy for the reason SQLite's claim is (see `SqliteStore::claim`).
+        self.observed(async {
+            let mut client = self.client().await?;
+            let tx = begin(&mut client, Commit::Lazy).await?;
+            let claim = claim(&tx, op, now_ms, lease_ms).await?;
+            tx.commit().await?;
+            Ok(claim)
+        })
+        .await
+    }
+
+    async fn load(&self, id: &OperationId) -> Result<Option<OperationRecord>, StoreError> {
+        self.observed(async {
+            let client = self.client().await?;
+            let args: [Arg<'_>; 2] = [&id.merchant_id, &id.idempotency_key];
+            let row = query_row(&client, sql::LOAD_OPERATION, &args).await?;
+            row.as_ref().map(rows::operation).transpose()
+        })
+        .await
+    }
+
+    async fn take_over(
+        &self,
+        id: &OperationId,
+        seen_attempt: u32,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Option<u32>, StoreError> {
+        self.observed(async {
+            let client = self.client().await?;
+            let args: [Arg<'_>; 5] = [
+                &id.merchant_id,
+                &id.idempotency_key,
+                &i64::from(seen_attempt),
+                &(now_ms + lease_ms),
+                &now_ms,
+            ];
+            let row = query_row(&client, sql::TAKE_OVER, &args).await?;
+            row.as_ref().map(|row| fence(first_int(row)?)).transpose()
+        })
+        .await
+    }
+
+    async fn complete(
+        &self,
+        id: &OperationId,
+        attempt: u32,
+        completion: &Completion,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let commit = if completion.status.is_final() {
+            Commit::Synced
+        } else {
+            Commit::Lazy
+        };
+        self.observed(async {
+            let mut client = self.client().await?;
+            let tx = begin(&mut client, commit).await?;
+            let written = complete(&tx, id, attempt, completion, now_ms).await?;
+            tx.commit().await?;
+            Ok(written)
+        })
+        .await
+    }
+
+    async fn park_exhausted(
+        &self,
+        now_ms: i64,
+        max_attempts: u32,
+    ) -> Result<Vec<(String, String, u32)>, StoreError> {
+        self.observed(async {
+            let mut client = self.client().await?;
+            let tx = begin(&mut client, Commit::Synced).await?;
+            if !try_lock(&tx, PARK_LOCK).await? {
+                return Ok(Vec::new());
+            }
+            let args: [Arg<'_>; 2] = [&now_ms, &i64::from(max_attempts)];
+            let parked = query_all(&tx, sql::PARK_EXHAUSTED, &args)
+                .await?
+                .iter()
+                .map(|row| {
+                    let attempt: i64 = row.try_get("attempt")?;
+                    Ok((
+                        row.try_get("merchant_id")?,
+                        row.try_get("business_key")?,
+                        fence(attempt)?,
+                    ))
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            tx.commit().await?;
+            Ok(parked)
+        })
+        .await
+    }
+
+    async fn stuck(
+        &self,
+        now_ms: i64,
+        max_attempts: u32,
+        limit: u32,
+    ) -> Result<Vec<StuckRow>, StoreError> {
+        self.observed(async {
+            let client = self.client().await?;
+            let args: [Arg<'_>; 3] = [&now_ms, &i64::from(max_attempts), &i64::from(limit)];
+            let found = query_all(&client, sql::STUCK_OPERATIONS, &args).await?;
+            Ok(found.iter().map(rows::stuck).collect())
+        })
+        .await
+    }
+
+    async fn park(&self, id: &OperationId, reason: &str, now_ms: i64) -> Result<bool, StoreError> {
+        self.observed(async {
+            let client = self.client().await?;
+            let args: [Arg<'_>; 4] = [&id.merchant_id, &id.idempotency_key, &now_ms, &reason];
+            Ok(execute(&client, sql::PARK, &args).await? == 1)
+        })
+        .await
+    }
+
+    async fn parked(&self, merchant_id: &str, limit: u32) -> Result<Vec<StuckRow>, StoreError> {
+        self.observed(async {
+            let client = self.client().await?;
+            let args: [Arg<'_>; 2] = [&merchant_id, &i64::from(limit)];
+            let found = query_all(&client, sql::PARKED, &args).await?;
+            Ok(found.iter().map(rows::stuck).collect())
+        })
+        .await
+    }
+
+    async fn reopen(
+        &self,
+        id: &OperationId,
+        attempt: u32,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.observed(async {
+            let client = self.client().await?;
+            let args: [Arg<'_>; 4] = [
+                &id.merchant_id,
+                &id.idempotency_key,
+                &i64::from(attempt),
+                &now_ms,
+            ];
+            Ok(execute(&client, sql::REOPEN, &args).await? == 1)
+        })
+        .await
+    }
+
+    async fn oldest_failures(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.observed(async {
+            let client = self.client().await?;
+            let found = query_all(&client, sql::OLDEST_FAILURES, &[]).await?;
+            found
+                .iter()
+                .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+                .collect()
+        })
+        .await
+    }
+
+    async fn instance(
+        &self,
+        merchant_id: &str,
+        instance_id: &str,
+    ) -> Result<Option<InstanceRecord>, StoreError> {
+        self.observed(async {
+            let client = self.client().await?;
+            let args: [Arg<'_>; 2] = [&merchant_id, &instance_id];
+            let row = query_row(&client, sql::LOAD_INSTANCE, &args).await?;
+            row.as_ref().map(rows::instance).transpose()
+        })
+        .await
+    }
+
+    async fn remember_nonce(
+        &self,
+        merchant_id: &str,
+        nonce: &str,
+        binding: Option<&str>,
+        now_ms: i64,
+        memory_ms: i64,
+    ) -> Result<Remembered, StoreError> {
+        // Lazy for the reason SQLite's is (see `SqliteStore::remember_nonce`).
+        self.observed(async {
+            let mut client = self.client().await?;
+            let tx = begin(&mut client, Commit::Lazy).await?;
+            let expires_at = now_ms.saturating_add(memory_ms);
+            let args: [Arg<'_>; 4] = [&merchant_id, &nonce, &expires_at, &binding];
+            let remembered = if execute(&tx, sql::REMEMBER_NONCE, &args).await? == 1 {
+                Remembered::New
+            } else {
+                let args: [Arg<'_>; 5] = [&merchant_id, &nonce, &expires_at, &now_ms, &binding];
+                if execute(&tx, sql::REFRESH_EXPIRED_NONCE, &args).await? == 1 {
+                    Remembered::New
+                } else {
+                    let args: [Arg<'_>; 2] = [&merchant_id, &nonce];
+                    let row = query_row(&tx, sql::NONCE_BINDING, &args).await?;
+                    let stored: Option<String> =
+                        row.map(|row| row.try_get(0)).transpose()?.flatten();
+                    Remembered::Again {
+                        same_binding: stored.as_deref() == binding,
+                    }
+                }
+            };
+            tx.commit().await?;
+            Ok(remembered)
+        })
+        .await
+    }
+
+    async fn reap(&self, operations_before_ms: i64, now_ms: i64) -> Result<Reaped, StoreError> {
+        self.observed(async {
+            let mut client = self.client().await?;
+            let tx = begin(&mut client, Commit::Lazy).await?;
+            if !try_lock(&tx, REAP_LOCK).await? {
+                return Ok(Reaped::default());
+            }
+            let operations = execute(&tx, sql::REAP_OPERATIONS, &[&operations_before_ms]).await?;
+            let nonces = execute(&tx, sql::REAP_NONCES, &[&now_ms]).await?;
+            tx.commit().await?;
+            Ok(Reaped { operations, nonces })
+        })
+        .await
+    }
+
+    fn health(&self) -> Health {
+        Health {
+            failing_batches: self.health.failing.load(Ordering::Relaxed),
+            last_failure: self
+                .health
+                .last_failure
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        }
+    }
+
+    async fn probe(&self) -> Result<(), StoreError> {
+        // `txid_current()` allocates a transaction id: it fails where
+        // writes cannot commit (a standby, a read-only database).
+        self.observed(async {
+            let client = self.client().await?;
+            client.simple_query("SELECT txid_current()").await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn reap_nonces(&self, now_ms: i64) -> Result<u64, StoreError> {
+        self.observed(async {
+            let mut client = self.client().await?;
+            let tx = begin(&mut client, Commit::Lazy).await?;
+            let reaped = execute(&tx, sql::REAP_NONCES, &[&now_ms]).await?;
+            tx.commit().await?;
+            Ok(reaped)
+        })
+        .await
+    }
+}
+
+/// The claim's statements (see SQLite's `claim`).
+async fn claim(
+    tx: &impl GenericClient,
+    op: &NewOperation,
+    now_ms: i64,
+    lease_ms: i64,
+) -> Result<Claim, StoreError> {
+    let merchant = &op.id.merchant_id;
+    let mut instance_id = op.instance_id.clone();
+    if let Some(assignment) = &op.assignment {
+        let (order, line) = (&assignment.order_id, &assignment.order_line_key);
+        let args: [Arg<'_>; 5] = [merchant, &assignment.instance_id, order, line, &now_ms];
+        execute(tx, sql::PROPOSE_INSTANCE, &args).await?;
+        let args: [Arg<'_>; 3] = [merchant, order, line];
+        let row = query_row(tx, sql::INSTANCE_FOR_ORDER_LINE, &args)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("the proposed instance is not there".into()))?;
+        instance_id = Some(row.try_get(0)?);
+    }
+    let args: [Arg<'_>; 10] = [
+        merchant,
+        &op.id.idempotency_key,
+        &op.test,
+        &op.kind,
+        &op.business_key,
+        &instance_id,
+        &op.fingerprint,
+        &(now_ms + lease_ms),
+        &op.request_json,
+        &now_ms,
+    ];
+    if query_row(tx, sql::CLAIM, &args).await?.is_some() {
+        return Ok(Claim::Won { instance_id });
+    }
+    let args: [Arg<'_>; 2] = [merchant, &op.id.idempotency_key];
+    let existing = query_row(tx, sql::LOAD_OPERATION, &args)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("a claim lost to a record that is not there".into()))?;
+    Ok(Claim::Exists(Box::new(rows::operation(&existing)?)))
+}
+
+/// The fenced completion and what it teaches the instance row.
+async fn complete(
+    tx: &impl GenericClient,
+    id: &OperationId,
+    attempt: u32,
+    completion: &Completion,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let args: [Arg<'_>; 6] = [
+        &id.merchant_id,
+        &id.idempotency_key,
+        &i64::from(attempt),
+        &completion.status.as_str(),
+        &completion.result_json,
+        &now_ms,
+    ];
+    if execute(tx, sql::COMPLETE, &args).await? != 1 {
+        return Ok(false);
+    }
+    let Some(change) = &completion.instance else {
+        return Ok(true);
+    };
+    let statement = if change.import {
+        sql::UPSERT_INSTANCE
+    } else {
+        sql::UPDATE_INSTANCE
+    };
+    let args: [Arg<'_>; 6] = [
+        &id.merchant_id,
+        &change.instance_id,
+        &change.status,
+        &change.expires_at,
+        &now_ms,
+        &change.status_changed_at,
+    ];
+    execute(tx, statement, &args).await?;
+    for kind in &completion.supersedes {
+        let args: [Arg<'_>; 3] = [&id.merchant_id, &change.instance_id, kind];
+        execute(tx, sql::SUPERSEDE, &args).await?;
+    }
+    Ok(true)
+}

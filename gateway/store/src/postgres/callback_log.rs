@@ -1,0 +1,115 @@
+//! [`CallbackLog`] on PostgreSQL: batches appended in one lazy transaction
+//! (a record lost with the database server loses a log line, never an
+//! answer), searched with the same SQL as SQLite's.
+
+use super::{Arg, Commit, PostgresStore, begin, execute, query_all, query_row};
+use crate::StoreError;
+use crate::callback_log::{CallbackFilter, CallbackLog, CallbackRecord};
+use crate::rows;
+use crate::sql::callback_log::{self as sql, SearchArg};
+
+#[async_trait::async_trait]
+impl CallbackLog for PostgresStore {
+    async fn log_callbacks(&self, records: Vec<CallbackRecord>) -> Result<(), StoreError> {
+        self.observed(async {
+            let mut client = self.client().await?;
+            let tx = begin(&mut client, Commit::Lazy).await?;
+            for r in &records {
+                let args: [Arg<'_>; 20] = [
+                    &r.at_ms,
+                    &r.merchant_id,
+                    &r.request_id,
+                    &r.generation,
+                    &r.activity,
+                    &r.order_id,
+                    &r.order_line_id,
+                    &r.instance_id,
+                    &r.result_code,
+                    &r.result_msg,
+                    &r.latency_us,
+                    &r.path,
+                    &r.reason,
+                    &r.attempt,
+                    &r.plugin_version,
+                    &r.plugin_sha256,
+                    &r.idempotency_key,
+                    &r.test,
+                    &r.plugin_logs_json,
+                    &r.request_json,
+                ];
+                execute(&tx, sql::INSERT, &args).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn callbacks(&self, filter: &CallbackFilter) -> Result<Vec<CallbackRecord>, StoreError> {
+        let (text, args) = sql::search(filter);
+        let args: Vec<Arg<'_>> = args
+            .iter()
+            .map(|arg| match arg {
+                SearchArg::Text(value) => value as Arg<'_>,
+                SearchArg::Int(value) => value as Arg<'_>,
+            })
+            .collect();
+        self.observed(async {
+            let client = self.client().await?;
+            let found = query_all(&client, &text, &args).await?;
+            found.iter().map(rows::callback).collect()
+        })
+        .await
+    }
+
+    async fn callback(&self, seq: i64) -> Result<Option<CallbackRecord>, StoreError> {
+        self.observed(async {
+            let client = self.client().await?;
+            let row = query_row(&client, sql::BY_SEQ, &[&seq]).await?;
+            row.as_ref().map(rows::callback).transpose()
+        })
+        .await
+    }
+
+    async fn callback_counts(
+        &self,
+        merchant_id: &str,
+        since_ms: i64,
+    ) -> Result<(u64, u64), StoreError> {
+        self.observed(async {
+            let client = self.client().await?;
+            let args: [Arg<'_>; 2] = [&merchant_id, &since_ms];
+            let Some(row) = query_row(&client, sql::COUNTS, &args).await? else {
+                return Ok((0, 0));
+            };
+            let (total, failed): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+            Ok((total.max(0) as u64, failed.max(0) as u64))
+        })
+        .await
+    }
+
+    /// The leading records older than `before_ms`, deleted by `seq` range
+    /// (see SQLite's).
+    async fn prune_callbacks(&self, before_ms: i64, limit: u32) -> Result<u64, StoreError> {
+        self.observed(async {
+            let mut client = self.client().await?;
+            let oldest = query_all(&client, sql::OLDEST, &[&i64::from(limit)]).await?;
+            let mut last = None;
+            for row in &oldest {
+                let (seq, at_ms): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+                if at_ms >= before_ms {
+                    break;
+                }
+                last = Some(seq);
+            }
+            let Some(last) = last else {
+                return Ok(0);
+            };
+            let tx = begin(&mut client, Commit::Lazy).await?;
+            let pruned = execute(&tx, sql::PRUNE_UP_TO, &[&last]).await?;
+            tx.commit().await?;
+            Ok(pruned)
+        })
+        .await
+    }
+}
