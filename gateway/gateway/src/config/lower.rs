@@ -9,7 +9,7 @@ use gateway_sandbox::{
     ArtifactSettings, CallLimits, EngineSettings, MerchantContext, MerchantShare, PagemapScan,
     PluginConfig, RuntimeSettings, ShareLimits, ThreadSettings,
 };
-use gateway_store::SqliteSettings;
+use gateway_store::{PostgresSettings, SqliteSettings};
 use koogallery_protocol::VerifyPolicy;
 
 use super::{
@@ -135,6 +135,17 @@ pub fn sqlite(store: &StoreConfig) -> SqliteSettings {
         busy_timeout: Duration::from_millis(store.busy_timeout_ms),
         max_size_bytes: store.max_size_mib.map(|mib| mib.saturating_mul(MIB)),
     }
+}
+
+/// The PostgreSQL store, if one is configured.
+pub fn postgres(store: &StoreConfig) -> Option<PostgresSettings> {
+    let url = store.url.as_ref()?;
+    Some(PostgresSettings {
+        url: url.0.clone(),
+        max_connections: usize::try_from(store.max_connections).unwrap_or(usize::MAX),
+        connect_timeout: Duration::from_millis(store.connect_timeout_ms),
+        acquire_timeout: Duration::from_millis(store.acquire_timeout_ms),
+    })
 }
 
 /// The idempotency layer.

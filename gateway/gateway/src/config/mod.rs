@@ -9,6 +9,7 @@
 //! works the same from any working directory.
 //!
 //! Environment overrides: `GATEWAY_LISTEN`, `GATEWAY_DATA_DIR`,
+//! `GATEWAY_STORE_URL` (a PostgreSQL store),
 //! `GATEWAY_ANSWER_BUDGET_MS`, and `GATEWAY_MERCHANT_<ID>_ACCESS_KEYS`
 //! (comma-separated; `<ID>` upper-cased with non-alphanumerics as `_`), so
 //! keys need not be written into the file.
@@ -160,6 +161,17 @@ const MIN_ADMIN_TOKEN_CHARS: usize = 24;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
+    /// A PostgreSQL store shared by several replicas
+    /// (`postgres://user@host:5432/db`; also `GATEWAY_STORE_URL`). Unset:
+    /// the embedded SQLite file `path`.
+    pub url: Option<StoreUrl>,
+    /// The most connections this process keeps to PostgreSQL.
+    pub max_connections: u64,
+    /// How long opening a PostgreSQL connection may take, in ms.
+    pub connect_timeout_ms: u64,
+    /// How long a store call waits for a free PostgreSQL connection, in ms
+    /// (then it fails, and the callback answers 000005).
+    pub acquire_timeout_ms: u64,
     /// The SQLite file; relative to `data_dir`.
     pub path: PathBuf,
     /// How long a write waits for another writer's lock, in ms.
@@ -193,6 +205,10 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
+            url: None,
+            max_connections: 16,
+            connect_timeout_ms: 2_000,
+            acquire_timeout_ms: 1_000,
             path: PathBuf::from("gateway.db"),
             busy_timeout_ms: 1_000,
             max_size_mib: None,
@@ -204,6 +220,21 @@ impl Default for StoreConfig {
             max_attempts: 5,
             reaper_interval_secs: 3_600,
             follow_changes_ms: 1_000,
+        }
+    }
+}
+
+/// A PostgreSQL connection URL. It may hold a password: shown without it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct StoreUrl(pub String);
+
+impl std::fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `scheme://user:password@host/db` → `scheme://…@host/db`.
+        match (self.0.split_once("://"), self.0.rsplit_once('@')) {
+            (Some((scheme, _)), Some((_, rest))) => write!(f, "\"{scheme}://…@{rest}\""),
+            _ => write!(f, "{:?}", self.0),
         }
     }
 }
@@ -669,6 +700,9 @@ impl Config {
                     .map_err(|e| invalid("GATEWAY_ADMIN_LISTEN", format!("{e}")))?,
             );
         }
+        if let Some(url) = env("GATEWAY_STORE_URL").filter(|url| !url.trim().is_empty()) {
+            self.store.url = Some(StoreUrl(url.trim().to_string()));
+        }
         if let Some(dir) = env("GATEWAY_DATA_DIR") {
             self.data_dir = PathBuf::from(dir);
         }
@@ -935,6 +969,26 @@ impl Config {
                 ),
             ));
         }
+        if let Some(url) = &store.url
+            && !(url.0.starts_with("postgres://") || url.0.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "store.url",
+                "must be a PostgreSQL URL (postgres://user@host:5432/database); leave it out \
+                 for the embedded SQLite store at store.path"
+                    .to_string(),
+            ));
+        }
+        if store.acquire_timeout_ms >= self.answer_budget_ms {
+            return Err(invalid(
+                "store.acquire_timeout_ms",
+                format!(
+                    "must be below answer_budget_ms ({}): a call waiting for a connection past \
+                     the budget would answer too late",
+                    self.answer_budget_ms
+                ),
+            ));
+        }
         const DAY_SECS: u64 = 24 * 3600;
         // Bounds that keep every derived duration and size representable.
         let bounded = [
@@ -966,6 +1020,19 @@ impl Config {
                 3_600_000,
             ),
             ("store.max_attempts", u64::from(store.max_attempts), 1, 1000),
+            ("store.max_connections", store.max_connections, 1, 1000),
+            (
+                "store.connect_timeout_ms",
+                store.connect_timeout_ms,
+                100,
+                60_000,
+            ),
+            (
+                "store.acquire_timeout_ms",
+                store.acquire_timeout_ms,
+                10,
+                60_000,
+            ),
             (
                 "store.max_size_mib",
                 store.max_size_mib.unwrap_or(1),

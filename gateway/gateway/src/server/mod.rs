@@ -37,7 +37,7 @@ use gateway_sandbox::{Runtime, RuntimeError};
 
 use crate::callback_log::CallbackLogger;
 use crate::capabilities::Capabilities;
-use gateway_store::{Backend, SqliteStore, Store, StoreError};
+use gateway_store::{Backend, PostgresStore, SqliteStore, Store, StoreError};
 use koogallery_protocol::VerifyPolicy;
 use tokio_util::sync::CancellationToken;
 
@@ -109,6 +109,9 @@ pub enum StartError {
 
 /// Opens (creating and migrating) the configured store.
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Backend>, StartError> {
+    if let Some(settings) = lower::postgres(&config.store) {
+        return Ok(Arc::new(PostgresStore::open(&settings).await?));
+    }
     if let Some(dir) = config.store.path.parent() {
         std::fs::create_dir_all(dir).map_err(|source| StartError::DataDir {
             path: dir.to_path_buf(),
