@@ -1,4 +1,4 @@
-//! One measured run against one server: which callbacks (the mix), how they
+//! One measured run against one server (or several replicas of one): which callbacks (the mix), how they
 //! are paced (closed loop: N senders, each sending the next as soon as the
 //! last is answered; open loop: a fixed rate, each request's latency counted
 //! from its scheduled time so that a stalled server is not excused), and
@@ -95,15 +95,27 @@ pub fn percentile(samples: &[Duration], p: f64) -> Duration {
 
 /// A server under load: where to send, and which process to charge.
 pub struct Target<'a> {
-    pub url: &'a str,
+    /// One server, or several replicas: sender k sends to `urls[k % n]`.
+    pub urls: &'a [String],
     pub key: &'a str,
     pub merchant: &'a str,
-    pub pid: u32,
+    /// The servers' processes: their CPU time together is the run's.
+    pub pids: &'a [u32],
+}
+
+impl Target<'_> {
+    fn url(&self, sender: usize) -> &str {
+        &self.urls[sender % self.urls.len().max(1)]
+    }
+
+    fn cpu(&self) -> Duration {
+        self.pids.iter().map(|&pid| process_cpu(pid)).sum()
+    }
 }
 
 /// Creates the mix's warm orders (not measured).
 pub async fn warm_up(target: &Target<'_>, mix: Mix, run: &str) -> anyhow::Result<()> {
-    let mut connection = Connection::open(target.url, target.key).await?;
+    let mut connection = Connection::open(target.url(0), target.key).await?;
     for i in 0..mix.warm_orders() {
         let callback = Callback::create(target.merchant, &warm_order(run, i));
         let (_, checked) = connection.send(&callback, Instant::now()).await?;
@@ -132,12 +144,12 @@ pub async fn run(
             (connections, Some(each))
         }
     };
-    let cpu_before = process_cpu(target.pid);
+    let cpu_before = target.cpu();
     let started = Instant::now();
     let stop_at = started + length;
     let mut tasks = Vec::with_capacity(senders);
     for sender in 0..senders {
-        let mut connection = Connection::open(target.url, target.key).await?;
+        let mut connection = Connection::open(target.url(sender), target.key).await?;
         let (merchant, run) = (target.merchant.to_string(), run.to_string());
         // Open loop: sender k's i-th request is due at start + (i + k/senders) × interval.
         let offset = interval.map(|each| each.mul_f64(sender as f64 / senders as f64));
@@ -181,7 +193,7 @@ pub async fn run(
         total.broken.extend(measured.broken);
     }
     total.wall = started.elapsed();
-    total.server_cpu = process_cpu(target.pid).saturating_sub(cpu_before);
+    total.server_cpu = target.cpu().saturating_sub(cpu_before);
     Ok(total)
 }
 

@@ -7,12 +7,15 @@
 //!   prints the table for docs/benchmarks.md with the ratios;
 //! - `loadgen merchants` registers thousands of merchants in one
 //!   `gateway serve` and measures memory, store size and the cost of a
-//!   call whose plugin was evicted (`merchants.rs`).
+//!   call whose plugin was evicted (`merchants.rs`);
+//! - `loadgen replicas` measures 1, 2, 3… replicas on PostgreSQL next to
+//!   one on SQLite and the baseline (`replicas.rs`).
 
 mod client;
 mod load;
 mod merchants;
 mod native;
+mod replicas;
 mod results;
 
 use std::io::{BufRead, BufReader};
@@ -92,6 +95,8 @@ enum Cmd {
     /// Register many merchants through the admin API and measure memory,
     /// store size and first calls after eviction.
     Merchants(merchants::Plan),
+    /// Measure replicas on one PostgreSQL database next to SQLite.
+    Replicas(replicas::Plan),
 }
 
 #[derive(clap::Args)]
@@ -137,11 +142,12 @@ async fn main() -> anyhow::Result<()> {
             seconds,
         } => {
             let merchant = url.rsplit('/').next().unwrap_or("").to_string();
+            let (urls, pids) = ([url.clone()], [pid]);
             let target = Target {
-                url: &url,
+                urls: &urls,
                 key: &key,
                 merchant: &merchant,
-                pid,
+                pids: &pids,
             };
             let run_id = run_id(0);
             load::warm_up(&target, mix, &run_id).await?;
@@ -172,6 +178,7 @@ async fn main() -> anyhow::Result<()> {
             compare(&gateway, &config, &key, seconds, &runs, &recorder).await
         }
         Cmd::Merchants(plan) => merchants::run(plan, &recorder).await,
+        Cmd::Replicas(plan) => replicas::run(plan, &recorder).await,
     }
 }
 
@@ -269,11 +276,12 @@ async fn compare(
         };
         let mut results = Vec::new();
         for server in [&baseline, &served] {
+            let (urls, pids) = ([server.url.clone()], [server.child.id()]);
             let target = Target {
-                url: &server.url,
+                urls: &urls,
                 key,
                 merchant: "bench",
-                pid: server.child.id(),
+                pids: &pids,
             };
             let run_id = run_id(i);
             load::warm_up(&target, mix, &run_id).await?;
