@@ -27,6 +27,9 @@
 //!   loses nothing); final completions and every administrative change
 //!   wait for the flush.
 //!
+//! The connection is TLS (rustls, verified by name) unless the database is
+//! on this machine; the URL's `sslmode` decides when it says.
+//!
 //! A lost database answers `StoreError`s (000005 on the wire, retried by
 //! the marketplace), counts as failing in [`Health`] for `/readyz`, and
 //! heals by itself: the pool drops closed connections and opens new ones.
@@ -35,13 +38,15 @@ mod callback_log;
 mod kv;
 mod registry;
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use tokio_postgres::Row;
+use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row};
 
 use super::rows::{self, fence};
 use super::sql;
@@ -62,6 +67,9 @@ pub struct PostgresSettings {
     pub connect_timeout: Duration,
     /// How long a call waits for a free connection before it fails.
     pub acquire_timeout: Duration,
+    /// PEM certificates of the authority that signed the database's
+    /// certificate, trusted besides the public (webpki) roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The PostgreSQL store.
@@ -110,9 +118,12 @@ impl PostgresStore {
         if config.get_application_name().is_none() {
             config.application_name("koogallery-gateway");
         }
+        if !settings.url.contains("sslmode=") {
+            config.ssl_mode(default_ssl_mode(&config));
+        }
         let manager = Manager::from_config(
             config,
-            NoTls,
+            tls(settings.ca_file.as_deref())?,
             ManagerConfig {
                 // A connection the server closed is dropped on return; a
                 // half-open one fails its next query, which the caller
@@ -176,7 +187,7 @@ impl PostgresStore {
         self.pool
             .get()
             .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))
+            .map_err(|e| StoreError::Unavailable(with_causes(&e)))
     }
 
     /// Runs `work`, keeping count of calls that could not reach the
@@ -200,6 +211,79 @@ impl PostgresStore {
         }
         result
     }
+}
+
+/// Without `sslmode` in the URL: TLS required, but to this machine itself
+/// (loopback, a Unix socket), where there is no network to protect and a
+/// local server often has no certificate worth the name.
+fn default_ssl_mode(config: &tokio_postgres::Config) -> SslMode {
+    let local = config.get_hosts().iter().all(|host| match host {
+        Host::Unix(_) => true,
+        Host::Tcp(name) => {
+            name == "localhost"
+                || name
+                    .trim_matches(['[', ']'])
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+    });
+    if local {
+        SslMode::Disable
+    } else {
+        SslMode::Require
+    }
+}
+
+/// TLS to the database, verified by name against the public roots and the
+/// operator's own authority, if given (rustls on ring, as everywhere else
+/// in the gateway).
+fn tls(
+    ca_file: Option<&std::path::Path>,
+) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let refused = |why: String| StoreError::PostgresOpen(why);
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(path) = ca_file {
+        let certificates = CertificateDer::pem_file_iter(path)
+            .map_err(|e| refused(format!("reading the CA file {}: {e}", path.display())))?;
+        let mut added = 0;
+        for certificate in certificates {
+            let certificate =
+                certificate.map_err(|e| refused(format!("the CA file {}: {e}", path.display())))?;
+            roots
+                .add(certificate)
+                .map_err(|e| refused(format!("the CA file {}: {e}", path.display())))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(refused(format!(
+                "the CA file {} holds no PEM certificate",
+                path.display()
+            )));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| refused(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+/// An error and its causes, on one line (the pool's own message hides why
+/// a connection failed: a refused certificate, a wrong password).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
 }
 
 /// Whether `error` says the database could not be reached (rather than
@@ -644,4 +728,31 @@ async fn complete(
         execute(tx, sql::SUPERSEDE, &args).await?;
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(url: &str) -> SslMode {
+        let config: tokio_postgres::Config = url.parse().expect("a URL");
+        default_ssl_mode(&config)
+    }
+
+    #[test]
+    fn tls_is_required_unless_the_database_is_on_this_machine() {
+        assert_eq!(mode("postgres://u@127.0.0.1/db"), SslMode::Disable);
+        assert_eq!(mode("postgres://u@localhost:5433/db"), SslMode::Disable);
+        assert_eq!(mode("postgres://u@[::1]/db"), SslMode::Disable);
+        assert_eq!(
+            mode("postgres://u@%2Fvar%2Frun%2Fpostgresql/db"),
+            SslMode::Disable
+        );
+        assert_eq!(mode("postgres://u@db.internal/db"), SslMode::Require);
+        assert_eq!(mode("postgres://u@10.0.0.5/db"), SslMode::Require);
+        assert_eq!(
+            mode("postgres://u@localhost,db.internal/db"),
+            SslMode::Require
+        );
+    }
 }

@@ -145,6 +145,7 @@ pub fn postgres(store: &StoreConfig) -> Option<PostgresSettings> {
         max_connections: usize::try_from(store.max_connections).unwrap_or(usize::MAX),
         connect_timeout: Duration::from_millis(store.connect_timeout_ms),
         acquire_timeout: Duration::from_millis(store.acquire_timeout_ms),
+        ca_file: store.ca_file.clone(),
     })
 }
 

@@ -172,6 +172,11 @@ pub struct StoreConfig {
     /// How long a store call waits for a free PostgreSQL connection, in ms
     /// (then it fails, and the callback answers 000005).
     pub acquire_timeout_ms: u64,
+    /// PEM certificates of a private authority that signed PostgreSQL's
+    /// certificate (relative to `data_dir`); the public roots are trusted
+    /// anyway. TLS is required unless the database is on this machine or
+    /// the URL says `sslmode=disable`.
+    pub ca_file: Option<PathBuf>,
     /// The SQLite file; relative to `data_dir`.
     pub path: PathBuf,
     /// How long a write waits for another writer's lock, in ms.
@@ -209,6 +214,7 @@ impl Default for StoreConfig {
             max_connections: 16,
             connect_timeout_ms: 2_000,
             acquire_timeout_ms: 1_000,
+            ca_file: None,
             path: PathBuf::from("gateway.db"),
             busy_timeout_ms: 1_000,
             max_size_mib: None,
@@ -753,6 +759,11 @@ impl Config {
         if self.key_file.is_relative() {
             self.key_file = self.data_dir.join(&self.key_file);
         }
+        if let Some(file) = &mut self.store.ca_file
+            && file.is_relative()
+        {
+            *file = self.data_dir.join(&*file);
+        }
         if let Some(file) = &mut self.admin.token_file
             && file.is_relative()
         {
@@ -979,7 +990,7 @@ impl Config {
                     .to_string(),
             ));
         }
-        if store.acquire_timeout_ms >= self.answer_budget_ms {
+        if store.url.is_some() && store.acquire_timeout_ms >= self.answer_budget_ms {
             return Err(invalid(
                 "store.acquire_timeout_ms",
                 format!(

@@ -40,6 +40,7 @@ impl Engine {
             max_connections: 16,
             connect_timeout: Duration::from_secs(5),
             acquire_timeout: Duration::from_secs(5),
+            ca_file: None,
         }
     }
 
