@@ -4,7 +4,9 @@
 //! - `GET /metrics` — the Prometheus text exposition;
 //! - `GET /status` — JSON: readiness, the store's health, and the merchants
 //!   that cannot serve with the reason;
-//! - `/admin/v1/…` — the admin API ([`super::admin_api`]).
+//! - `/admin/v1/…` — the admin API ([`super::admin_api`]);
+//! - `/console` — the merchant console ([`super::console`]), a client of
+//!   that API.
 
 use std::sync::Arc;
 
@@ -22,6 +24,11 @@ pub fn router(state: Arc<App>) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/status", get(status))
         .with_state(state.clone())
+        .merge(super::console::router(
+            state.clone(),
+            super::admin_api::router(state.clone()),
+            state.console_key,
+        ))
         .merge(super::admin_api::router(state))
 }
 

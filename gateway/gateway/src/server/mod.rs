@@ -17,6 +17,7 @@
 pub mod admin;
 pub mod admin_api;
 mod callback;
+pub mod console;
 mod listen;
 mod throttle;
 
@@ -78,6 +79,8 @@ pub struct App {
     refusals: throttle::Throttle,
     /// The merchants' view of their callbacks (written behind the answers).
     callback_log: Arc<CallbackLogger>,
+    /// The key console sessions are sealed under.
+    console_key: [u8; 32],
 }
 
 /// Why the gateway could not start.
@@ -200,6 +203,7 @@ impl App {
             ready: AtomicBool::new(true),
             refusals: throttle::Throttle::new(10, Duration::from_secs(1)),
             callback_log,
+            console_key: console::Console::session_key(keys),
         }
     }
 

@@ -91,27 +91,33 @@ impl FromRequestParts<Arc<App>> for Principal {
             .map(str::trim)
             .filter(|token| !token.is_empty())
             .ok_or_else(ApiError::unauthorized)?;
-        let hash = digest(token);
-        if let Some(operator) = &app.admin_api.operator_token
-            && constant_time_eq(operator, &hash)
-        {
-            return Ok(Principal::Operator);
-        }
-        match app
-            .registry()
-            .store()
-            .token_by_hash(&hex::encode(hash))
-            .await?
-        {
-            Some(row) => match row.merchant_id {
-                Some(merchant_id) => Ok(Principal::Merchant {
-                    merchant_id,
-                    token_id: row.token_id,
-                }),
-                None => Ok(Principal::Operator),
-            },
-            None => Err(ApiError::unauthorized()),
-        }
+        principal(app, token).await
+    }
+}
+
+/// Who `token` is: the operator, a merchant, or nobody (401). Used by the
+/// API's extractor and by the console's sign-in.
+pub async fn principal(app: &App, token: &str) -> Result<Principal, ApiError> {
+    let hash = digest(token);
+    if let Some(operator) = &app.admin_api.operator_token
+        && constant_time_eq(operator, &hash)
+    {
+        return Ok(Principal::Operator);
+    }
+    match app
+        .registry()
+        .store()
+        .token_by_hash(&hex::encode(hash))
+        .await?
+    {
+        Some(row) => match row.merchant_id {
+            Some(merchant_id) => Ok(Principal::Merchant {
+                merchant_id,
+                token_id: row.token_id,
+            }),
+            None => Ok(Principal::Operator),
+        },
+        None => Err(ApiError::unauthorized()),
     }
 }
 

@@ -29,7 +29,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use auth::{BearerScheme, Principal};
+pub use auth::{BearerScheme, Principal, principal};
 pub use error::ApiError;
 
 use crate::config::Config;
@@ -51,7 +51,7 @@ pub struct AdminState {
     /// How long an upload may take to validate and compile.
     compile_limit: Duration,
     /// The largest plugin accepted, in bytes.
-    max_plugin_bytes: usize,
+    pub(crate) max_plugin_bytes: usize,
 }
 
 impl AdminState {
