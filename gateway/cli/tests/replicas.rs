@@ -54,6 +54,9 @@ impl Cluster {
                 token_file = "{token_file}"
                 [store]
                 url = "{url}"
+                # Several replicas of several tests share the server's 100
+                # connections.
+                max_connections = 6
                 lease_ms = 3000
                 follow_changes_ms = {FOLLOW_MS}
                 [[merchants]]

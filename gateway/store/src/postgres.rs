@@ -21,11 +21,12 @@
 //!   skipped. Changes are rare; serialising them costs nothing that shows.
 //! - **Quotas** lock the merchant's usage row (`FOR UPDATE`).
 //! - **Durability per write**: what SQLite's writer commits lazily (claims,
-//!   nonces, transient completions, the callback log) commits here with
-//!   `synchronous_commit = off` for that transaction alone (the server
-//!   flushes it within a fraction of a second and a crash of the gateway
-//!   loses nothing); final completions and every administrative change
-//!   wait for the flush.
+//!   nonces, transient completions, the callback log) commits here on a
+//!   second pool whose sessions run with `synchronous_commit = off` (the
+//!   server flushes within a fraction of a second, and a crash of the
+//!   gateway loses nothing); final completions and every administrative
+//!   change go through the first pool and wait for the flush. The two
+//!   share `max_connections` half and half.
 //!
 //! The connection is TLS (rustls, verified by name) unless the database is
 //! on this machine; the URL's `sslmode` decides when it says.
@@ -75,7 +76,11 @@ pub struct PostgresSettings {
 /// The PostgreSQL store.
 #[derive(Clone)]
 pub struct PostgresStore {
+    /// Reads, and writes that wait for the server's flush.
     pool: Pool,
+    /// Writes that do not (`synchronous_commit = off` for the session): a
+    /// lazy write costs no round trip of its own to say so.
+    lazy: Pool,
     health: Arc<HealthState>,
 }
 
@@ -101,8 +106,8 @@ const TRY_LOCK: &str = "SELECT pg_try_advisory_xact_lock($1)";
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Commit {
     Synced,
-    /// `synchronous_commit = off` for this transaction: lost only if the
-    /// database server itself crashes within its flush delay.
+    /// `synchronous_commit = off` (the lazy pool's sessions): lost only
+    /// if the database server itself crashes within its flush delay.
     Lazy,
 }
 
@@ -121,26 +126,17 @@ impl PostgresStore {
         if !settings.url.contains("sslmode=") {
             config.ssl_mode(default_ssl_mode(&config));
         }
-        let manager = Manager::from_config(
-            config,
-            tls(settings.ca_file.as_deref())?,
-            ManagerConfig {
-                // A connection the server closed is dropped on return; a
-                // half-open one fails its next query, which the caller
-                // answers as retryable.
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(settings.max_connections.max(1))
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .wait_timeout(Some(settings.acquire_timeout))
-            .create_timeout(Some(settings.connect_timeout))
-            .recycle_timeout(Some(settings.connect_timeout))
-            .build()
-            .map_err(|e| StoreError::PostgresOpen(e.to_string()))?;
+        let tls = tls(settings.ca_file.as_deref())?;
+        let mut lazy_config = config.clone();
+        let options = config.get_options().unwrap_or_default();
+        lazy_config.options(format!("{options} -c synchronous_commit=off").trim());
+        let lazy_share = (settings.max_connections / 2).max(1);
+        let durable_share = settings.max_connections.saturating_sub(lazy_share).max(1);
+        let pool = pool_of(config, tls.clone(), durable_share, settings)?;
+        let lazy = pool_of(lazy_config, tls, lazy_share, settings)?;
         let store = PostgresStore {
             pool,
+            lazy,
             health: Arc::default(),
         };
         store.migrate().await?;
@@ -150,6 +146,7 @@ impl PostgresStore {
     /// Closes the pool (its connections end as they are returned).
     pub fn close(&self) {
         self.pool.close();
+        self.lazy.close();
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
@@ -182,10 +179,18 @@ impl PostgresStore {
         Ok(())
     }
 
-    /// A connection from the pool.
+    /// A connection for reads and synced writes.
     async fn client(&self) -> Result<Object, StoreError> {
-        self.pool
-            .get()
+        self.connection(Commit::Synced).await
+    }
+
+    /// A connection whose commits wait for the server's flush, or not.
+    async fn connection(&self, commit: Commit) -> Result<Object, StoreError> {
+        let pool = match commit {
+            Commit::Synced => &self.pool,
+            Commit::Lazy => &self.lazy,
+        };
+        pool.get()
             .await
             .map_err(|e| StoreError::Unavailable(with_causes(&e)))
     }
@@ -211,6 +216,33 @@ impl PostgresStore {
         }
         result
     }
+}
+
+/// A pool of at most `size` connections made with `config`.
+fn pool_of(
+    config: tokio_postgres::Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+    size: usize,
+    settings: &PostgresSettings,
+) -> Result<Pool, StoreError> {
+    let manager = Manager::from_config(
+        config,
+        tls,
+        ManagerConfig {
+            // A connection the server closed is dropped on return; a
+            // half-open one fails its next query, which the caller answers
+            // as retryable.
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(Some(settings.acquire_timeout))
+        .create_timeout(Some(settings.connect_timeout))
+        .recycle_timeout(Some(settings.connect_timeout))
+        .build()
+        .map_err(|e| StoreError::PostgresOpen(e.to_string()))
 }
 
 /// Without `sslmode` in the URL: TLS required, but to this machine itself
@@ -303,19 +335,6 @@ fn is_outage(error: &StoreError) -> bool {
     }
 }
 
-/// Begins a transaction; a lazy one does not wait for the server's flush.
-async fn begin(
-    client: &mut Object,
-    commit: Commit,
-) -> Result<deadpool_postgres::Transaction<'_>, StoreError> {
-    let tx = client.transaction().await?;
-    if commit == Commit::Lazy {
-        tx.batch_execute("SET LOCAL synchronous_commit TO off")
-            .await?;
-    }
-    Ok(tx)
-}
-
 /// Runs `sql` with `args`; how many rows it changed.
 async fn execute(
     client: &impl GenericClient,
@@ -388,8 +407,8 @@ impl Store for PostgresStore {
     ) -> Result<Claim, StoreError> {
         // Lazy for the reason SQLite's claim is (see `SqliteStore::claim`).
         self.observed(async {
-            let mut client = self.client().await?;
-            let tx = begin(&mut client, Commit::Lazy).await?;
+            let mut client = self.connection(Commit::Lazy).await?;
+            let tx = client.transaction().await?;
             let claim = claim(&tx, op, now_ms, lease_ms).await?;
             tx.commit().await?;
             Ok(claim)
@@ -442,8 +461,8 @@ impl Store for PostgresStore {
             Commit::Lazy
         };
         self.observed(async {
-            let mut client = self.client().await?;
-            let tx = begin(&mut client, commit).await?;
+            let mut client = self.connection(commit).await?;
+            let tx = client.transaction().await?;
             let written = complete(&tx, id, attempt, completion, now_ms).await?;
             tx.commit().await?;
             Ok(written)
@@ -458,7 +477,7 @@ impl Store for PostgresStore {
     ) -> Result<Vec<(String, String, u32)>, StoreError> {
         self.observed(async {
             let mut client = self.client().await?;
-            let tx = begin(&mut client, Commit::Synced).await?;
+            let tx = client.transaction().await?;
             if !try_lock(&tx, PARK_LOCK).await? {
                 return Ok(Vec::new());
             }
@@ -568,38 +587,34 @@ impl Store for PostgresStore {
         now_ms: i64,
         memory_ms: i64,
     ) -> Result<Remembered, StoreError> {
-        // Lazy for the reason SQLite's is (see `SqliteStore::remember_nonce`).
+        // Lazy for the reason SQLite's is (see `SqliteStore::remember_nonce`);
+        // autocommit statements, no transaction: the common case (a new
+        // nonce) is one round trip, and each statement decides alone.
         self.observed(async {
-            let mut client = self.client().await?;
-            let tx = begin(&mut client, Commit::Lazy).await?;
+            let client = self.connection(Commit::Lazy).await?;
             let expires_at = now_ms.saturating_add(memory_ms);
             let args: [Arg<'_>; 4] = [&merchant_id, &nonce, &expires_at, &binding];
-            let remembered = if execute(&tx, sql::REMEMBER_NONCE, &args).await? == 1 {
-                Remembered::New
-            } else {
-                let args: [Arg<'_>; 5] = [&merchant_id, &nonce, &expires_at, &now_ms, &binding];
-                if execute(&tx, sql::REFRESH_EXPIRED_NONCE, &args).await? == 1 {
-                    Remembered::New
-                } else {
-                    let args: [Arg<'_>; 2] = [&merchant_id, &nonce];
-                    let row = query_row(&tx, sql::NONCE_BINDING, &args).await?;
-                    let stored: Option<String> =
-                        row.map(|row| row.try_get(0)).transpose()?.flatten();
-                    Remembered::Again {
-                        same_binding: stored.as_deref() == binding,
-                    }
-                }
-            };
-            tx.commit().await?;
-            Ok(remembered)
+            if execute(&client, sql::REMEMBER_NONCE, &args).await? == 1 {
+                return Ok(Remembered::New);
+            }
+            let args: [Arg<'_>; 5] = [&merchant_id, &nonce, &expires_at, &now_ms, &binding];
+            if execute(&client, sql::REFRESH_EXPIRED_NONCE, &args).await? == 1 {
+                return Ok(Remembered::New);
+            }
+            let args: [Arg<'_>; 2] = [&merchant_id, &nonce];
+            let row = query_row(&client, sql::NONCE_BINDING, &args).await?;
+            let stored: Option<String> = row.map(|row| row.try_get(0)).transpose()?.flatten();
+            Ok(Remembered::Again {
+                same_binding: stored.as_deref() == binding,
+            })
         })
         .await
     }
 
     async fn reap(&self, operations_before_ms: i64, now_ms: i64) -> Result<Reaped, StoreError> {
         self.observed(async {
-            let mut client = self.client().await?;
-            let tx = begin(&mut client, Commit::Lazy).await?;
+            let mut client = self.connection(Commit::Lazy).await?;
+            let tx = client.transaction().await?;
             if !try_lock(&tx, REAP_LOCK).await? {
                 return Ok(Reaped::default());
             }
@@ -636,8 +651,8 @@ impl Store for PostgresStore {
 
     async fn reap_nonces(&self, now_ms: i64) -> Result<u64, StoreError> {
         self.observed(async {
-            let mut client = self.client().await?;
-            let tx = begin(&mut client, Commit::Lazy).await?;
+            let mut client = self.connection(Commit::Lazy).await?;
+            let tx = client.transaction().await?;
             let reaped = execute(&tx, sql::REAP_NONCES, &[&now_ms]).await?;
             tx.commit().await?;
             Ok(reaped)
@@ -737,6 +752,32 @@ mod tests {
     fn mode(url: &str) -> SslMode {
         let config: tokio_postgres::Config = url.parse().expect("a URL");
         default_ssl_mode(&config)
+    }
+
+    /// Lazy writes go through sessions that do not wait for the flush;
+    /// everything else through sessions that do.
+    #[tokio::test]
+    async fn the_lazy_pool_does_not_wait_for_the_flush_and_the_other_does() {
+        let schema = crate::test_support::ScratchSchema::create().await;
+        let settings = PostgresSettings {
+            url: schema.url(),
+            max_connections: 4,
+            connect_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(5),
+            ca_file: None,
+        };
+        let store = PostgresStore::open(&settings).await.expect("opens");
+        for (commit, expected) in [(Commit::Lazy, "off"), (Commit::Synced, "on")] {
+            let client = store.connection(commit).await.expect("a connection");
+            let row = client
+                .query_one("SHOW synchronous_commit", &[])
+                .await
+                .expect("shown");
+            assert_eq!(row.get::<_, String>(0), expected);
+            // The schema the URL names is kept on both.
+            let row = client.query_one("SHOW search_path", &[]).await.expect("shown");
+            assert_eq!(row.get::<_, String>(0), schema.name());
+        }
     }
 
     #[test]

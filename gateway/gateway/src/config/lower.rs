@@ -284,6 +284,27 @@ mod tests {
         assert_eq!(config.shutdown_grace_secs, 30);
     }
 
+    /// Every example configuration in the repository is valid as it stands.
+    #[test]
+    fn the_example_configurations_are_valid() {
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&examples).expect("the examples directory") {
+            let path = entry.expect("an entry").path().join("gateway.toml");
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            let base = path.parent().expect("a directory");
+            let parsed = Config::from_toml(&text, &path, base, |_| None);
+            assert!(parsed.is_ok(), "{}: {:?}", path.display(), parsed.err());
+            checked += 1;
+        }
+        assert!(
+            checked >= 3,
+            "demo, backend and replicas at least: {checked}"
+        );
+    }
+
     /// README's configuration block is the third copy of the defaults: it
     /// must parse, and say what the code says.
     #[test]

@@ -2,7 +2,7 @@
 //! (a record lost with the database server loses a log line, never an
 //! answer), searched with the same SQL as SQLite's.
 
-use super::{Arg, Commit, PostgresStore, begin, execute, query_all, query_row};
+use super::{Arg, Commit, PostgresStore, execute, query_all, query_row};
 use crate::StoreError;
 use crate::callback_log::{CallbackFilter, CallbackLog, CallbackRecord};
 use crate::rows;
@@ -12,8 +12,8 @@ use crate::sql::callback_log::{self as sql, SearchArg};
 impl CallbackLog for PostgresStore {
     async fn log_callbacks(&self, records: Vec<CallbackRecord>) -> Result<(), StoreError> {
         self.observed(async {
-            let mut client = self.client().await?;
-            let tx = begin(&mut client, Commit::Lazy).await?;
+            let mut client = self.connection(Commit::Lazy).await?;
+            let tx = client.transaction().await?;
             for r in &records {
                 let args: [Arg<'_>; 20] = [
                     &r.at_ms,
@@ -92,7 +92,7 @@ impl CallbackLog for PostgresStore {
     /// (see SQLite's).
     async fn prune_callbacks(&self, before_ms: i64, limit: u32) -> Result<u64, StoreError> {
         self.observed(async {
-            let mut client = self.client().await?;
+            let client = self.connection(Commit::Lazy).await?;
             let oldest = query_all(&client, sql::OLDEST, &[&i64::from(limit)]).await?;
             let mut last = None;
             for row in &oldest {
@@ -105,10 +105,7 @@ impl CallbackLog for PostgresStore {
             let Some(last) = last else {
                 return Ok(0);
             };
-            let tx = begin(&mut client, Commit::Lazy).await?;
-            let pruned = execute(&tx, sql::PRUNE_UP_TO, &[&last]).await?;
-            tx.commit().await?;
-            Ok(pruned)
+            execute(&client, sql::PRUNE_UP_TO, &[&last]).await
         })
         .await
     }

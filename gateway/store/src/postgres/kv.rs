@@ -4,7 +4,7 @@
 
 use deadpool_postgres::GenericClient;
 
-use super::{Arg, Commit, PostgresStore, begin, execute, first_int, query_all, query_row};
+use super::{Arg, PostgresStore, execute, first_int, query_all, query_row};
 use crate::StoreError;
 use crate::kv::{KeyValueStore, KvLimits, KvWrite, count, stored, usage_after_set};
 use crate::sql::kv as sql;
@@ -62,7 +62,7 @@ impl KeyValueStore for PostgresStore {
     ) -> Result<KvWrite, StoreError> {
         self.observed(async {
             let mut client = self.client().await?;
-            let tx = begin(&mut client, Commit::Synced).await?;
+            let tx = client.transaction().await?;
             let now = lock_usage(&tx, merchant_id).await?;
             let old = entry_size(&tx, merchant_id, key).await?;
             let after = match usage_after_set(now, old, key.len(), value.len(), limits) {
@@ -82,7 +82,7 @@ impl KeyValueStore for PostgresStore {
     async fn kv_delete(&self, merchant_id: &str, key: &str) -> Result<bool, StoreError> {
         self.observed(async {
             let mut client = self.client().await?;
-            let tx = begin(&mut client, Commit::Synced).await?;
+            let tx = client.transaction().await?;
             let (bytes, keys) = lock_usage(&tx, merchant_id).await?;
             let Some(size) = entry_size(&tx, merchant_id, key).await? else {
                 return Ok(false);

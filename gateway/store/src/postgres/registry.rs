@@ -4,9 +4,7 @@
 
 use deadpool_postgres::{GenericClient, Object, Transaction};
 
-use super::{
-    AUDIT_LOCK, Arg, Commit, LOCK, PostgresStore, begin, execute, first_int, query_all, query_row,
-};
+use super::{AUDIT_LOCK, Arg, LOCK, PostgresStore, execute, first_int, query_all, query_row};
 use crate::StoreError;
 use crate::registry::{
     Activated, Activation, AuditEntry, AuditRow, Deleted, KeyRow, MerchantRow, NewVersion,
@@ -17,7 +15,7 @@ use crate::sql::registry as sql;
 
 /// Begins an administrative change: synced, under the audit lock.
 async fn change(client: &mut Object) -> Result<Transaction<'_>, StoreError> {
-    let tx = begin(client, Commit::Synced).await?;
+    let tx = client.transaction().await?;
     execute(&tx, LOCK, &[&AUDIT_LOCK]).await?;
     Ok(tx)
 }
