@@ -775,7 +775,10 @@ mod tests {
                 .expect("shown");
             assert_eq!(row.get::<_, String>(0), expected);
             // The schema the URL names is kept on both.
-            let row = client.query_one("SHOW search_path", &[]).await.expect("shown");
+            let row = client
+                .query_one("SHOW search_path", &[])
+                .await
+                .expect("shown");
             assert_eq!(row.get::<_, String>(0), schema.name());
         }
     }
