@@ -346,6 +346,25 @@ async fn a_merchant_delivers_finds_a_failure_and_redrives_it_in_the_browser() {
     let (url, body) = signed_v2(&gateway.url, "acme", KEY, &new_instance(&failed_order));
     assert_eq!(code(&post(&http, &url, body).await), "000000");
 
+    // A shadow check of the failing version against the recorded requests:
+    // the creates that succeeded would now fail, shown as regressions.
+    client
+        .goto(&format!("{admin}/console/m/acme/versions"))
+        .await
+        .expect("the versions page");
+    click(&client, "form[action$='/versions/2/shadow'] button").await;
+    assert_eq!(text_of(&client, "h1").await, "Shadow check");
+    let regressions = text_of(&client, "dl.summary dd.bad").await;
+    assert!(
+        regressions.parse::<u32>().is_ok_and(|n| n >= 1),
+        "regressions: {regressions}"
+    );
+    assert!(
+        text_of(&client, "tr.regression").await.contains("000005"),
+        "a success that would become 000005"
+    );
+    screenshot(&client, "09-shadow-check").await;
+
     // Settings: the key's handle, no token management for a merchant.
     client
         .goto(&format!("{admin}/console/m/acme/settings"))
@@ -356,7 +375,7 @@ async fn a_merchant_delivers_finds_a_failure_and_redrives_it_in_the_browser() {
             .await
             .contains("Tokens are issued by the operator")
     );
-    screenshot(&client, "09-settings").await;
+    screenshot(&client, "10-settings").await;
 
     // Another merchant's pages are refused for this token.
     client
@@ -365,7 +384,7 @@ async fn a_merchant_delivers_finds_a_failure_and_redrives_it_in_the_browser() {
         .expect("a page");
     let refused = text_of(&client, ".notice").await;
     assert!(refused.contains("forbidden"), "{refused}");
-    screenshot(&client, "10-other-merchant-refused").await;
+    screenshot(&client, "11-other-merchant-refused").await;
 
     // Chinese, chosen from the page, kept across pages.
     client
@@ -379,7 +398,7 @@ async fn a_merchant_delivers_finds_a_failure_and_redrives_it_in_the_browser() {
         .await
         .expect("callbacks");
     assert_eq!(text_of(&client, "h1").await, "回调");
-    screenshot(&client, "11-callbacks-zh").await;
+    screenshot(&client, "12-callbacks-zh").await;
 
     // A phone's width: the same page, still readable (no sideways scroll of
     // the page itself; the table's rows stack).
@@ -400,7 +419,7 @@ async fn a_merchant_delivers_finds_a_failure_and_redrives_it_in_the_browser() {
         json!(false),
         "the page scrolls sideways on a phone"
     );
-    screenshot(&client, "12-callbacks-phone").await;
+    screenshot(&client, "13-callbacks-phone").await;
     client
         .set_window_size(1280, 800)
         .await
