@@ -1257,6 +1257,35 @@ mod tests {
     }
 
     #[test]
+    fn a_postgresql_store_comes_from_the_file_or_the_environment_and_hides_its_password() {
+        let url = "postgres://gw:s3cret-pass@db.internal:5432/gateway";
+        let from_env =
+            Config::from_toml(MINIMAL, Path::new("g.toml"), Path::new("/etc/gw"), |name| {
+                (name == "GATEWAY_STORE_URL").then(|| url.to_string())
+            })
+            .expect("valid");
+        assert_eq!(from_env.store.url, Some(StoreUrl(url.into())));
+        let shown = format!("{:?}", from_env.store);
+        assert!(!shown.contains("s3cret-pass"), "{shown}");
+        assert!(shown.contains("db.internal:5432/gateway"), "{shown}");
+
+        let in_file = format!("[store]\nurl = \"{url}\"\n{MINIMAL}");
+        assert_eq!(
+            parse(&in_file).expect("valid").store.url,
+            Some(StoreUrl(url.into()))
+        );
+        let other = "[store]\nurl = \"mysql://db/gateway\"\n".to_string() + MINIMAL;
+        let refused = parse(&other).expect_err("not PostgreSQL");
+        assert!(refused.to_string().contains("store.url"), "{refused}");
+        let slow = format!("[store]\nurl = \"{url}\"\nacquire_timeout_ms = 4000\n{MINIMAL}");
+        let refused = parse(&slow).expect_err("past the budget");
+        assert!(
+            refused.to_string().contains("store.acquire_timeout_ms"),
+            "{refused}"
+        );
+    }
+
+    #[test]
     fn defaults_fill_everything_but_the_merchants() {
         let config = parse(MINIMAL).expect("valid");
         assert_eq!(config.listen, "127.0.0.1:8080".parse().expect("addr"));
