@@ -19,6 +19,7 @@ use super::i18n::Lang;
 use super::layout::{self, Ctx, Section, csrf_field, page, page_with_status};
 use super::session::{self, Session};
 use crate::registry::now_ms;
+use koogallery_protocol::callback::{Activity, Generation};
 
 /// The marketplace stops retrying a failed callback after three hours.
 const RETRY_WINDOW_SECS: f64 = 3.0 * 3600.0;
@@ -28,16 +29,18 @@ const PAGE: u32 = 50;
 /// Callbacks the overview counts (the last day's, newest first).
 const OVERVIEW_RECORDS: u32 = 1000;
 
-/// The wire activities, for the callbacks filter.
-const ACTIVITIES: &[&str] = &[
-    "newInstance",
-    "refreshInstance",
-    "updateInstanceStatus",
-    "releaseInstance",
-    "upgradeInstance",
-    "queryInstance",
-    "newLicense",
-];
+/// Every wire activity of both generations, for the callbacks filter.
+fn activities() -> Vec<&'static str> {
+    let mut names = Vec::new();
+    for generation in [Generation::V2, Generation::V1] {
+        for activity in Activity::of(generation) {
+            if !names.contains(&activity.wire_name()) {
+                names.push(activity.wire_name());
+            }
+        }
+    }
+    names
+}
 
 fn ctx<'a>(lang: Lang, session: &'a Session, merchant: Option<&'a str>, uri: &'a Uri) -> Ctx<'a> {
     Ctx {
@@ -752,8 +755,8 @@ pub async fn callbacks(
             div { label for="f-activity" { (ctx.t("activity")) }
                   select id="f-activity" name="activity" {
                       option value="" { (ctx.t("any")) }
-                      @for activity in ACTIVITIES {
-                          option value=(activity) selected[filter.activity.as_deref() == Some(*activity)] { (activity) }
+                      @for activity in activities() {
+                          option value=(activity) selected[filter.activity.as_deref() == Some(activity)] { (activity) }
                       }
                   } }
             div { label for="f-order" { (ctx.t("order_id")) }
