@@ -254,6 +254,12 @@ const TEXTS: &[(&str, &str, &str)] = &[
         "令牌由运营者签发。",
     ),
     ("revoked", "revoked", "已撤销"),
+    ("revoke", "Revoke", "撤销"),
+    (
+        "confirm_revoke",
+        "Revoke this token? It stops working at once, in the console too.",
+        "撤销此令牌？它将立即失效（包括控制台）。",
+    ),
     ("created", "Created", "创建时间"),
     (
         "grants",

@@ -102,6 +102,10 @@ pub fn router(app: Arc<App>, api: Router, session_key: [u8; 32]) -> Router {
             "/console/m/{id}/tokens",
             axum::routing::post(pages::create_token),
         )
+        .route(
+            "/console/m/{id}/tokens/{token_id}/revoke",
+            get(pages::confirm_revoke).post(pages::revoke_token),
+        )
         .route("/console/assets/{file}", get(asset))
         .layer(DefaultBodyLimit::max(upload_limit))
         .layer(axum::middleware::map_response(secure_headers))

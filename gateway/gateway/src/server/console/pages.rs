@@ -1017,10 +1017,18 @@ async fn settings_page(
                         thead { tr { th scope="col" { "ID" } th scope="col" { (ctx.t("created")) } th scope="col" { (ctx.t("state")) } } }
                         tbody {
                             @for token in tokens.as_array().into_iter().flatten().filter(|t| t["merchant_id"].as_str() == Some(id)) {
+                                @let token_id = token["token_id"].as_str().unwrap_or_default();
                                 tr {
-                                    td { code { (token["token_id"].as_str().unwrap_or_default()) } }
+                                    td { code { (token_id) } }
                                     td { (layout::time(token["created_at"].as_i64().unwrap_or(0))) }
-                                    td { @if token["revoked_at"].is_i64() { (ctx.t("revoked")) } @else { (ctx.t("active")) } }
+                                    td.actions {
+                                        @if token["revoked_at"].is_i64() {
+                                            (ctx.t("revoked"))
+                                        } @else {
+                                            (ctx.t("active")) " "
+                                            a.button href=(format!("{link}/tokens/{}/revoke", segment(token_id))) { (ctx.t("revoke")) }
+                                        }
+                                    }
                                 }
                             }
                         }
@@ -1148,6 +1156,48 @@ pub async fn create_token(
                     code.secret { (token["token"].as_str().unwrap_or_default()) }
                 },
             ),
+            StatusCode::OK,
+        ),
+        Err(refused) => (refusal_notice(&refused), refused.status),
+    };
+    settings_page(&console, &ctx, &session, &id, Some(result), status).await
+}
+
+pub async fn confirm_revoke(
+    session: Session,
+    lang: Lang,
+    uri: Uri,
+    Path((id, token_id)): Path<(String, String)>,
+) -> Response {
+    let ctx = ctx(lang, &session, Some(&id), &uri);
+    let question = format!("{token_id}: {}", ctx.t("confirm_revoke"));
+    let back = ctx.link(Section::Settings);
+    layout::confirm(
+        &ctx,
+        Section::Settings,
+        &question,
+        uri.path(),
+        &back,
+        html! {},
+    )
+}
+
+pub async fn revoke_token(
+    State(console): State<Console>,
+    session: Session,
+    lang: Lang,
+    uri: Uri,
+    Path((id, token_id)): Path<(String, String)>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let ctx = ctx(lang, &session, Some(&id), &uri);
+    if let Some(refused) = forged(&ctx, Section::Settings, &session, &form.csrf) {
+        return refused;
+    }
+    let path = format!("/tokens/{}", segment(&token_id));
+    let (result, status) = match console.api.delete(&session.token, &path).await {
+        Ok(_) => (
+            notice("ok", html! { (ctx.t("revoked")) ": " code { (token_id) } }),
             StatusCode::OK,
         ),
         Err(refused) => (refusal_notice(&refused), refused.status),
