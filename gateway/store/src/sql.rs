@@ -21,10 +21,12 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("migrations/0004_registry.sql")),
     (5, include_str!("migrations/0005_kv.sql")),
     (6, include_str!("migrations/0006_callback_log.sql")),
+    (7, include_str!("migrations/0007_vacuum_settings.sql")),
 ];
 
 /// The same versions for PostgreSQL: the first three are portable as they
-/// stand; the others spell `BYTEA` and identity columns.
+/// stand; the next three spell `BYTEA` and identity columns; the seventh
+/// tunes autovacuum (a no-op on SQLite).
 pub const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_operations.sql")),
     (2, include_str!("migrations/0002_park_reason.sql")),
@@ -35,6 +37,7 @@ pub const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("migrations/postgres/0004_registry.sql")),
     (5, include_str!("migrations/postgres/0005_kv.sql")),
     (6, include_str!("migrations/postgres/0006_callback_log.sql")),
+    (7, include_str!("migrations/postgres/0007_vacuum_settings.sql")),
 ];
 
 pub const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (\
