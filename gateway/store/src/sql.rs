@@ -37,7 +37,10 @@ pub const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("migrations/postgres/0004_registry.sql")),
     (5, include_str!("migrations/postgres/0005_kv.sql")),
     (6, include_str!("migrations/postgres/0006_callback_log.sql")),
-    (7, include_str!("migrations/postgres/0007_vacuum_settings.sql")),
+    (
+        7,
+        include_str!("migrations/postgres/0007_vacuum_settings.sql"),
+    ),
 ];
 
 pub const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (\
