@@ -116,6 +116,45 @@ fn executions_everywhere(replicas: &[GatewayProcess], order_id: &str) -> Vec<(us
         .collect()
 }
 
+/// Replicas started at the same moment on an empty database: one creates
+/// the configured merchant, and none serves it as unavailable meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_started_together_bootstrap_the_merchant_once_and_all_serve_it() {
+    let cluster = Cluster::new().await;
+    let replicas: Vec<GatewayProcess> = std::thread::scope(|scope| {
+        let starting: Vec<_> = (0..REPLICAS)
+            .map(|replica| {
+                let cluster = &cluster;
+                scope.spawn(move || cluster.start(replica))
+            })
+            .collect();
+        starting
+            .into_iter()
+            .map(|started| started.join().expect("a replica started"))
+            .collect()
+    });
+    let client = reqwest::Client::new();
+    for gateway in &replicas {
+        let order = format!("plain-{}", marketplace::random_token(12));
+        let (url, body) = signed_v2(&gateway.url, "slow", KEY, &new_instance(&order));
+        let answer = post(&client, &url, body).await;
+        assert_eq!(code(&answer), "000000", "{answer}");
+        let log = gateway.log();
+        assert!(
+            !log.contains("merchant unavailable"),
+            "served as unavailable while another replica bootstrapped it:\n{log}"
+        );
+    }
+    let versions = cluster
+        .schema
+        .number(
+            "SELECT COUNT(DISTINCT sha256) FROM plugin_versions WHERE merchant_id = $1",
+            "slow",
+        )
+        .await;
+    assert_eq!(versions, 1, "one module for the configured plugin");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_storm_across_three_replicas_runs_the_plugin_once() {
     let cluster = Cluster::new().await;

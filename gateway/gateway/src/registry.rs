@@ -283,9 +283,16 @@ impl Registry {
                     .create_merchant(row, keys, audit("merchant.create"))
                     .await?;
             }
-            Some(stored) if stored.bootstrap_hash.as_deref() == Some(hash.as_str()) => {
+            // Already bootstrapped from this entry — unless by another
+            // process that has not activated its plugin yet (replicas
+            // starting together): then this one finishes the job.
+            Some(stored)
+                if stored.bootstrap_hash.as_deref() == Some(hash.as_str())
+                    && (plugin.is_none() || stored.active_version.is_some()) =>
+            {
                 return Ok(());
             }
+            Some(stored) if stored.bootstrap_hash.as_deref() == Some(hash.as_str()) => {}
             Some(stored) => {
                 let row = MerchantRow {
                     disabled: stored.disabled,
