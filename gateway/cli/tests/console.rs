@@ -10,7 +10,7 @@
 //! cookie and headers are what the console promises. A screenshot of each
 //! page is kept in `target/console-screenshots/`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -23,17 +23,25 @@ use test_support::process::GatewayProcess;
 const KEY: &str = "console-test-access-key";
 const OPERATOR: &str = "console-operator-token-0123456789abcdef";
 
-fn write_config(dir: &Path) -> PathBuf {
-    let token_file = dir.join("operator.token");
+/// A `gateway serve` in `dir` with an admin listener and the operator
+/// token; the process and its admin URL.
+fn start_gateway(dir: &tempfile::TempDir) -> (GatewayProcess, String) {
+    let token_file = dir.path().join("operator.token");
     std::fs::write(&token_file, format!("{OPERATOR}\n")).expect("the token file");
     let text = format!(
         "listen = \"127.0.0.1:0\"\ndata_dir = \"data\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\
          token_file = \"{}\"\n",
         token_file.display()
     );
-    let path = dir.join("gateway.toml");
-    std::fs::write(&path, text).expect("the configuration");
-    path
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(&config, text).expect("the configuration");
+    let gateway = GatewayProcess::start(
+        Path::new(env!("CARGO_BIN_EXE_gateway")),
+        &config,
+        &dir.path().join("gateway.log"),
+    );
+    let admin = gateway.admin_url.clone().expect("an admin listener");
+    (gateway, admin)
 }
 
 /// ChromeDriver on a port of its own, stopped on drop.
@@ -180,12 +188,7 @@ fn new_instance(order: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_merchant_delivers_finds_a_failure_and_redrives_it_in_the_browser() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let gateway = GatewayProcess::start(
-        Path::new(env!("CARGO_BIN_EXE_gateway")),
-        &write_config(dir.path()),
-        &dir.path().join("gateway.log"),
-    );
-    let admin = gateway.admin_url.clone().expect("an admin listener");
+    let (gateway, admin) = start_gateway(&dir);
     let http = reqwest::Client::new();
     // The operator's part: two merchants, a token for one. The misbehave
     // plugin fails acme's creates (its configuration says so); the
@@ -447,12 +450,7 @@ async fn a_merchant_delivers_finds_a_failure_and_redrives_it_in_the_browser() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_session_cookie_headers_and_csrf_hold() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let gateway = GatewayProcess::start(
-        Path::new(env!("CARGO_BIN_EXE_gateway")),
-        &write_config(dir.path()),
-        &dir.path().join("gateway.log"),
-    );
-    let admin = gateway.admin_url.clone().expect("an admin listener");
+    let (_gateway, admin) = start_gateway(&dir);
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

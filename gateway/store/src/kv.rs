@@ -68,13 +68,3 @@ pub(crate) fn usage_after_set(
     }
     Ok((bytes, keys))
 }
-
-/// A stored count as an unsigned one (a negative one is read as 0).
-pub(crate) fn count(value: i64) -> u64 {
-    value.max(0) as u64
-}
-
-/// An unsigned count as a stored one.
-pub(crate) fn stored(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}

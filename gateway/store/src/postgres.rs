@@ -195,6 +195,36 @@ impl PostgresStore {
             .map_err(|e| StoreError::Unavailable(with_causes(&e)))
     }
 
+    /// Every row of `sql` with `args`, read into records with `read`.
+    async fn read_all<T>(
+        &self,
+        sql: &str,
+        args: &[Arg<'_>],
+        read: impl Fn(&Row) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        self.observed(async {
+            let client = self.client().await?;
+            let rows = query_all(&client, sql, args).await?;
+            rows.iter().map(read).collect()
+        })
+        .await
+    }
+
+    /// The first row of `sql` with `args`, if any, read with `read`.
+    async fn read_one<T>(
+        &self,
+        sql: &str,
+        args: &[Arg<'_>],
+        read: impl Fn(&Row) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        self.observed(async {
+            let client = self.client().await?;
+            let row = query_row(&client, sql, args).await?;
+            row.as_ref().map(read).transpose()
+        })
+        .await
+    }
+
     /// Runs `work`, keeping count of calls that could not reach the
     /// database (a query the database refused is not an outage).
     async fn observed<T>(
@@ -417,13 +447,9 @@ impl Store for PostgresStore {
     }
 
     async fn load(&self, id: &OperationId) -> Result<Option<OperationRecord>, StoreError> {
-        self.observed(async {
-            let client = self.client().await?;
-            let args: [Arg<'_>; 2] = [&id.merchant_id, &id.idempotency_key];
-            let row = query_row(&client, sql::LOAD_OPERATION, &args).await?;
-            row.as_ref().map(rows::operation).transpose()
-        })
-        .await
+        let args: [Arg<'_>; 2] = [&id.merchant_id, &id.idempotency_key];
+        self.read_one(sql::LOAD_OPERATION, &args, rows::operation)
+            .await
     }
 
     async fn take_over(
@@ -506,13 +532,9 @@ impl Store for PostgresStore {
         max_attempts: u32,
         limit: u32,
     ) -> Result<Vec<StuckRow>, StoreError> {
-        self.observed(async {
-            let client = self.client().await?;
-            let args: [Arg<'_>; 3] = [&now_ms, &i64::from(max_attempts), &i64::from(limit)];
-            let found = query_all(&client, sql::STUCK_OPERATIONS, &args).await?;
-            Ok(found.iter().map(rows::stuck).collect())
-        })
-        .await
+        let args: [Arg<'_>; 3] = [&now_ms, &i64::from(max_attempts), &i64::from(limit)];
+        self.read_all(sql::STUCK_OPERATIONS, &args, |row| Ok(rows::stuck(row)))
+            .await
     }
 
     async fn park(&self, id: &OperationId, reason: &str, now_ms: i64) -> Result<bool, StoreError> {
@@ -525,13 +547,9 @@ impl Store for PostgresStore {
     }
 
     async fn parked(&self, merchant_id: &str, limit: u32) -> Result<Vec<StuckRow>, StoreError> {
-        self.observed(async {
-            let client = self.client().await?;
-            let args: [Arg<'_>; 2] = [&merchant_id, &i64::from(limit)];
-            let found = query_all(&client, sql::PARKED, &args).await?;
-            Ok(found.iter().map(rows::stuck).collect())
-        })
-        .await
+        let args: [Arg<'_>; 2] = [&merchant_id, &i64::from(limit)];
+        self.read_all(sql::PARKED, &args, |row| Ok(rows::stuck(row)))
+            .await
     }
 
     async fn reopen(
@@ -554,13 +572,8 @@ impl Store for PostgresStore {
     }
 
     async fn oldest_failures(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        self.observed(async {
-            let client = self.client().await?;
-            let found = query_all(&client, sql::OLDEST_FAILURES, &[]).await?;
-            found
-                .iter()
-                .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-                .collect()
+        self.read_all(sql::OLDEST_FAILURES, &[], |row| {
+            Ok((row.try_get(0)?, row.try_get(1)?))
         })
         .await
     }
@@ -570,13 +583,9 @@ impl Store for PostgresStore {
         merchant_id: &str,
         instance_id: &str,
     ) -> Result<Option<InstanceRecord>, StoreError> {
-        self.observed(async {
-            let client = self.client().await?;
-            let args: [Arg<'_>; 2] = [&merchant_id, &instance_id];
-            let row = query_row(&client, sql::LOAD_INSTANCE, &args).await?;
-            row.as_ref().map(rows::instance).transpose()
-        })
-        .await
+        let args: [Arg<'_>; 2] = [&merchant_id, &instance_id];
+        self.read_one(sql::LOAD_INSTANCE, &args, rows::instance)
+            .await
     }
 
     async fn remember_nonce(

@@ -207,3 +207,32 @@ pub trait Registry: Send + Sync + 'static {
     /// Records an action that changes no registry row (a re-drive), synced.
     async fn append_audit(&self, audit: AuditEntry) -> Result<(), StoreError>;
 }
+
+/// The version `which` makes active for `merchant` (its existence is the
+/// caller's to check), or why there is none.
+pub(crate) fn activation_target(
+    merchant: &MerchantRow,
+    which: Activation,
+) -> Result<i64, Activated> {
+    match which {
+        Activation::Version(version) => Ok(version),
+        Activation::Rollback => merchant
+            .previous_version
+            .ok_or(Activated::NothingToRollBackTo),
+    }
+}
+
+/// What rollback returns to once `target` is active: re-activating the
+/// active version keeps it.
+pub(crate) fn previous_after(merchant: &MerchantRow, target: i64) -> Option<i64> {
+    if merchant.active_version == Some(target) {
+        merchant.previous_version
+    } else {
+        merchant.active_version
+    }
+}
+
+/// Whether `version` is active or what rollback returns to (not deletable).
+pub(crate) fn in_use(merchant: &MerchantRow, version: i64) -> bool {
+    merchant.active_version == Some(version) || merchant.previous_version == Some(version)
+}

@@ -17,6 +17,16 @@ pub(crate) trait Columns {
     fn flag(&self, name: &str) -> Result<bool, StoreError>;
 }
 
+/// A stored count as an unsigned one (a negative one is read as 0).
+pub(crate) fn count(value: i64) -> u64 {
+    value.max(0) as u64
+}
+
+/// An unsigned count as a stored one.
+pub(crate) fn stored(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
 /// An attempt number as a fence (a stored one out of range is corrupt).
 pub(crate) fn fence(attempt: i64) -> Result<u32, StoreError> {
     u32::try_from(attempt).map_err(|_| StoreError::Corrupt(format!("attempt {attempt}")))

@@ -20,16 +20,15 @@ use serde_json::json;
 use super::App;
 
 pub fn router(state: Arc<App>) -> Router {
+    // Built once: served here, and called in process by the console.
+    let api = super::admin_api::router(state.clone());
+    let console = super::console::router(state.clone(), api.clone(), state.console_key);
     Router::new()
         .route("/metrics", get(metrics_text))
         .route("/status", get(status))
-        .with_state(state.clone())
-        .merge(super::console::router(
-            state.clone(),
-            super::admin_api::router(state.clone()),
-            state.console_key,
-        ))
-        .merge(super::admin_api::router(state))
+        .with_state(state)
+        .merge(console)
+        .merge(api)
 }
 
 async fn metrics_text(State(app): State<Arc<App>>) -> impl IntoResponse {

@@ -2,10 +2,11 @@
 //! (a record lost with the database server loses a log line, never an
 //! answer), searched with the same SQL as SQLite's.
 
-use super::{Arg, Commit, PostgresStore, execute, query_all, query_row};
+use super::{Arg, Commit, PostgresStore, execute, query_all};
 use crate::StoreError;
 use crate::callback_log::{CallbackFilter, CallbackLog, CallbackRecord};
 use crate::rows;
+use crate::rows::count;
 use crate::sql::callback_log::{self as sql, SearchArg};
 
 #[async_trait::async_trait]
@@ -54,21 +55,11 @@ impl CallbackLog for PostgresStore {
                 SearchArg::Int(value) => value as Arg<'_>,
             })
             .collect();
-        self.observed(async {
-            let client = self.client().await?;
-            let found = query_all(&client, &text, &args).await?;
-            found.iter().map(rows::callback).collect()
-        })
-        .await
+        self.read_all(&text, &args, rows::callback).await
     }
 
     async fn callback(&self, seq: i64) -> Result<Option<CallbackRecord>, StoreError> {
-        self.observed(async {
-            let client = self.client().await?;
-            let row = query_row(&client, sql::BY_SEQ, &[&seq]).await?;
-            row.as_ref().map(rows::callback).transpose()
-        })
-        .await
+        self.read_one(sql::BY_SEQ, &[&seq], rows::callback).await
     }
 
     async fn callback_counts(
@@ -76,16 +67,13 @@ impl CallbackLog for PostgresStore {
         merchant_id: &str,
         since_ms: i64,
     ) -> Result<(u64, u64), StoreError> {
-        self.observed(async {
-            let client = self.client().await?;
-            let args: [Arg<'_>; 2] = [&merchant_id, &since_ms];
-            let Some(row) = query_row(&client, sql::COUNTS, &args).await? else {
-                return Ok((0, 0));
-            };
-            let (total, failed): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
-            Ok((total.max(0) as u64, failed.max(0) as u64))
-        })
-        .await
+        let args: [Arg<'_>; 2] = [&merchant_id, &since_ms];
+        let counts = self
+            .read_one(sql::COUNTS, &args, |row| {
+                Ok((count(row.try_get(0)?), count(row.try_get(1)?)))
+            })
+            .await?;
+        Ok(counts.unwrap_or((0, 0)))
     }
 
     /// The leading records older than `before_ms`, deleted by `seq` range

@@ -4,9 +4,10 @@
 
 use deadpool_postgres::GenericClient;
 
-use super::{Arg, PostgresStore, execute, first_int, query_all, query_row};
+use super::{Arg, PostgresStore, execute, first_int, query_row};
 use crate::StoreError;
-use crate::kv::{KeyValueStore, KvLimits, KvWrite, count, stored, usage_after_set};
+use crate::kv::{KeyValueStore, KvLimits, KvWrite, usage_after_set};
+use crate::rows::{count, stored};
 use crate::sql::kv as sql;
 
 /// The merchant's usage, its row locked until the transaction ends.
@@ -43,13 +44,9 @@ async fn set_usage(
 #[async_trait::async_trait]
 impl KeyValueStore for PostgresStore {
     async fn kv_get(&self, merchant_id: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.observed(async {
-            let client = self.client().await?;
-            let args: [Arg<'_>; 2] = [&merchant_id, &key];
-            let row = query_row(&client, sql::GET, &args).await?;
-            Ok(row.map(|row| row.try_get(0)).transpose()?)
-        })
-        .await
+        let args: [Arg<'_>; 2] = [&merchant_id, &key];
+        self.read_one(sql::GET, &args, |row| Ok(row.try_get(0)?))
+            .await
     }
 
     async fn kv_set(
@@ -103,13 +100,9 @@ impl KeyValueStore for PostgresStore {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<String>, StoreError> {
-        self.observed(async {
-            let client = self.client().await?;
-            let limit = i64::from(limit);
-            let args: [Arg<'_>; 4] = [&merchant_id, &prefix, &after, &limit];
-            let found = query_all(&client, sql::KEYS, &args).await?;
-            found.iter().map(|row| Ok(row.try_get(0)?)).collect()
-        })
-        .await
+        let limit = i64::from(limit);
+        let args: [Arg<'_>; 4] = [&merchant_id, &prefix, &after, &limit];
+        self.read_all(sql::KEYS, &args, |row| Ok(row.try_get(0)?))
+            .await
     }
 }

@@ -4,10 +4,10 @@
 
 use deadpool_postgres::{GenericClient, Object, Transaction};
 
-use super::{AUDIT_LOCK, Arg, LOCK, PostgresStore, execute, first_int, query_all, query_row};
+use super::{AUDIT_LOCK, Arg, LOCK, PostgresStore, execute, first_int, query_row};
 use crate::StoreError;
 use crate::registry::{
-    Activated, Activation, AuditEntry, AuditRow, Deleted, KeyRow, MerchantRow, NewVersion,
+    self, Activated, Activation, AuditEntry, AuditRow, Deleted, KeyRow, MerchantRow, NewVersion,
     Registry, TokenRow, VersionRow,
 };
 use crate::rows;
@@ -54,48 +54,10 @@ async fn insert_key(client: &impl GenericClient, key: &KeyRow) -> Result<bool, S
     Ok(execute(client, sql::INSERT_KEY, &args).await? == 1)
 }
 
-/// Reads every row of `sql` into records with `read`.
-async fn read_all<T>(
-    store: &PostgresStore,
-    sql: &str,
-    args: &[Arg<'_>],
-    read: impl Fn(&tokio_postgres::Row) -> Result<T, StoreError>,
-) -> Result<Vec<T>, StoreError> {
-    store
-        .observed(async {
-            let client = store.client().await?;
-            query_all(&client, sql, args)
-                .await?
-                .iter()
-                .map(read)
-                .collect()
-        })
-        .await
-}
-
-/// Reads the first row of `sql` into a record with `read`.
-async fn read_one<T>(
-    store: &PostgresStore,
-    sql: &str,
-    args: &[Arg<'_>],
-    read: impl Fn(&tokio_postgres::Row) -> Result<T, StoreError>,
-) -> Result<Option<T>, StoreError> {
-    store
-        .observed(async {
-            let client = store.client().await?;
-            query_row(&client, sql, args)
-                .await?
-                .as_ref()
-                .map(read)
-                .transpose()
-        })
-        .await
-}
-
 #[async_trait::async_trait]
 impl Registry for PostgresStore {
     async fn merchants(&self) -> Result<Vec<MerchantRow>, StoreError> {
-        read_all(self, sql::ALL_MERCHANTS, &[], rows::merchant).await
+        self.read_all(sql::ALL_MERCHANTS, &[], rows::merchant).await
     }
 
     async fn merchants_after(
@@ -104,17 +66,13 @@ impl Registry for PostgresStore {
         limit: u32,
     ) -> Result<Vec<MerchantRow>, StoreError> {
         let limit = i64::from(limit);
-        read_all(
-            self,
-            sql::MERCHANTS_AFTER,
-            &[&after, &limit],
-            rows::merchant,
-        )
-        .await
+        self.read_all(sql::MERCHANTS_AFTER, &[&after, &limit], rows::merchant)
+            .await
     }
 
     async fn merchant(&self, merchant_id: &str) -> Result<Option<MerchantRow>, StoreError> {
-        read_one(self, sql::ONE_MERCHANT, &[&merchant_id], rows::merchant).await
+        self.read_one(sql::ONE_MERCHANT, &[&merchant_id], rows::merchant)
+            .await
     }
 
     async fn create_merchant(
@@ -168,7 +126,7 @@ impl Registry for PostgresStore {
     }
 
     async fn keys(&self, merchant_id: &str) -> Result<Vec<KeyRow>, StoreError> {
-        read_all(self, sql::KEYS, &[&merchant_id], rows::key).await
+        self.read_all(sql::KEYS, &[&merchant_id], rows::key).await
     }
 
     async fn add_key(&self, key: KeyRow, audit: AuditEntry) -> Result<bool, StoreError> {
@@ -239,11 +197,13 @@ impl Registry for PostgresStore {
     }
 
     async fn versions(&self, merchant_id: &str) -> Result<Vec<VersionRow>, StoreError> {
-        read_all(self, sql::VERSIONS, &[&merchant_id], rows::version).await
+        self.read_all(sql::VERSIONS, &[&merchant_id], rows::version)
+            .await
     }
 
     async fn module(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        read_one(self, sql::MODULE, &[&sha256], |row| Ok(row.try_get(0)?)).await
+        self.read_one(sql::MODULE, &[&sha256], |row| Ok(row.try_get(0)?))
+            .await
     }
 
     async fn delete_version(
@@ -313,13 +273,17 @@ impl Registry for PostgresStore {
     }
 
     async fn token_by_hash(&self, token_hash: &str) -> Result<Option<TokenRow>, StoreError> {
-        read_one(self, sql::TOKEN_BY_HASH, &[&token_hash], rows::token).await
+        self.read_one(sql::TOKEN_BY_HASH, &[&token_hash], rows::token)
+            .await
     }
 
     async fn tokens(&self, merchant_id: Option<&str>) -> Result<Vec<TokenRow>, StoreError> {
         match merchant_id {
-            Some(id) => read_all(self, sql::MERCHANT_TOKENS, &[&id], rows::token).await,
-            None => read_all(self, sql::ALL_TOKENS, &[], rows::token).await,
+            Some(id) => {
+                self.read_all(sql::MERCHANT_TOKENS, &[&id], rows::token)
+                    .await
+            }
+            None => self.read_all(sql::ALL_TOKENS, &[], rows::token).await,
         }
     }
 
@@ -330,14 +294,18 @@ impl Registry for PostgresStore {
     ) -> Result<Vec<AuditRow>, StoreError> {
         let limit = i64::from(limit);
         match merchant_id {
-            Some(id) => read_all(self, sql::MERCHANT_AUDIT, &[&limit, &id], rows::audit).await,
-            None => read_all(self, sql::ALL_AUDIT, &[&limit], rows::audit).await,
+            Some(id) => {
+                self.read_all(sql::MERCHANT_AUDIT, &[&limit, &id], rows::audit)
+                    .await
+            }
+            None => self.read_all(sql::ALL_AUDIT, &[&limit], rows::audit).await,
         }
     }
 
     async fn audit_after(&self, seq: i64, limit: u32) -> Result<Vec<AuditRow>, StoreError> {
         let limit = i64::from(limit);
-        read_all(self, sql::AUDIT_AFTER, &[&seq, &limit], rows::audit).await
+        self.read_all(sql::AUDIT_AFTER, &[&seq, &limit], rows::audit)
+            .await
     }
 
     async fn append_audit(&self, audit: AuditEntry) -> Result<(), StoreError> {
@@ -360,7 +328,7 @@ async fn delete_version(
     let Some(merchant) = load_merchant(tx, merchant_id).await? else {
         return Ok(Deleted::NotFound);
     };
-    if merchant.active_version == Some(version) || merchant.previous_version == Some(version) {
+    if registry::in_use(&merchant, version) {
         return Ok(Deleted::InUse);
     }
     let args: [Arg<'_>; 2] = [&merchant_id, &version];
@@ -382,23 +350,15 @@ async fn activate(
     let Some(merchant) = load_merchant(tx, merchant_id).await? else {
         return Ok(Activated::NoSuchMerchant);
     };
-    let target = match which {
-        Activation::Version(version) => version,
-        Activation::Rollback => match merchant.previous_version {
-            Some(previous) => previous,
-            None => return Ok(Activated::NothingToRollBackTo),
-        },
+    let target = match registry::activation_target(&merchant, which) {
+        Ok(target) => target,
+        Err(refused) => return Ok(refused),
     };
     let args: [Arg<'_>; 2] = [&merchant_id, &target];
     if query_row(tx, sql::VERSION_EXISTS, &args).await?.is_none() {
         return Ok(Activated::NoSuchVersion);
     }
-    // Re-activating the active version keeps what rollback returns to.
-    let previous = if merchant.active_version == Some(target) {
-        merchant.previous_version
-    } else {
-        merchant.active_version
-    };
+    let previous = registry::previous_after(&merchant, target);
     let args: [Arg<'_>; 4] = [&merchant_id, &target, &previous, &at];
     execute(tx, sql::SET_ACTIVE, &args).await?;
     Ok(Activated::Done {

@@ -79,7 +79,7 @@ impl CallbackLog for SqliteStore {
             })
         })?;
         let (total, failed) = counts.unwrap_or((0, 0));
-        Ok((total.max(0) as u64, failed.max(0) as u64))
+        Ok((rows::count(total), rows::count(failed)))
     }
 
     /// The leading records older than `before_ms` are found on a reader

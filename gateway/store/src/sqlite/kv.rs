@@ -5,7 +5,8 @@ use rusqlite::ToSql;
 
 use super::{SqliteStore, execute, query_all, query_row};
 use crate::StoreError;
-use crate::kv::{KeyValueStore, KvLimits, KvWrite, count, stored, usage_after_set};
+use crate::kv::{KeyValueStore, KvLimits, KvWrite, usage_after_set};
+use crate::rows::{count, stored};
 use crate::sql::kv as sql;
 use crate::writer::Durability;
 

@@ -6,7 +6,7 @@ use rusqlite::{Connection, ToSql};
 use super::{SqliteStore, execute, query_all, query_row};
 use crate::StoreError;
 use crate::registry::{
-    Activated, Activation, AuditEntry, AuditRow, Deleted, KeyRow, MerchantRow, NewVersion,
+    self, Activated, Activation, AuditEntry, AuditRow, Deleted, KeyRow, MerchantRow, NewVersion,
     Registry, TokenRow, VersionRow,
 };
 use crate::rows;
@@ -232,9 +232,7 @@ impl Registry for SqliteStore {
                 let Some(merchant) = load_merchant(conn, &merchant_id)? else {
                     return Ok(Deleted::NotFound);
                 };
-                if merchant.active_version == Some(version)
-                    || merchant.previous_version == Some(version)
-                {
+                if registry::in_use(&merchant, version) {
                     return Ok(Deleted::InUse);
                 }
                 let args: [&dyn ToSql; 2] = [&merchant_id, &version];
@@ -264,23 +262,15 @@ impl Registry for SqliteStore {
             let Some(merchant) = load_merchant(conn, &merchant_id)? else {
                 return Ok(Activated::NoSuchMerchant);
             };
-            let target = match which {
-                Activation::Version(version) => version,
-                Activation::Rollback => match merchant.previous_version {
-                    Some(previous) => previous,
-                    None => return Ok(Activated::NothingToRollBackTo),
-                },
+            let target = match registry::activation_target(&merchant, which) {
+                Ok(target) => target,
+                Err(refused) => return Ok(refused),
             };
             let args: [&dyn ToSql; 2] = [&merchant_id, &target];
             if query_row(conn, sql::VERSION_EXISTS, &args, |_| Ok(()))?.is_none() {
                 return Ok(Activated::NoSuchVersion);
             }
-            // Re-activating the active version keeps what rollback returns to.
-            let previous = if merchant.active_version == Some(target) {
-                merchant.previous_version
-            } else {
-                merchant.active_version
-            };
+            let previous = registry::previous_after(&merchant, target);
             let args: [&dyn ToSql; 4] = [&merchant_id, &target, &previous, &at];
             execute(conn, sql::SET_ACTIVE, &args)?;
             Ok(Activated::Done {
