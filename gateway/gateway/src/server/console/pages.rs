@@ -17,7 +17,7 @@ use super::Console;
 use super::api::{Refused, segment};
 use super::i18n::Lang;
 use super::layout::{self, Ctx, Section, csrf_field, page, page_with_status};
-use super::session::{self, Session};
+use super::session::{self, Session, Visit};
 use crate::registry::now_ms;
 use koogallery_protocol::callback::{Activity, Generation};
 
@@ -40,15 +40,6 @@ fn activities() -> Vec<&'static str> {
         }
     }
     names
-}
-
-fn ctx<'a>(lang: Lang, session: &'a Session, merchant: Option<&'a str>, uri: &'a Uri) -> Ctx<'a> {
-    Ctx {
-        lang,
-        session: Some(session),
-        merchant,
-        here: uri.path(),
-    }
 }
 
 /// The form field every change carries.
@@ -186,14 +177,9 @@ pub async fn switch_language(headers: HeaderMap, Query(switch): Query<LangSwitch
 
 // -------------------------------------------------------------- merchants
 
-pub async fn merchants(
-    State(console): State<Console>,
-    session: Session,
-    lang: Lang,
-    uri: Uri,
-) -> Response {
-    let ctx = ctx(lang, &session, None, &uri);
-    let list = match console.api.get(&session.token, "/merchants").await {
+pub async fn merchants(State(console): State<Console>, visit: Visit) -> Response {
+    let ctx = visit.ctx(None);
+    let list = match console.api.get(&visit.session.token, "/merchants").await {
         Ok(list) => list,
         Err(refused) => return layout::refused(&ctx, Section::Merchants, &refused),
     };
@@ -241,15 +227,13 @@ fn serving(ctx: &Ctx<'_>, merchant: &Value) -> Markup {
 
 pub async fn overview(
     State(console): State<Console>,
-    session: Session,
-    lang: Lang,
-    uri: Uri,
+    visit: Visit,
     Path(id): Path<String>,
 ) -> Response {
-    let ctx = ctx(lang, &session, Some(&id), &uri);
+    let ctx = visit.ctx(Some(&id));
     let base = format!("/merchants/{}", segment(&id));
     let since = now_ms() - 24 * HOUR_MS;
-    let token = &session.token;
+    let token = &visit.session.token;
     let (report_path, recent_path) = (
         format!("{base}/report"),
         format!("{base}/callbacks?since_ms={since}&limit={OVERVIEW_RECORDS}"),
@@ -338,13 +322,11 @@ pub async fn overview(
 
 pub async fn versions(
     State(console): State<Console>,
-    session: Session,
-    lang: Lang,
-    uri: Uri,
+    visit: Visit,
     Path(id): Path<String>,
 ) -> Response {
-    let ctx = ctx(lang, &session, Some(&id), &uri);
-    versions_page(&console, &ctx, &session, &id, None, StatusCode::OK).await
+    let ctx = visit.ctx(Some(&id));
+    versions_page(&console, &ctx, &visit.session, &id, None, StatusCode::OK).await
 }
 
 async fn versions_page(
@@ -423,13 +405,11 @@ async fn versions_page(
 
 pub async fn upload(
     State(console): State<Console>,
-    session: Session,
-    lang: Lang,
-    uri: Uri,
+    visit: Visit,
     Path(id): Path<String>,
     mut multipart: Multipart,
 ) -> Response {
-    let ctx = ctx(lang, &session, Some(&id), &uri);
+    let ctx = visit.ctx(Some(&id));
     let (mut csrf, mut module, mut activate) = (String::new(), Vec::new(), false);
     loop {
         let field = match multipart.next_field().await {
@@ -444,7 +424,7 @@ pub async fn upload(
                 return versions_page(
                     &console,
                     &ctx,
-                    &session,
+                    &visit.session,
                     &id,
                     Some(refusal_notice(&refused)),
                     refused.status,
@@ -463,11 +443,15 @@ pub async fn upload(
             _ => {}
         }
     }
-    if let Some(refused) = forged(&ctx, Section::Versions, &session, &csrf) {
+    if let Some(refused) = forged(&ctx, Section::Versions, &visit.session, &csrf) {
         return refused;
     }
     let path = format!("/merchants/{}/plugins?activate={activate}", segment(&id));
-    match console.api.post_wasm(&session.token, &path, module).await {
+    match console
+        .api
+        .post_wasm(&visit.session.token, &path, module)
+        .await
+    {
         Ok(version) => {
             let text = html! {
                 (ctx.t("uploaded_ok")) ": v" (version["version"].as_i64().unwrap_or(0))
@@ -476,7 +460,7 @@ pub async fn upload(
             versions_page(
                 &console,
                 &ctx,
-                &session,
+                &visit.session,
                 &id,
                 Some(notice("ok", text)),
                 StatusCode::OK,
@@ -489,7 +473,7 @@ pub async fn upload(
             versions_page(
                 &console,
                 &ctx,
-                &session,
+                &visit.session,
                 &id,
                 Some(notice("error", text)),
                 refused.status,
@@ -499,19 +483,14 @@ pub async fn upload(
     }
 }
 
-pub async fn confirm_activate(
-    session: Session,
-    lang: Lang,
-    uri: Uri,
-    Path((id, version)): Path<(String, i64)>,
-) -> Response {
-    let ctx = ctx(lang, &session, Some(&id), &uri);
+pub async fn confirm_activate(visit: Visit, Path((id, version)): Path<(String, i64)>) -> Response {
+    let ctx = visit.ctx(Some(&id));
     let question = format!("v{version}: {}", ctx.t("confirm_activate"));
     layout::confirm(
         &ctx,
         Section::Versions,
         &question,
-        uri.path(),
+        ctx.here,
         &ctx.link(Section::Versions),
         html! {},
     )
@@ -519,22 +498,20 @@ pub async fn confirm_activate(
 
 pub async fn activate(
     State(console): State<Console>,
-    session: Session,
-    lang: Lang,
-    uri: Uri,
+    visit: Visit,
     Path((id, version)): Path<(String, i64)>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let ctx = ctx(lang, &session, Some(&id), &uri);
-    if let Some(refused) = forged(&ctx, Section::Versions, &session, &form.csrf) {
+    let ctx = visit.ctx(Some(&id));
+    if let Some(refused) = forged(&ctx, Section::Versions, &visit.session, &form.csrf) {
         return refused;
     }
     let path = format!("/merchants/{}/plugins/{version}/activate", segment(&id));
     let done = console
         .api
-        .post_json(&session.token, &path, &json!({}))
+        .post_json(&visit.session.token, &path, &json!({}))
         .await;
-    after_activation(&console, &ctx, &session, &id, done).await
+    after_activation(&console, &ctx, &visit.session, &id, done).await
 }
 
 async fn after_activation(
@@ -572,19 +549,14 @@ async fn after_activation(
     }
 }
 
-pub async fn confirm_rollback(
-    session: Session,
-    lang: Lang,
-    uri: Uri,
-    Path(id): Path<String>,
-) -> Response {
-    let ctx = ctx(lang, &session, Some(&id), &uri);
+pub async fn confirm_rollback(visit: Visit, Path(id): Path<String>) -> Response {
+    let ctx = visit.ctx(Some(&id));
     let question = ctx.t("confirm_rollback");
     layout::confirm(
         &ctx,
         Section::Versions,
         question,
-        uri.path(),
+        ctx.here,
         &ctx.link(Section::Versions),
         html! {},
     )
@@ -592,40 +564,36 @@ pub async fn confirm_rollback(
 
 pub async fn rollback(
     State(console): State<Console>,
-    session: Session,
-    lang: Lang,
-    uri: Uri,
+    visit: Visit,
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let ctx = ctx(lang, &session, Some(&id), &uri);
-    if let Some(refused) = forged(&ctx, Section::Versions, &session, &form.csrf) {
+    let ctx = visit.ctx(Some(&id));
+    if let Some(refused) = forged(&ctx, Section::Versions, &visit.session, &form.csrf) {
         return refused;
     }
     let path = format!("/merchants/{}/rollback", segment(&id));
     let done = console
         .api
-        .post_json(&session.token, &path, &json!({}))
+        .post_json(&visit.session.token, &path, &json!({}))
         .await;
-    after_activation(&console, &ctx, &session, &id, done).await
+    after_activation(&console, &ctx, &visit.session, &id, done).await
 }
 
 pub async fn shadow(
     State(console): State<Console>,
-    session: Session,
-    lang: Lang,
-    uri: Uri,
+    visit: Visit,
     Path((id, version)): Path<(String, i64)>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let ctx = ctx(lang, &session, Some(&id), &uri);
-    if let Some(refused) = forged(&ctx, Section::Versions, &session, &form.csrf) {
+    let ctx = visit.ctx(Some(&id));
+    if let Some(refused) = forged(&ctx, Section::Versions, &visit.session, &form.csrf) {
         return refused;
     }
     let path = format!("/merchants/{}/plugins/{version}/shadow", segment(&id));
     let report = match console
         .api
-        .post_json(&session.token, &path, &json!({}))
+        .post_json(&visit.session.token, &path, &json!({}))
         .await
     {
         Ok(report) => report,
@@ -711,13 +679,11 @@ fn query_string(pairs: &[(&str, String)]) -> String {
 
 pub async fn callbacks(
     State(console): State<Console>,
-    session: Session,
-    lang: Lang,
-    uri: Uri,
+    visit: Visit,
     Path(id): Path<String>,
     Query(filter): Query<CallbackFilter>,
 ) -> Response {
-    let ctx = ctx(lang, &session, Some(&id), &uri);
+    let ctx = visit.ctx(Some(&id));
     let mut pairs = filter.pairs();
     let mut api_pairs = pairs.clone();
     let since_hours = filter
@@ -741,7 +707,7 @@ pub async fn callbacks(
         segment(&id),
         query_string(&api_pairs)
     );
-    let found = match console.api.get(&session.token, &path).await {
+    let found = match console.api.get(&visit.session.token, &path).await {
         Ok(found) => found,
         Err(refused) => return layout::refused(&ctx, Section::Callbacks, &refused),
     };
@@ -817,13 +783,11 @@ async fn record(
 
 pub async fn callback(
     State(console): State<Console>,
-    session: Session,
-    lang: Lang,
-    uri: Uri,
+    visit: Visit,
     Path((id, seq)): Path<(String, i64)>,
 ) -> Response {
-    let ctx = ctx(lang, &session, Some(&id), &uri);
-    let record = match record(&console, &session, &id, seq).await {
+    let ctx = visit.ctx(Some(&id));
+    let record = match record(&console, &visit.session, &id, seq).await {
         Ok(record) => record,
         Err(refused) => return layout::refused(&ctx, Section::Callbacks, &refused),
     };
@@ -846,7 +810,7 @@ pub async fn callback(
             }
         }
         @if record["idempotency_key"].is_string() {
-            p { a.button.primary href=(format!("{}/redrive", uri.path())) { (ctx.t("redrive")) } }
+            p { a.button.primary href=(format!("{}/redrive", ctx.here)) { (ctx.t("redrive")) } }
         }
         @if !record["plugin_logs"].is_null() {
             h2 { (ctx.t("plugin_logs")) }
@@ -866,13 +830,8 @@ pub async fn callback(
     )
 }
 
-pub async fn confirm_redrive(
-    session: Session,
-    lang: Lang,
-    uri: Uri,
-    Path((id, seq)): Path<(String, i64)>,
-) -> Response {
-    let ctx = ctx(lang, &session, Some(&id), &uri);
+pub async fn confirm_redrive(visit: Visit, Path((id, seq)): Path<(String, i64)>) -> Response {
+    let ctx = visit.ctx(Some(&id));
     let back = format!("{}/{seq}", ctx.link(Section::Callbacks));
     let force = html! {
         label.check { input type="checkbox" name="force" value="on"; " " (ctx.t("force")) }
@@ -881,7 +840,7 @@ pub async fn confirm_redrive(
         &ctx,
         Section::Callbacks,
         ctx.t("confirm_redrive"),
-        uri.path(),
+        ctx.here,
         &back,
         force,
     )
@@ -897,17 +856,15 @@ pub struct RedriveForm {
 
 pub async fn redrive(
     State(console): State<Console>,
-    session: Session,
-    lang: Lang,
-    uri: Uri,
+    visit: Visit,
     Path((id, seq)): Path<(String, i64)>,
     Form(form): Form<RedriveForm>,
 ) -> Response {
-    let ctx = ctx(lang, &session, Some(&id), &uri);
-    if let Some(refused) = forged(&ctx, Section::Callbacks, &session, &form.csrf) {
+    let ctx = visit.ctx(Some(&id));
+    if let Some(refused) = forged(&ctx, Section::Callbacks, &visit.session, &form.csrf) {
         return refused;
     }
-    let record = match record(&console, &session, &id, seq).await {
+    let record = match record(&console, &visit.session, &id, seq).await {
         Ok(record) => record,
         Err(refused) => return layout::refused(&ctx, Section::Callbacks, &refused),
     };
@@ -917,7 +874,11 @@ pub async fn redrive(
     });
     let path = format!("/merchants/{}/operations/redrive", segment(&id));
     let back = format!("{}/{seq}", ctx.link(Section::Callbacks));
-    let result = match console.api.post_json(&session.token, &path, &request).await {
+    let result = match console
+        .api
+        .post_json(&visit.session.token, &path, &request)
+        .await
+    {
         Ok(result) => result,
         Err(refused) => {
             let body = html! { (refusal_notice(&refused)) p { a href=(back) { (ctx.t("back")) } } };
@@ -949,13 +910,11 @@ pub async fn redrive(
 
 pub async fn settings(
     State(console): State<Console>,
-    session: Session,
-    lang: Lang,
-    uri: Uri,
+    visit: Visit,
     Path(id): Path<String>,
 ) -> Response {
-    let ctx = ctx(lang, &session, Some(&id), &uri);
-    settings_page(&console, &ctx, &session, &id, None, StatusCode::OK).await
+    let ctx = visit.ctx(Some(&id));
+    settings_page(&console, &ctx, &visit.session, &id, None, StatusCode::OK).await
 }
 
 async fn settings_page(
@@ -1064,19 +1023,21 @@ pub struct KeyForm {
 
 pub async fn add_key(
     State(console): State<Console>,
-    session: Session,
-    lang: Lang,
-    uri: Uri,
+    visit: Visit,
     Path(id): Path<String>,
     Form(form): Form<KeyForm>,
 ) -> Response {
-    let ctx = ctx(lang, &session, Some(&id), &uri);
-    if let Some(refused) = forged(&ctx, Section::Settings, &session, &form.csrf) {
+    let ctx = visit.ctx(Some(&id));
+    if let Some(refused) = forged(&ctx, Section::Settings, &visit.session, &form.csrf) {
         return refused;
     }
     let path = format!("/merchants/{}/keys", segment(&id));
     let body = json!({ "access_key": form.access_key });
-    let (result, status) = match console.api.post_json(&session.token, &path, &body).await {
+    let (result, status) = match console
+        .api
+        .post_json(&visit.session.token, &path, &body)
+        .await
+    {
         Ok(key) => (
             notice(
                 "ok",
@@ -1086,22 +1047,17 @@ pub async fn add_key(
         ),
         Err(refused) => (refusal_notice(&refused), refused.status),
     };
-    settings_page(&console, &ctx, &session, &id, Some(result), status).await
+    settings_page(&console, &ctx, &visit.session, &id, Some(result), status).await
 }
 
-pub async fn confirm_retire(
-    session: Session,
-    lang: Lang,
-    uri: Uri,
-    Path((id, key_id)): Path<(String, String)>,
-) -> Response {
-    let ctx = ctx(lang, &session, Some(&id), &uri);
+pub async fn confirm_retire(visit: Visit, Path((id, key_id)): Path<(String, String)>) -> Response {
+    let ctx = visit.ctx(Some(&id));
     let question = format!("{key_id}: {}", ctx.t("confirm_retire"));
     layout::confirm(
         &ctx,
         Section::Settings,
         &question,
-        uri.path(),
+        ctx.here,
         &ctx.link(Section::Settings),
         html! {},
     )
@@ -1109,43 +1065,39 @@ pub async fn confirm_retire(
 
 pub async fn retire_key(
     State(console): State<Console>,
-    session: Session,
-    lang: Lang,
-    uri: Uri,
+    visit: Visit,
     Path((id, key_id)): Path<(String, String)>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let ctx = ctx(lang, &session, Some(&id), &uri);
-    if let Some(refused) = forged(&ctx, Section::Settings, &session, &form.csrf) {
+    let ctx = visit.ctx(Some(&id));
+    if let Some(refused) = forged(&ctx, Section::Settings, &visit.session, &form.csrf) {
         return refused;
     }
     let path = format!("/merchants/{}/keys/{}", segment(&id), segment(&key_id));
-    let (result, status) = match console.api.delete(&session.token, &path).await {
+    let (result, status) = match console.api.delete(&visit.session.token, &path).await {
         Ok(_) => (
             notice("ok", html! { (ctx.t("retire")) ": " code { (key_id) } }),
             StatusCode::OK,
         ),
         Err(refused) => (refusal_notice(&refused), refused.status),
     };
-    settings_page(&console, &ctx, &session, &id, Some(result), status).await
+    settings_page(&console, &ctx, &visit.session, &id, Some(result), status).await
 }
 
 pub async fn create_token(
     State(console): State<Console>,
-    session: Session,
-    lang: Lang,
-    uri: Uri,
+    visit: Visit,
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let ctx = ctx(lang, &session, Some(&id), &uri);
-    if let Some(refused) = forged(&ctx, Section::Settings, &session, &form.csrf) {
+    let ctx = visit.ctx(Some(&id));
+    if let Some(refused) = forged(&ctx, Section::Settings, &visit.session, &form.csrf) {
         return refused;
     }
     let path = format!("/merchants/{}/tokens", segment(&id));
     let (result, status) = match console
         .api
-        .post_json(&session.token, &path, &json!({}))
+        .post_json(&visit.session.token, &path, &json!({}))
         .await
     {
         Ok(token) => (
@@ -1160,23 +1112,21 @@ pub async fn create_token(
         ),
         Err(refused) => (refusal_notice(&refused), refused.status),
     };
-    settings_page(&console, &ctx, &session, &id, Some(result), status).await
+    settings_page(&console, &ctx, &visit.session, &id, Some(result), status).await
 }
 
 pub async fn confirm_revoke(
-    session: Session,
-    lang: Lang,
-    uri: Uri,
+    visit: Visit,
     Path((id, token_id)): Path<(String, String)>,
 ) -> Response {
-    let ctx = ctx(lang, &session, Some(&id), &uri);
+    let ctx = visit.ctx(Some(&id));
     let question = format!("{token_id}: {}", ctx.t("confirm_revoke"));
     let back = ctx.link(Section::Settings);
     layout::confirm(
         &ctx,
         Section::Settings,
         &question,
-        uri.path(),
+        ctx.here,
         &back,
         html! {},
     )
@@ -1184,23 +1134,21 @@ pub async fn confirm_revoke(
 
 pub async fn revoke_token(
     State(console): State<Console>,
-    session: Session,
-    lang: Lang,
-    uri: Uri,
+    visit: Visit,
     Path((id, token_id)): Path<(String, String)>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let ctx = ctx(lang, &session, Some(&id), &uri);
-    if let Some(refused) = forged(&ctx, Section::Settings, &session, &form.csrf) {
+    let ctx = visit.ctx(Some(&id));
+    if let Some(refused) = forged(&ctx, Section::Settings, &visit.session, &form.csrf) {
         return refused;
     }
     let path = format!("/tokens/{}", segment(&token_id));
-    let (result, status) = match console.api.delete(&session.token, &path).await {
+    let (result, status) = match console.api.delete(&visit.session.token, &path).await {
         Ok(_) => (
             notice("ok", html! { (ctx.t("revoked")) ": " code { (token_id) } }),
             StatusCode::OK,
         ),
         Err(refused) => (refusal_notice(&refused), refused.status),
     };
-    settings_page(&console, &ctx, &session, &id, Some(result), status).await
+    settings_page(&console, &ctx, &visit.session, &id, Some(result), status).await
 }

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Console;
 use super::i18n::Lang;
+use super::layout::Ctx;
 use crate::server::admin_api::Principal;
 
 pub const SESSION_COOKIE: &str = "gw_console";
@@ -131,5 +132,39 @@ impl FromRequestParts<Console> for Session {
 
     async fn from_request_parts(parts: &mut Parts, console: &Console) -> Result<Self, SignIn> {
         read(console, &parts.headers).ok_or(SignIn)
+    }
+}
+
+/// What every signed-in page starts from: who, in which language, and the
+/// page's own path.
+pub struct Visit {
+    pub session: Session,
+    pub lang: Lang,
+    pub here: String,
+}
+
+impl Visit {
+    /// The page context, for `merchant`'s pages or none.
+    pub fn ctx<'a>(&'a self, merchant: Option<&'a str>) -> Ctx<'a> {
+        Ctx {
+            lang: self.lang,
+            session: Some(&self.session),
+            merchant,
+            here: &self.here,
+        }
+    }
+}
+
+impl FromRequestParts<Console> for Visit {
+    type Rejection = SignIn;
+
+    async fn from_request_parts(parts: &mut Parts, console: &Console) -> Result<Self, SignIn> {
+        let session = read(console, &parts.headers).ok_or(SignIn)?;
+        let Ok(lang) = Lang::from_request_parts(parts, console).await;
+        Ok(Visit {
+            session,
+            lang,
+            here: parts.uri.path().to_string(),
+        })
     }
 }
