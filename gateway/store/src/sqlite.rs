@@ -241,13 +241,27 @@ fn bind(statement: &mut rusqlite::Statement<'_>, args: &[&dyn ToSql]) -> Result<
     if args.len() > PARAMETERS.len() {
         return Err(StoreError::Corrupt(format!("{} parameters", args.len())));
     }
-    for (name, arg) in PARAMETERS.iter().zip(args) {
-        let index = statement
-            .parameter_index(name)?
-            .ok_or_else(|| StoreError::Corrupt(format!("no parameter {name} in the statement")))?;
+    for (position, (name, arg)) in PARAMETERS.iter().zip(args).enumerate() {
+        let index = parameter_index(statement, position + 1, name)?;
         statement.raw_bind_parameter(index, arg)?;
     }
     Ok(())
+}
+
+/// Where `$n` is in `statement`: at position n when the parameters first
+/// appear in order (most statements; checked, no allocation), else found by
+/// name (SQLite's lookup copies the name and scans every parameter).
+fn parameter_index(
+    statement: &rusqlite::Statement<'_>,
+    n: usize,
+    name: &str,
+) -> Result<usize, StoreError> {
+    if statement.parameter_name(n) == Some(name) {
+        return Ok(n);
+    }
+    statement
+        .parameter_index(name)?
+        .ok_or_else(|| StoreError::Corrupt(format!("no parameter {name} in the statement")))
 }
 
 /// Applies the migrations this gateway knows and the store lacks, each in

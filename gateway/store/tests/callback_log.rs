@@ -104,3 +104,46 @@ async fn records_are_searched_per_merchant_newest_first_and_pruned_by_age(engine
 }
 
 on_both_engines!(records_are_searched_per_merchant_newest_first_and_pruned_by_age,);
+
+/// A batch longer than one multi-record statement (and not a multiple of
+/// it): every record is appended once, in the batch's order, with every
+/// value in its own column.
+async fn a_large_batch_keeps_every_record_whole_and_in_order(engine: Engine) {
+    let store = engine.open().await;
+    let full = |i: i64| CallbackRecord {
+        order_line_id: Some(format!("line-{i}")),
+        latency_us: i * 7,
+        reason: Some(format!("reason-{i}")),
+        attempt: Some(i % 3 + 1),
+        plugin_version: Some(i % 5),
+        plugin_sha256: Some(format!("sha-{i}")),
+        idempotency_key: Some(format!("key-{i}")),
+        test: i % 2 == 0,
+        plugin_logs_json: Some(format!("[{i}]")),
+        request_json: Some(format!("{{\"n\":{i}}}")),
+        ..record("m1", 10_000 + i, &format!("o{i}"), "000000")
+    };
+    let batch: Vec<CallbackRecord> = (0..75).map(full).collect();
+    store.log_callbacks(batch.clone()).await.expect("logged");
+    let mut kept = store
+        .callbacks(&CallbackFilter {
+            merchant_id: Some("m1".into()),
+            limit: 100,
+            ..CallbackFilter::default()
+        })
+        .await
+        .expect("search");
+    kept.reverse();
+    assert_eq!(kept.len(), batch.len());
+    for (seq, (kept, sent)) in (kept[0].seq..).zip(kept.iter().zip(&batch)) {
+        assert_eq!(kept.seq, seq, "appended in the batch's order");
+        let full = store
+            .callback(kept.seq)
+            .await
+            .expect("read")
+            .expect("found");
+        assert_eq!(CallbackRecord { seq: 0, ..full }, *sent);
+    }
+}
+
+on_both_engines!(a_large_batch_keeps_every_record_whole_and_in_order,);

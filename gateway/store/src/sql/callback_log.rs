@@ -10,11 +10,28 @@ macro_rules! callback_columns {
     };
 }
 pub const COLUMNS: &str = callback_columns!();
-pub const INSERT: &str = "INSERT INTO callback_log (at_ms, merchant_id, request_id, generation, \
+macro_rules! insert_into {
+    () => {
+        "INSERT INTO callback_log (at_ms, merchant_id, request_id, generation, \
      activity, order_id, order_line_id, instance_id, result_code, result_msg, latency_us, path, \
      reason, attempt, plugin_version, plugin_sha256, idempotency_key, test, plugin_logs_json, \
-     request_json) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-     $16, $17, $18, $19, $20)";
+     request_json) VALUES "
+    };
+}
+pub const INSERT: &str = concat!(
+    insert_into!(),
+    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+);
+/// The values an [`INSERT`] binds per record.
+pub const INSERT_VALUES: usize = 20;
+
+/// One statement appending `rows` records, its parameters positional
+/// (`?`, SQLite's syntax): record i's values are parameters
+/// `i * INSERT_VALUES + 1 ..`.
+pub fn insert_many_sqlite(rows: usize) -> String {
+    let row = format!("({})", vec!["?"; INSERT_VALUES].join(", "));
+    format!("{}{}", insert_into!(), vec![row; rows].join(", "))
+}
 pub const COUNTS: &str = "SELECT COUNT(*), COALESCE(SUM(CASE WHEN result_code <> '000000' THEN 1 ELSE 0 END), 0) \
      FROM callback_log WHERE merchant_id = $1 AND at_ms >= $2";
 /// The oldest records, in the order they were appended (≈ time order).

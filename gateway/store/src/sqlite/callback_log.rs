@@ -2,6 +2,8 @@
 //! in place with only the filters given in the SQL (so that the indexes by
 //! merchant, order and instance serve them).
 
+use std::sync::LazyLock;
+
 use rusqlite::ToSql;
 
 use super::{SqliteStore, execute, query_all, query_row};
@@ -11,6 +13,39 @@ use crate::rows;
 use crate::sql::callback_log::{self as sql, SearchArg};
 use crate::writer::Durability;
 
+/// Records appended by one statement when a batch has that many: one
+/// statement's overhead (and one `AUTOINCREMENT` bookkeeping write) for all
+/// of them. A batch's remainder goes one record per statement.
+const ROWS_PER_INSERT: usize = 32;
+
+static INSERT_MANY: LazyLock<String> = LazyLock::new(|| sql::insert_many_sqlite(ROWS_PER_INSERT));
+
+/// A record's values, in [`sql::INSERT`]'s order.
+fn values(r: &CallbackRecord) -> [&dyn ToSql; sql::INSERT_VALUES] {
+    [
+        &r.at_ms,
+        &r.merchant_id,
+        &r.request_id,
+        &r.generation,
+        &r.activity,
+        &r.order_id,
+        &r.order_line_id,
+        &r.instance_id,
+        &r.result_code,
+        &r.result_msg,
+        &r.latency_us,
+        &r.path,
+        &r.reason,
+        &r.attempt,
+        &r.plugin_version,
+        &r.plugin_sha256,
+        &r.idempotency_key,
+        &r.test,
+        &r.plugin_logs_json,
+        &r.request_json,
+    ]
+}
+
 #[async_trait::async_trait]
 impl CallbackLog for SqliteStore {
     async fn log_callbacks(&self, records: Vec<CallbackRecord>) -> Result<(), StoreError> {
@@ -18,30 +53,19 @@ impl CallbackLog for SqliteStore {
             .write(
                 Durability::Lazy,
                 Box::new(move |conn| {
-                    for r in &records {
-                        let args: [&dyn ToSql; 20] = [
-                            &r.at_ms,
-                            &r.merchant_id,
-                            &r.request_id,
-                            &r.generation,
-                            &r.activity,
-                            &r.order_id,
-                            &r.order_line_id,
-                            &r.instance_id,
-                            &r.result_code,
-                            &r.result_msg,
-                            &r.latency_us,
-                            &r.path,
-                            &r.reason,
-                            &r.attempt,
-                            &r.plugin_version,
-                            &r.plugin_sha256,
-                            &r.idempotency_key,
-                            &r.test,
-                            &r.plugin_logs_json,
-                            &r.request_json,
-                        ];
-                        execute(conn, sql::INSERT, &args)?;
+                    let mut chunks = records.chunks_exact(ROWS_PER_INSERT);
+                    for chunk in chunks.by_ref() {
+                        let mut statement = conn.prepare_cached(&INSERT_MANY)?;
+                        for (i, record) in chunk.iter().enumerate() {
+                            for (j, value) in values(record).into_iter().enumerate() {
+                                statement
+                                    .raw_bind_parameter(i * sql::INSERT_VALUES + j + 1, value)?;
+                            }
+                        }
+                        statement.raw_execute()?;
+                    }
+                    for record in chunks.remainder() {
+                        execute(conn, sql::INSERT, &values(record))?;
                     }
                     Ok(())
                 }),
