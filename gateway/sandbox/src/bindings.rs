@@ -20,43 +20,175 @@ mod generated {
 pub(crate) use generated::koogallery::plugin::{
     config as config_import, kv as kv_import, types as types_import,
 };
-pub(crate) use generated::{Plugin as PluginBindings, PluginPre};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use wasmtime::component::{
+    ComponentExportIndex, ComponentNamedList, Instance, InstancePre, Lift, Lower, TypedFunc,
+};
 
 use generated::exports::koogallery::plugin::provisioning as wit;
 pub(crate) use generated::koogallery::plugin::log::Level as LogLevel;
 use generated::koogallery::plugin::types as wit_types;
 
-/// Calls the function of `request` on an instantiated plugin.
+/// The interface whose functions the gateway calls (a plugin built
+/// against any `0.1.x` of the contract exports it under a compatible name).
+const PROVISIONING: &str = "koogallery:plugin/provisioning@0.1.1";
+
+/// The provisioning functions, in [`Functions`]' order.
+#[derive(Clone, Copy)]
+enum Function {
+    Create,
+    Query,
+    Renew,
+    UpdateStatus,
+    Release,
+    Upgrade,
+    ChangeCheck,
+    IssueLicense,
+}
+
+const FUNCTION_NAMES: [&str; 8] = [
+    "create",
+    "query",
+    "renew",
+    "update-status",
+    "release",
+    "upgrade",
+    "change-check",
+    "issue-license",
+];
+
+/// A loaded plugin's provisioning functions, found once (by name, at load)
+/// and type-checked once each, on their first call.
+///
+/// Why not the generated `Plugin::new` per call: it type-checks all eight
+/// functions of every fresh instance against the contract's records, about
+/// a tenth of a whole `release` cycle (docs/benchmarks.md). A function's
+/// type belongs to the component, not to an instance, so one check holds
+/// for every instance of the same [`InstancePre`].
+pub(crate) struct Functions {
+    indices: [ComponentExportIndex; 8],
+    checked: [AtomicBool; 8],
+}
+
+impl Functions {
+    /// Finds the functions in `pre`'s component; an error names the
+    /// missing one.
+    pub(crate) fn find<T>(pre: &InstancePre<T>) -> wasmtime::Result<Functions> {
+        let component = pre.component();
+        let interface = component
+            .get_export_index(None, PROVISIONING)
+            .ok_or_else(|| wasmtime::format_err!("no exported instance named `{PROVISIONING}`"))?;
+        let mut indices = Vec::with_capacity(FUNCTION_NAMES.len());
+        for name in FUNCTION_NAMES {
+            let index = component
+                .get_export_index(Some(&interface), name)
+                .ok_or_else(|| {
+                    wasmtime::format_err!("`{PROVISIONING}` does not export `{name}`")
+                })?;
+            indices.push(index);
+        }
+        let indices = indices
+            .try_into()
+            .map_err(|_| wasmtime::format_err!("the contract has eight functions"))?;
+        Ok(Functions {
+            indices,
+            checked: Default::default(),
+        })
+    }
+
+    /// Calls `function` of `instance` (an instance of the component these
+    /// functions were found in) with `params`.
+    async fn call<T, P, R>(
+        &self,
+        function: Function,
+        store: &mut wasmtime::Store<T>,
+        instance: &Instance,
+        params: P,
+    ) -> wasmtime::Result<R>
+    where
+        T: Send,
+        P: ComponentNamedList + Lower + Send + Sync,
+        R: ComponentNamedList + Lift + Send + Sync + 'static,
+    {
+        let slot = function as usize;
+        let func = instance
+            .get_func(&mut *store, self.indices[slot])
+            .ok_or_else(|| wasmtime::format_err!("`{}` is not a function", FUNCTION_NAMES[slot]))?;
+        let typed = if self.checked[slot].load(Ordering::Acquire) {
+            // SAFETY: the same export of the same component passed
+            // `Func::typed` with these very types before (below); a
+            // component's function types do not change between instances.
+            unsafe { TypedFunc::<P, R>::new_unchecked(func) }
+        } else {
+            let typed = func.typed::<P, R>(&*store)?;
+            self.checked[slot].store(true, Ordering::Release);
+            typed
+        };
+        typed.call_async(&mut *store, params).await
+    }
+}
+
+/// Calls the function of `request` on an instance of the plugin whose
+/// `functions` these are.
 pub(crate) async fn dispatch<T: Send>(
-    plugin: &PluginBindings,
+    functions: &Functions,
+    instance: &Instance,
     store: &mut wasmtime::Store<T>,
     request: &c::OperationRequest,
 ) -> wasmtime::Result<Result<c::OperationOutput, c::PluginError>> {
+    use Function as F;
     use c::OperationOutput as Out;
-    let api = plugin.koogallery_plugin_provisioning();
+    type Answer<T> = (Result<T, wit_types::PluginError>,);
     let answered = match request {
-        c::OperationRequest::Create(r) => api
-            .call_create(store, &create(r))
-            .await?
-            .map(|created| Out::Created(from_created(created))),
-        c::OperationRequest::Query(r) => api
-            .call_query(store, &query(r))
-            .await?
-            .map(|reports| Out::Instances(reports.into_iter().map(from_report).collect())),
-        c::OperationRequest::Renew(r) => api.call_renew(store, &renew(r)).await?.map(done),
-        c::OperationRequest::UpdateStatus(r) => {
-            api.call_update_status(store, &status(r)).await?.map(done)
+        c::OperationRequest::Create(r) => {
+            let (created,): Answer<wit::Created> = functions
+                .call(F::Create, store, instance, (&create(r),))
+                .await?;
+            created.map(|created| Out::Created(from_created(created)))
         }
-        c::OperationRequest::Release(r) => api.call_release(store, &release(r)).await?.map(done),
-        c::OperationRequest::Upgrade(r) => api.call_upgrade(store, &upgrade(r)).await?.map(done),
-        c::OperationRequest::ChangeCheck(r) => api
-            .call_change_check(store, &change_check(r))
-            .await?
-            .map(done),
-        c::OperationRequest::IssueLicense(r) => api
-            .call_issue_license(store, &license(r))
-            .await?
-            .map(|wit::License { content }| Out::License(c::License { content })),
+        c::OperationRequest::Query(r) => {
+            let (reports,): Answer<Vec<wit::InstanceReport>> = functions
+                .call(F::Query, store, instance, (&query(r),))
+                .await?;
+            reports.map(|reports| Out::Instances(reports.into_iter().map(from_report).collect()))
+        }
+        c::OperationRequest::Renew(r) => {
+            let (done_,): Answer<()> = functions
+                .call(F::Renew, store, instance, (&renew(r),))
+                .await?;
+            done_.map(done)
+        }
+        c::OperationRequest::UpdateStatus(r) => {
+            let (done_,): Answer<()> = functions
+                .call(F::UpdateStatus, store, instance, (&status(r),))
+                .await?;
+            done_.map(done)
+        }
+        c::OperationRequest::Release(r) => {
+            let (done_,): Answer<()> = functions
+                .call(F::Release, store, instance, (&release(r),))
+                .await?;
+            done_.map(done)
+        }
+        c::OperationRequest::Upgrade(r) => {
+            let (done_,): Answer<()> = functions
+                .call(F::Upgrade, store, instance, (&upgrade(r),))
+                .await?;
+            done_.map(done)
+        }
+        c::OperationRequest::ChangeCheck(r) => {
+            let (done_,): Answer<()> = functions
+                .call(F::ChangeCheck, store, instance, (&change_check(r),))
+                .await?;
+            done_.map(done)
+        }
+        c::OperationRequest::IssueLicense(r) => {
+            let (license,): Answer<wit::License> = functions
+                .call(F::IssueLicense, store, instance, (&license(r),))
+                .await?;
+            license.map(|wit::License { content }| Out::License(c::License { content }))
+        }
     };
     Ok(answered.map_err(from_plugin_error))
 }

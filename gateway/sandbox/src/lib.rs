@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Engine, PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 
 pub use artifacts::ArtifactSettings;
@@ -50,7 +50,7 @@ pub use threads::ThreadSettings;
 pub use validate::ComponentReport;
 
 use artifacts::ArtifactStore;
-use bindings::PluginPre;
+use bindings::Functions;
 use host::HostState;
 use koogallery_contract::{OperationOutput, OperationRequest, PluginError};
 
@@ -93,7 +93,9 @@ pub struct RuntimeSettings {
 
 /// A validated, compiled plugin, ready to be instantiated many times.
 pub struct LoadedPlugin {
-    pre: PluginPre<HostState>,
+    pre: InstancePre<HostState>,
+    /// Its provisioning functions, found at load.
+    functions: Functions,
     report: ComponentReport,
     /// The size of its compiled code (its weight in the cache).
     code_bytes: usize,
@@ -324,8 +326,8 @@ impl Runtime {
         let pre = self
             .linker
             .instantiate_pre(&component)
-            .and_then(PluginPre::new)
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let functions = Functions::find(&pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
         // Build the copy-on-write memory image now rather than on the first call.
         component
             .initialize_copy_on_write_image()
@@ -335,6 +337,7 @@ impl Runtime {
         }
         Ok(Arc::new(LoadedPlugin {
             pre,
+            functions,
             report,
             code_bytes,
         }))
@@ -442,7 +445,7 @@ impl Invoker {
         let grace = engine::EPOCH_TICK * 2;
         let ran = tokio::time::timeout_at(
             (deadline_at + grace).into(),
-            run(&plugin.pre, &mut store, request),
+            run(plugin, &mut store, request),
         )
         .await;
         let collected = Collected::drain(&mut store);
@@ -570,12 +573,12 @@ fn build_linker(engine: &Engine) -> Result<Linker<HostState>, RuntimeError> {
 }
 
 async fn run(
-    pre: &PluginPre<HostState>,
+    plugin: &LoadedPlugin,
     store: &mut Store<HostState>,
     request: &OperationRequest,
 ) -> wasmtime::Result<Result<OperationOutput, PluginError>> {
-    let plugin = pre.instantiate_async(&mut *store).await?;
-    bindings::dispatch(&plugin, store, request).await
+    let instance = plugin.pre.instantiate_async(&mut *store).await?;
+    bindings::dispatch(&plugin.functions, &instance, store, request).await
 }
 
 /// The instance id is the gateway's to assign (the marketplace's contract
