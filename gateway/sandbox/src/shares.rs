@@ -20,11 +20,11 @@
 //! (`threads.rs`), where their CPU and page faults yield to the request
 //! path. Everyone else's calls run in place, without that hop's cost.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use wasmtime::{CallHook, CallHookHandler, StoreContextMut, Trap};
 
 /// One merchant's share of the sandbox.
@@ -98,16 +98,35 @@ impl MerchantShare {
 /// tick, at the end). Taking a turn waits at most until the call's deadline.
 #[derive(Clone)]
 pub(crate) struct CpuTurn {
-    slots: Arc<Semaphore>,
-    held: Arc<Mutex<Option<OwnedSemaphorePermit>>>,
+    slot: Arc<TurnSlot>,
     deadline_at: Instant,
+}
+
+/// Whether a call holds one of its merchant's CPU slots. A flag and a
+/// forgotten permit rather than a lock around a permit: a call crosses
+/// between wasm and the host several times (every string of a request is
+/// copied in through a guest allocation), and each crossing takes or gives
+/// back its turn.
+struct TurnSlot {
+    slots: Arc<Semaphore>,
+    held: AtomicBool,
+}
+
+impl Drop for TurnSlot {
+    fn drop(&mut self) {
+        if *self.held.get_mut() {
+            self.slots.add_permits(1);
+        }
+    }
 }
 
 impl CpuTurn {
     pub(crate) fn new(share: &MerchantShare, deadline_at: Instant) -> CpuTurn {
         CpuTurn {
-            slots: share.cpu.clone(),
-            held: Arc::default(),
+            slot: Arc::new(TurnSlot {
+                slots: share.cpu.clone(),
+                held: AtomicBool::new(false),
+            }),
             deadline_at,
         }
     }
@@ -115,35 +134,29 @@ impl CpuTurn {
     /// Takes a slot (at once when one is free); `false` if the deadline
     /// passed first.
     pub(crate) async fn take(&self) -> bool {
-        if self.held().is_some() {
+        let slot = &self.slot;
+        if slot.held.load(Ordering::Acquire) {
             return true;
         }
-        let permit = match self.slots.clone().try_acquire_owned() {
-            Ok(permit) => permit,
+        match slot.slots.try_acquire() {
+            Ok(permit) => permit.forget(),
             Err(_) => {
-                let waited = tokio::time::timeout_at(
-                    self.deadline_at.into(),
-                    self.slots.clone().acquire_owned(),
-                )
-                .await;
+                let waited =
+                    tokio::time::timeout_at(self.deadline_at.into(), slot.slots.acquire()).await;
                 match waited {
-                    Ok(Ok(permit)) => permit,
+                    Ok(Ok(permit)) => permit.forget(),
                     _ => return false,
                 }
             }
-        };
-        *self.held() = Some(permit);
+        }
+        slot.held.store(true, Ordering::Release);
         true
     }
 
     pub(crate) fn give_back(&self) {
-        drop(self.held().take());
-    }
-
-    fn held(&self) -> std::sync::MutexGuard<'_, Option<OwnedSemaphorePermit>> {
-        self.held
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        if self.slot.held.swap(false, Ordering::AcqRel) {
+            self.slot.slots.add_permits(1);
+        }
     }
 }
 
@@ -230,5 +243,36 @@ mod tests {
         assert_eq!(account.used(), 50);
         account.release(500);
         assert_eq!(account.used(), 0, "never below zero");
+    }
+
+    #[tokio::test]
+    async fn a_cpu_turn_is_held_once_given_back_once_and_returned_when_dropped() {
+        let share = MerchantShare::new(ShareLimits {
+            max_instances: 4,
+            cpu_slots: 1,
+            memory_bytes: 1 << 20,
+        });
+        let soon = || Instant::now() + Duration::from_millis(50);
+        let first = CpuTurn::new(&share, soon());
+        assert!(first.take().await);
+        assert!(
+            first.take().await,
+            "taking a held turn again holds one slot"
+        );
+        let second = CpuTurn::new(&share, soon());
+        assert!(
+            !second.take().await,
+            "the only slot is held until the deadline"
+        );
+
+        first.give_back();
+        first.give_back();
+        assert_eq!(share.cpu.available_permits(), 1, "given back once");
+        let third = CpuTurn::new(&share, soon());
+        assert!(third.take().await);
+        drop(third.clone());
+        assert_eq!(share.cpu.available_permits(), 0, "a clone's drop keeps it");
+        drop(third);
+        assert_eq!(share.cpu.available_permits(), 1, "the last drop returns it");
     }
 }
