@@ -116,6 +116,51 @@ fn the_served_gateway_answers_v2_and_v1_and_refuses_a_wrong_key() {
     assert_eq!(stale.status.code(), Some(3), "signed, but not 000000");
 }
 
+/// Each callback gets an `info` line, except a replay (answered from an
+/// earlier execution's result), whose line is `debug`: the callback log
+/// and the metrics keep every one (docs/decisions.md).
+#[test]
+fn a_replays_line_is_debug_and_every_other_callbacks_info() {
+    let served = serve();
+    let url = format!("{}/callbacks/demo", served.url);
+    let order = [
+        "--field",
+        "orderId=log-order",
+        "--field",
+        "orderLineId=log-line",
+    ];
+    for _ in 0..2 {
+        let mut args = vec!["newInstance", "--url", &url, "--access-key", KEY];
+        args.extend(order);
+        let create = simulate(&args);
+        assert_eq!(create.status.code(), Some(0), "{}", stdout(&create));
+    }
+    // A refusal after both: once its line is written, so is any line of
+    // the replay before it (one writer, in order).
+    let wrong = simulate(&["newInstance", "--url", &url, "--access-key", "not-the-key"]);
+    assert!(stdout(&wrong).contains("\"resultCode\":\"000001\""));
+    let log_path = served._dir.path().join("gateway.log");
+    let answered = |log: &str, code: &str| {
+        log.lines()
+            .filter(|line| line.contains("callback answered") && line.contains(code))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let log = loop {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if answered(&log, "000001") > 0 || Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(answered(&log, "000001"), 1, "the refusal, at info:\n{log}");
+    assert_eq!(
+        answered(&log, "000000"),
+        1,
+        "the create, not its replay:\n{log}"
+    );
+}
+
 #[test]
 fn sigterm_drains_the_callback_in_flight_then_exits_cleanly() {
     let mut served = serve();
