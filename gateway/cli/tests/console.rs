@@ -113,19 +113,38 @@ async fn screenshot(client: &Client, name: &str) {
 }
 
 async fn text_of(client: &Client, css: &str) -> String {
-    let found = client
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css(css))
-        .await;
-    let element = match found {
-        Ok(element) => element,
-        Err(error) => {
-            let source = client.source().await.unwrap_or_default();
-            panic!("no `{css}` ({error}) on:\n{source}")
+    text_when(client, css, |_| true).await
+}
+
+/// The text of the first `css` element once `wanted` accepts it. A click
+/// that submits a form returns before the next page is there: the element
+/// found may be the old page's, or go stale while it is read; both are
+/// looked for again, for up to ten seconds.
+async fn text_when(client: &Client, css: &str, wanted: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut last = None;
+    while std::time::Instant::now() < deadline {
+        let found = client
+            .wait()
+            .at_most(deadline.saturating_duration_since(std::time::Instant::now()))
+            .for_element(Locator::Css(css))
+            .await;
+        if let Ok(element) = found {
+            match element.text().await {
+                Ok(text) if wanted(&text) => return text,
+                Ok(text) => last = Some(text),
+                Err(_stale) => {}
+            }
         }
-    };
-    element.text().await.expect("its text")
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let source = client.source().await.unwrap_or_default();
+    panic!("`{css}` read {last:?}, not what was wanted, on:\n{source}")
+}
+
+/// Waits for the page whose heading is `title`.
+async fn expect_heading(client: &Client, title: &str) {
+    text_when(client, "h1", |text| text == title).await;
 }
 
 async fn click(client: &Client, css: &str) {
@@ -224,7 +243,7 @@ async fn a_merchant_delivers_finds_a_failure_and_redrives_it_in_the_browser() {
         .await
         .expect("typed");
     click(&client, "form button[type=submit]").await;
-    assert_eq!(text_of(&client, "h1").await, "Overview");
+    expect_heading(&client, "Overview").await;
     assert!(
         client
             .current_url()
@@ -356,7 +375,7 @@ async fn a_merchant_delivers_finds_a_failure_and_redrives_it_in_the_browser() {
         .await
         .expect("the versions page");
     click(&client, "form[action$='/versions/2/shadow'] button").await;
-    assert_eq!(text_of(&client, "h1").await, "Shadow check");
+    expect_heading(&client, "Shadow check").await;
     let regressions = text_of(&client, "dl.summary dd.bad").await;
     assert!(
         regressions.parse::<u32>().is_ok_and(|n| n >= 1),
@@ -395,12 +414,12 @@ async fn a_merchant_delivers_finds_a_failure_and_redrives_it_in_the_browser() {
         .await
         .expect("the overview");
     click(&client, "a[hreflang=zh]").await;
-    assert_eq!(text_of(&client, "h1").await, "概览");
+    expect_heading(&client, "概览").await;
     client
         .goto(&format!("{admin}/console/m/acme/callbacks"))
         .await
         .expect("callbacks");
-    assert_eq!(text_of(&client, "h1").await, "回调");
+    expect_heading(&client, "回调").await;
     screenshot(&client, "12-callbacks-zh").await;
 
     // A phone's width: the same page, still readable (no sideways scroll of

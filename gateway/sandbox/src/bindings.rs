@@ -1,7 +1,8 @@
-//! The host bindings generated from `wit/plugin.wit`, and the conversions
+//! The host bindings generated from `wit/plugin.wit`, the conversions
 //! between them and the gateway's own contract types
-//! (`koogallery_contract`). Nothing outside this crate sees a generated
-//! type.
+//! (`koogallery_contract`), and the plugin's functions as called
+//! ([`Functions`]: found once per loaded plugin). Nothing outside this
+//! crate sees a generated type.
 //!
 //! Every conversion destructures its source exhaustively, so a field added
 //! to the WIT stops the build here until it is carried through.
