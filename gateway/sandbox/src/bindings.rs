@@ -155,34 +155,34 @@ pub(crate) async fn dispatch<T: Send>(
             reports.map(|reports| Out::Instances(reports.into_iter().map(from_report).collect()))
         }
         c::OperationRequest::Renew(r) => {
-            let (done_,): Answer<()> = functions
+            let (answer,): Answer<()> = functions
                 .call(F::Renew, store, instance, (&renew(r),))
                 .await?;
-            done_.map(done)
+            answer.map(done)
         }
         c::OperationRequest::UpdateStatus(r) => {
-            let (done_,): Answer<()> = functions
+            let (answer,): Answer<()> = functions
                 .call(F::UpdateStatus, store, instance, (&status(r),))
                 .await?;
-            done_.map(done)
+            answer.map(done)
         }
         c::OperationRequest::Release(r) => {
-            let (done_,): Answer<()> = functions
+            let (answer,): Answer<()> = functions
                 .call(F::Release, store, instance, (&release(r),))
                 .await?;
-            done_.map(done)
+            answer.map(done)
         }
         c::OperationRequest::Upgrade(r) => {
-            let (done_,): Answer<()> = functions
+            let (answer,): Answer<()> = functions
                 .call(F::Upgrade, store, instance, (&upgrade(r),))
                 .await?;
-            done_.map(done)
+            answer.map(done)
         }
         c::OperationRequest::ChangeCheck(r) => {
-            let (done_,): Answer<()> = functions
+            let (answer,): Answer<()> = functions
                 .call(F::ChangeCheck, store, instance, (&change_check(r),))
                 .await?;
-            done_.map(done)
+            answer.map(done)
         }
         c::OperationRequest::IssueLicense(r) => {
             let (license,): Answer<wit::License> = functions

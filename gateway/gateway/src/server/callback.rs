@@ -159,7 +159,7 @@ pub(super) async fn callback(
         span.in_scope(|| {
             // A replay changed nothing and is counted and kept in the
             // callback log: its line is for debugging only (at tens of
-            // thousands a second, formatting it was a sixth of the replay
+            // thousands a second, formatting it was about a tenth of the replay
             // path's CPU).
             macro_rules! answered {
                 ($level:ident) => {
