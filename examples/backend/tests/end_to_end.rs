@@ -10,12 +10,12 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use koogallery_protocol::marketplace;
 use koogallery_protocol::time::now_ms;
 use serde_json::{Value, json};
-use test_support::callbacks::{code, post, signed_v2_at};
+use test_support::callbacks::{code, post, signed_v2_at, until_taken_over};
 use test_support::process::GatewayProcess;
 
 const KEY: &str = "example-backend-test-key";
@@ -186,20 +186,8 @@ async fn a_signed_order_provisions_exactly_one_tenant_through_retries_and_a_cras
         "the killed gateway never answered"
     );
     let gateway = GatewayProcess::start(&gateway_binary(), &config, &log);
-    let started = Instant::now();
-    let answer = loop {
-        let answer = callback(&client, &gateway, &new_instance(&order)).await;
-        if code(&answer) == "000000" {
-            break answer;
-        }
-        assert_eq!(
-            code(&answer),
-            "000004",
-            "only 'in progress' before: {answer}"
-        );
-        assert!(started.elapsed() < Duration::from_secs(20), "no takeover");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    let answer =
+        until_taken_over(async || callback(&client, &gateway, &new_instance(&order)).await).await;
     let crashed = answer["instanceId"]
         .as_str()
         .expect("an instance")

@@ -121,12 +121,12 @@ async fn text_of(client: &Client, css: &str) -> String {
 /// found may be the old page's, or go stale while it is read; both are
 /// looked for again, for up to ten seconds.
 async fn text_when(client: &Client, css: &str, wanted: impl Fn(&str) -> bool) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(10);
     let mut last = None;
-    while std::time::Instant::now() < deadline {
+    while Instant::now() < deadline {
         let found = client
             .wait()
-            .at_most(deadline.saturating_duration_since(std::time::Instant::now()))
+            .at_most(deadline.saturating_duration_since(Instant::now()))
             .for_element(Locator::Css(css))
             .await;
         if let Ok(element) = found {
@@ -157,6 +157,23 @@ async fn click(client: &Client, css: &str) {
         .click()
         .await
         .unwrap_or_else(|e| panic!("clicking `{css}`: {e}"));
+}
+
+/// Loads `url` again until it shows a `css` element: the callback log is
+/// written behind the answer, so a callback is listed a moment later.
+async fn reload_until_listed(client: &Client, url: &str, css: &str) {
+    let started = Instant::now();
+    loop {
+        client.goto(url).await.expect("the callbacks page");
+        if client.find(Locator::Css(css)).await.is_ok() {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "`{css}` never listed at {url}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }
 
 /// Uploads `file` on the versions page, optionally activating it; returns
@@ -276,19 +293,7 @@ async fn a_merchant_delivers_finds_a_failure_and_redrives_it_in_the_browser() {
     let (url, body) = signed_v2(&gateway.url, "acme", KEY, &new_instance(&order));
     assert_eq!(code(&post(&http, &url, body).await), "000000");
     let list = format!("{admin}/console/m/acme/callbacks?order_id={order}");
-    let started = Instant::now();
-    loop {
-        client.goto(&list).await.expect("the callbacks page");
-        if client
-            .find(Locator::Css("table.callbacks tbody tr"))
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "never listed");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    reload_until_listed(&client, &list, "table.callbacks tbody tr").await;
     assert!(
         text_of(&client, "table.callbacks tbody")
             .await
@@ -324,27 +329,8 @@ async fn a_merchant_delivers_finds_a_failure_and_redrives_it_in_the_browser() {
     screenshot(&client, "05-versions").await;
 
     // The failed callback, found by its order id, re-driven from its page.
-    let started = Instant::now();
-    loop {
-        client
-            .goto(&format!(
-                "{admin}/console/m/acme/callbacks?order_id={failed_order}"
-            ))
-            .await
-            .expect("the callbacks page");
-        if client
-            .find(Locator::Css("table.callbacks tbody tr a"))
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the failure never listed"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    let list = format!("{admin}/console/m/acme/callbacks?order_id={failed_order}");
+    reload_until_listed(&client, &list, "table.callbacks tbody tr a").await;
     assert!(
         text_of(&client, "table.callbacks tbody")
             .await

@@ -11,7 +11,7 @@ use koogallery_protocol::ids;
 use koogallery_protocol::marketplace;
 use koogallery_protocol::time::now_ms;
 use serde_json::{Value, json};
-use test_support::callbacks::{self, code, post};
+use test_support::callbacks::{self, code, post, until_taken_over};
 use test_support::process::{GatewayProcess, executions, store_number};
 
 const KEY: &str = "durability-test-key";
@@ -128,21 +128,11 @@ async fn sigkill_mid_call_then_a_retry_after_restart_reuses_the_instance_and_the
     );
 
     let gateway = site.start();
-    let started = Instant::now();
-    let answer = loop {
+    let answer = until_taken_over(async || {
         let (url, body) = signed(&gateway.url, &new_instance(&order_id), now_ms());
-        let answer = post(&client, &url, body).await;
-        if code(&answer) == "000000" {
-            break answer;
-        }
-        assert_eq!(
-            code(&answer),
-            "000004",
-            "only 'in progress' before: {answer}"
-        );
-        assert!(started.elapsed() < Duration::from_secs(20), "no takeover");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+        post(&client, &url, body).await
+    })
+    .await;
     assert_eq!(answer["instanceId"], assigned_id(&order_id).as_str());
 
     let ran = executions(&gateway.log(), &order_id);

@@ -19,7 +19,7 @@ use koogallery_protocol::ids;
 use koogallery_protocol::marketplace;
 use koogallery_protocol::time::now_ms;
 use serde_json::{Value, json};
-use test_support::callbacks::{code, post, signed_v2, signed_v2_at};
+use test_support::callbacks::{code, post, signed_v2, signed_v2_at, until_taken_over};
 use test_support::process::{GatewayProcess, executions};
 
 const KEY: &str = "replicas-test-access-key";
@@ -225,21 +225,11 @@ async fn a_replica_killed_mid_call_is_taken_over_while_the_others_answer() {
 
     // The marketplace retries on a survivor: "in progress" until the dead
     // replica's lease passes, then a takeover answers with the same id.
-    let started = Instant::now();
-    let answer = loop {
+    let answer = until_taken_over(async || {
         let (url, body) = signed_v2(&replicas[1].url, "slow", KEY, &new_instance(&order_id));
-        let answer = post(&client, &url, body).await;
-        if code(&answer) == "000000" {
-            break answer;
-        }
-        assert_eq!(
-            code(&answer),
-            "000004",
-            "only 'in progress' before: {answer}"
-        );
-        assert!(started.elapsed() < Duration::from_secs(20), "no takeover");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+        post(&client, &url, body).await
+    })
+    .await;
     assert_eq!(
         answer["instanceId"],
         assigned_id("slow", &order_id).as_str()

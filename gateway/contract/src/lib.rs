@@ -288,6 +288,8 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// Every operation, in declaration order (so `op as usize` is its
+    /// position here).
     pub const ALL: [Operation; 8] = [
         Operation::Create,
         Operation::Query,
@@ -468,6 +470,13 @@ pub enum OperationOutput {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_lists_the_operations_in_declaration_order() {
+        for (position, op) in Operation::ALL.into_iter().enumerate() {
+            assert_eq!(op as usize, position, "{op}");
+        }
+    }
 
     #[test]
     fn operation_names_round_trip() {

@@ -35,30 +35,6 @@ use generated::koogallery::plugin::types as wit_types;
 /// against any `0.1.x` of the contract exports it under a compatible name).
 const PROVISIONING: &str = "koogallery:plugin/provisioning@0.1.1";
 
-/// The provisioning functions, in [`Functions`]' order.
-#[derive(Clone, Copy)]
-enum Function {
-    Create,
-    Query,
-    Renew,
-    UpdateStatus,
-    Release,
-    Upgrade,
-    ChangeCheck,
-    IssueLicense,
-}
-
-const FUNCTION_NAMES: [&str; 8] = [
-    "create",
-    "query",
-    "renew",
-    "update-status",
-    "release",
-    "upgrade",
-    "change-check",
-    "issue-license",
-];
-
 /// A loaded plugin's provisioning functions, found once (by name, at load)
 /// and type-checked once each, on their first call.
 ///
@@ -80,8 +56,9 @@ impl Functions {
         let interface = component
             .get_export_index(None, PROVISIONING)
             .ok_or_else(|| wasmtime::format_err!("no exported instance named `{PROVISIONING}`"))?;
-        let mut indices = Vec::with_capacity(FUNCTION_NAMES.len());
-        for name in FUNCTION_NAMES {
+        let mut indices = Vec::with_capacity(c::Operation::ALL.len());
+        for operation in c::Operation::ALL {
+            let name = operation.name();
             let index = component
                 .get_export_index(Some(&interface), name)
                 .ok_or_else(|| {
@@ -98,11 +75,11 @@ impl Functions {
         })
     }
 
-    /// Calls `function` of `instance` (an instance of the component these
-    /// functions were found in) with `params`.
+    /// Calls `operation`'s function of `instance` (an instance of the
+    /// component these functions were found in) with `params`.
     async fn call<T, P, R>(
         &self,
-        function: Function,
+        operation: c::Operation,
         store: &mut wasmtime::Store<T>,
         instance: &Instance,
         params: P,
@@ -112,10 +89,11 @@ impl Functions {
         P: ComponentNamedList + Lower + Send + Sync,
         R: ComponentNamedList + Lift + Send + Sync + 'static,
     {
-        let slot = function as usize;
+        // `Operation::ALL` lists the variants in declaration order.
+        let slot = operation as usize;
         let func = instance
             .get_func(&mut *store, self.indices[slot])
-            .ok_or_else(|| wasmtime::format_err!("`{}` is not a function", FUNCTION_NAMES[slot]))?;
+            .ok_or_else(|| wasmtime::format_err!("`{operation}` is not a function"))?;
         let typed = if self.checked[slot].load(Ordering::Acquire) {
             // SAFETY: the same export of the same component passed
             // `Func::typed` with these very types before (below); a
@@ -138,56 +116,45 @@ pub(crate) async fn dispatch<T: Send>(
     store: &mut wasmtime::Store<T>,
     request: &c::OperationRequest,
 ) -> wasmtime::Result<Result<c::OperationOutput, c::PluginError>> {
-    use Function as F;
     use c::OperationOutput as Out;
+    let op = request.operation();
     type Answer<T> = (Result<T, wit_types::PluginError>,);
     let answered = match request {
         c::OperationRequest::Create(r) => {
-            let (created,): Answer<wit::Created> = functions
-                .call(F::Create, store, instance, (&create(r),))
-                .await?;
+            let (created,): Answer<wit::Created> =
+                functions.call(op, store, instance, (&create(r),)).await?;
             created.map(|created| Out::Created(from_created(created)))
         }
         c::OperationRequest::Query(r) => {
-            let (reports,): Answer<Vec<wit::InstanceReport>> = functions
-                .call(F::Query, store, instance, (&query(r),))
-                .await?;
+            let (reports,): Answer<Vec<wit::InstanceReport>> =
+                functions.call(op, store, instance, (&query(r),)).await?;
             reports.map(|reports| Out::Instances(reports.into_iter().map(from_report).collect()))
         }
         c::OperationRequest::Renew(r) => {
-            let (answer,): Answer<()> = functions
-                .call(F::Renew, store, instance, (&renew(r),))
-                .await?;
+            let (answer,): Answer<()> = functions.call(op, store, instance, (&renew(r),)).await?;
             answer.map(done)
         }
         c::OperationRequest::UpdateStatus(r) => {
-            let (answer,): Answer<()> = functions
-                .call(F::UpdateStatus, store, instance, (&status(r),))
-                .await?;
+            let (answer,): Answer<()> = functions.call(op, store, instance, (&status(r),)).await?;
             answer.map(done)
         }
         c::OperationRequest::Release(r) => {
-            let (answer,): Answer<()> = functions
-                .call(F::Release, store, instance, (&release(r),))
-                .await?;
+            let (answer,): Answer<()> = functions.call(op, store, instance, (&release(r),)).await?;
             answer.map(done)
         }
         c::OperationRequest::Upgrade(r) => {
-            let (answer,): Answer<()> = functions
-                .call(F::Upgrade, store, instance, (&upgrade(r),))
-                .await?;
+            let (answer,): Answer<()> = functions.call(op, store, instance, (&upgrade(r),)).await?;
             answer.map(done)
         }
         c::OperationRequest::ChangeCheck(r) => {
             let (answer,): Answer<()> = functions
-                .call(F::ChangeCheck, store, instance, (&change_check(r),))
+                .call(op, store, instance, (&change_check(r),))
                 .await?;
             answer.map(done)
         }
         c::OperationRequest::IssueLicense(r) => {
-            let (license,): Answer<wit::License> = functions
-                .call(F::IssueLicense, store, instance, (&license(r),))
-                .await?;
+            let (license,): Answer<wit::License> =
+                functions.call(op, store, instance, (&license(r),)).await?;
             license.map(|wit::License { content }| Out::License(c::License { content }))
         }
     };

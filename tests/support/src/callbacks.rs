@@ -40,3 +40,27 @@ pub async fn post(client: &reqwest::Client, url: &str, body: Vec<u8>) -> Value {
 pub fn code(answer: &Value) -> &str {
     answer["resultCode"].as_str().unwrap_or("<none>")
 }
+
+/// Sends a create again and again (as the marketplace retries) until it is
+/// answered 000000, and returns that answer: only "in progress" (000004)
+/// may come before it, for up to 20 seconds (a dead worker's lease running
+/// out, then a takeover).
+pub async fn until_taken_over(mut send: impl AsyncFnMut() -> Value) -> Value {
+    let started = std::time::Instant::now();
+    loop {
+        let answer = send().await;
+        if code(&answer) == "000000" {
+            return answer;
+        }
+        assert_eq!(
+            code(&answer),
+            "000004",
+            "only 'in progress' before: {answer}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "no takeover"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+}

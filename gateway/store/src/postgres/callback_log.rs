@@ -16,28 +16,7 @@ impl CallbackLog for PostgresStore {
             let mut client = self.connection(Commit::Lazy).await?;
             let tx = client.transaction().await?;
             for r in &records {
-                let args: [Arg<'_>; 20] = [
-                    &r.at_ms,
-                    &r.merchant_id,
-                    &r.request_id,
-                    &r.generation,
-                    &r.activity,
-                    &r.order_id,
-                    &r.order_line_id,
-                    &r.instance_id,
-                    &r.result_code,
-                    &r.result_msg,
-                    &r.latency_us,
-                    &r.path,
-                    &r.reason,
-                    &r.attempt,
-                    &r.plugin_version,
-                    &r.plugin_sha256,
-                    &r.idempotency_key,
-                    &r.test,
-                    &r.plugin_logs_json,
-                    &r.request_json,
-                ];
+                let args: [Arg<'_>; sql::INSERT_VALUES] = sql::insert_values!(r);
                 execute(&tx, sql::INSERT, &args).await?;
             }
             tx.commit().await?;

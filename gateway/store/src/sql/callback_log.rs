@@ -25,6 +25,36 @@ pub const INSERT: &str = concat!(
 /// The values an [`INSERT`] binds per record.
 pub const INSERT_VALUES: usize = 20;
 
+/// A record's values in [`INSERT`]'s order, as an array of references that
+/// each engine's driver types (`insert_values!(record)`).
+macro_rules! insert_values {
+    ($r:expr) => {
+        [
+            &$r.at_ms,
+            &$r.merchant_id,
+            &$r.request_id,
+            &$r.generation,
+            &$r.activity,
+            &$r.order_id,
+            &$r.order_line_id,
+            &$r.instance_id,
+            &$r.result_code,
+            &$r.result_msg,
+            &$r.latency_us,
+            &$r.path,
+            &$r.reason,
+            &$r.attempt,
+            &$r.plugin_version,
+            &$r.plugin_sha256,
+            &$r.idempotency_key,
+            &$r.test,
+            &$r.plugin_logs_json,
+            &$r.request_json,
+        ]
+    };
+}
+pub(crate) use insert_values;
+
 /// One statement appending `rows` records, its parameters positional
 /// (`?`, SQLite's syntax): record i's values are parameters
 /// `i * INSERT_VALUES + 1 ..`.

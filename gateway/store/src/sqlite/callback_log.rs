@@ -22,28 +22,7 @@ static INSERT_MANY: LazyLock<String> = LazyLock::new(|| sql::insert_many_sqlite(
 
 /// A record's values, in [`sql::INSERT`]'s order.
 fn values(r: &CallbackRecord) -> [&dyn ToSql; sql::INSERT_VALUES] {
-    [
-        &r.at_ms,
-        &r.merchant_id,
-        &r.request_id,
-        &r.generation,
-        &r.activity,
-        &r.order_id,
-        &r.order_line_id,
-        &r.instance_id,
-        &r.result_code,
-        &r.result_msg,
-        &r.latency_us,
-        &r.path,
-        &r.reason,
-        &r.attempt,
-        &r.plugin_version,
-        &r.plugin_sha256,
-        &r.idempotency_key,
-        &r.test,
-        &r.plugin_logs_json,
-        &r.request_json,
-    ]
+    sql::insert_values!(r)
 }
 
 #[async_trait::async_trait]
