@@ -140,9 +140,11 @@ fn a_replays_line_is_debug_and_every_other_callbacks_info() {
     let wrong = simulate(&["newInstance", "--url", &url, "--access-key", "not-the-key"]);
     assert!(stdout(&wrong).contains("\"resultCode\":\"000001\""));
     let log_path = served._dir.path().join("gateway.log");
+    // The log is JSON lines (test_support's `GatewayProcess`).
     let answered = |log: &str, code: &str| {
+        let code = format!("\"result_code\":\"{code}\"");
         log.lines()
-            .filter(|line| line.contains("callback answered") && line.contains(code))
+            .filter(|line| line.contains("callback answered") && line.contains(&code))
             .count()
     };
     let deadline = Instant::now() + Duration::from_secs(10);
