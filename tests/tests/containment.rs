@@ -275,6 +275,28 @@ async fn heavy_calls_demote_their_own_merchant_only() {
     assert_still_serving(&rt, &hungry).await;
 }
 
+/// Heavy means CPU spent in wasm, not time: a call that computes for 150 ms
+/// and answers demotes its merchant; one that sleeps as long in a host call
+/// does not (nor would a short call the kernel kept off a core for a tick).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_is_heavy_by_the_cpu_it_ran_not_the_time_it_took() {
+    let rt = runtime(4);
+    let busy = merchant(&[], DEADLINE);
+    let (invocation, took) = create(&rt, &busy, "busy-150").await;
+    answered(&invocation);
+    assert!(took >= Duration::from_millis(150));
+    assert!(busy.share.demoted(), "150 ms of wasm is heavy");
+
+    let sleepy = merchant(&[], DEADLINE);
+    let (invocation, took) = create(&rt, &sleepy, "slow-150").await;
+    answered(&invocation);
+    assert!(took >= Duration::from_millis(150));
+    assert!(
+        !sleepy.share.demoted(),
+        "sleeping in a host call is not heavy"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_merchants_runaway_does_not_stop_another_merchants_calls() {
     let rt = std::sync::Arc::new(runtime(8));

@@ -27,9 +27,10 @@ mod output;
 mod shares;
 mod threads;
 mod validate;
+mod wasm_cpu;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -53,6 +54,7 @@ use artifacts::ArtifactStore;
 use bindings::Functions;
 use host::HostState;
 use koogallery_contract::{OperationOutput, OperationRequest, PluginError};
+use wasm_cpu::WasmCpu;
 
 /// The loaded plugins, least recently used evicted first, bounded by count
 /// and by code bytes: each weighs its code but at least an even share of
@@ -435,8 +437,8 @@ impl Invoker {
         store.limiter(|state| &mut state.limiter);
         let turn = shares::CpuTurn::new(share, deadline_at);
         store.call_hook_async(shares::CpuTurnHook(turn.clone()));
-        let ticks = Arc::new(AtomicU32::new(0));
-        store.epoch_deadline_callback(on_epoch_tick(deadline_at, turn, ticks.clone()));
+        let wasm_cpu = Arc::new(WasmCpu::default());
+        store.epoch_deadline_callback(on_epoch_tick(deadline_at, turn, wasm_cpu.clone()));
         store.set_epoch_deadline(1);
 
         // Epochs only see running wasm; this wall-clock guard also covers a
@@ -467,7 +469,7 @@ impl Invoker {
                 &collected.stderr.text,
             )),
         };
-        let heavy = ticks.load(Ordering::Relaxed) >= HEAVY_TICKS
+        let heavy = wasm_cpu.heavy()
             || collected.peak_memory_bytes > engine::INLINE_RESET_BYTES
             || matches!(
                 outcome,
@@ -522,39 +524,37 @@ fn reset_in_background(share: &MerchantShare, release: impl FnOnce() + Send + 's
     });
 }
 
-/// Epoch ticks seen while running wasm that make a call heavy (see
-/// `shares`' demotion): one tick can fall into any short call; two mean
-/// it ran wasm for at least a tick's length.
-const HEAVY_TICKS: u32 = 2;
-
 /// How long a background reset waits for its merchant's CPU turn.
 const RESET_TURN_WAIT: Duration = Duration::from_secs(5);
 
-/// What happens at each epoch tick while the guest runs wasm: past the
-/// deadline, stop it; otherwise give its merchant's CPU slot back, let other
-/// tasks run, and queue for a slot again behind the merchant's other calls
-/// (see `shares`).
+/// What happens at each epoch tick while the guest runs wasm: measure the
+/// CPU it ran since the last tick (`wasm_cpu`); past the deadline, stop it;
+/// otherwise give its merchant's CPU slot back, let other tasks run, and
+/// queue for a slot again behind the merchant's other calls (see `shares`).
 fn on_epoch_tick(
     deadline_at: Instant,
     turn: shares::CpuTurn,
-    ticks: Arc<AtomicU32>,
+    wasm_cpu: Arc<WasmCpu>,
 ) -> impl FnMut(wasmtime::StoreContextMut<'_, HostState>) -> wasmtime::Result<UpdateDeadline>
 + Send
 + Sync
 + 'static {
     move |_| {
-        ticks.fetch_add(1, Ordering::Relaxed);
+        wasm_cpu.tick();
         if Instant::now() >= deadline_at {
             return Ok(UpdateDeadline::Interrupt);
         }
         turn.give_back();
         let turn = turn.clone();
+        let wasm_cpu = wasm_cpu.clone();
         Ok(UpdateDeadline::YieldCustom(
             1,
             Box::pin(async move {
                 tokio::task::yield_now().await;
                 // Past the deadline without a slot: the next tick stops it.
                 turn.take().await;
+                // Wasm resumes on this thread once this future is done.
+                wasm_cpu.resume();
             }),
         ))
     }

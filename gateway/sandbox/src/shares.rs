@@ -14,11 +14,11 @@
 //!   together, inside the gateway's overall memory budget. Growth past
 //!   either traps that call (a memory-limit failure, 000005).
 //!
-//! And a merchant whose calls were lately *heavy* (ran wasm across two epoch
-//! ticks, grew past the inline-reset size, or hit a limit) is **demoted**
-//! for [`DEMOTION`]: its calls run on the low-priority plugin threads
-//! (`threads.rs`), where their CPU and page faults yield to the request
-//! path. Everyone else's calls run in place, without that hop's cost.
+//! And a merchant whose calls were lately *heavy* (ran wasm for
+//! `wasm_cpu::HEAVY_CPU` of CPU, grew past the inline-reset size, or hit a
+//! limit) is **demoted** for [`DEMOTION`]: its calls run on the
+//! low-priority plugin threads (`threads.rs`), where their CPU and page
+//! faults yield to the request path. Everyone else's calls run in place, without that hop's cost.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

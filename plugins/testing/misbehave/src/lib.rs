@@ -34,6 +34,10 @@ impl Plugin for Misbehave {
             std::thread::sleep(std::time::Duration::from_millis(millis));
             return Ok(created(&req, "slow".into()));
         }
+        if let Some(millis) = prefixed_millis("busy-", &req.order_id) {
+            busy_for(std::time::Duration::from_millis(millis));
+            return Ok(created(&req, "busy".into()));
+        }
         let behaviour = config::get("create_behaviour").unwrap_or_else(|| req.order_id.clone());
         match behaviour.as_str() {
             "loop" => spin(),
@@ -113,8 +117,25 @@ fn executing(operation: &str, subject: &str, call: &CallContext) {
 
 /// `slow-<ms>-anything` → `<ms>`.
 fn slow_millis(order_id: &str) -> Option<u64> {
-    let rest = order_id.strip_prefix("slow-")?;
+    prefixed_millis("slow-", order_id)
+}
+
+/// `N` from an order id `<prefix>N` or `<prefix>N-…`.
+fn prefixed_millis(prefix: &str, order_id: &str) -> Option<u64> {
+    let rest = order_id.strip_prefix(prefix)?;
     rest.split('-').next()?.parse().ok()
+}
+
+/// Runs wasm (and reads the clock) for `wall`, then returns: a heavy call
+/// that still answers.
+fn busy_for(wall: std::time::Duration) {
+    let until = std::time::Instant::now() + wall;
+    let mut counter: u64 = 0;
+    while std::time::Instant::now() < until {
+        for _ in 0..1000 {
+            counter = std::hint::black_box(counter.wrapping_add(1));
+        }
+    }
 }
 
 /// The plugin error named `case` (its WIT name).
