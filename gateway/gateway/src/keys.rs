@@ -13,6 +13,7 @@
 //! backups of the data directory, or better outside it: whoever holds the
 //! key and the store can read the customer data in it.
 
+use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 
 use hmac::{Hmac, Mac};
@@ -54,15 +55,11 @@ impl Keys {
         if let Some(hex_key) = env_value {
             return parse(hex_key.trim()).ok_or(KeyError::BadEnv);
         }
-        match std::fs::read_to_string(file) {
-            Ok(text) => parse(text.trim()).ok_or_else(|| KeyError::BadFile {
-                path: file.to_path_buf(),
-            }),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => create(file),
-            Err(source) => Err(KeyError::Io {
-                path: file.to_path_buf(),
-                source,
-            }),
+        match read(file) {
+            Err(KeyError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
+                create(file)
+            }
+            read => read,
         }
     }
 
@@ -98,25 +95,47 @@ fn parse(hex_key: &str) -> Option<Keys> {
     })
 }
 
-/// Writes a fresh random key to `file`, readable by its owner only.
+/// The key in `file`.
+fn read(file: &Path) -> Result<Keys, KeyError> {
+    let text = std::fs::read_to_string(file).map_err(|source| KeyError::Io {
+        path: file.to_path_buf(),
+        source,
+    })?;
+    parse(text.trim()).ok_or_else(|| KeyError::BadFile {
+        path: file.to_path_buf(),
+    })
+}
+
+/// Writes a fresh random key to `file`, readable by its owner only. It is
+/// written and synced under a temporary name, then linked into place
+/// without replacing anything: replicas started together on one data
+/// directory race here, and the losers read the winner's key, which is
+/// whole (it was linked only once written).
 fn create(file: &Path) -> Result<Keys, KeyError> {
     let io = |source| KeyError::Io {
         path: file.to_path_buf(),
         source,
     };
     let master: [u8; 32] = rand::random();
-    if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
+    let dir = match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    // Created owner-only (0600 on Unix).
+    let mut staged = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    staged
+        .write_all(hex::encode(master).as_bytes())
+        .map_err(io)?;
+    staged.as_file().sync_all().map_err(io)?;
+    match staged.persist_noclobber(file) {
+        Ok(_) => {
+            tracing::info!(path = %file.display(), "generated the gateway's master key");
+            Ok(Keys { master })
+        }
+        Err(lost) if lost.error.kind() == ErrorKind::AlreadyExists => read(file),
+        Err(failed) => Err(io(failed.error)),
     }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut handle = options.open(file).map_err(io)?;
-    std::io::Write::write_all(&mut handle, hex::encode(master).as_bytes()).map_err(io)?;
-    handle.sync_all().map_err(io)?;
-    tracing::info!(path = %file.display(), "generated the gateway's master key");
-    Ok(Keys { master })
 }
 
 #[cfg(test)]
@@ -138,6 +157,37 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         assert!(!format!("{first:?}").contains(&hex::encode(first.master)));
+    }
+
+    #[test]
+    fn replicas_starting_together_on_one_key_file_all_get_the_same_key() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("gateway.key");
+        let start = std::sync::Barrier::new(8);
+        let keys: Vec<Keys> = std::thread::scope(|scope| {
+            let racers: Vec<_> = (0..8)
+                .map(|_| {
+                    scope.spawn(|| {
+                        start.wait();
+                        Keys::load(None, &file)
+                    })
+                })
+                .collect();
+            racers
+                .into_iter()
+                .map(|racer| {
+                    racer
+                        .join()
+                        .expect("no panic")
+                        .expect("every racer has the key")
+                })
+                .collect()
+        });
+        assert!(keys.iter().all(|key| key.master == keys[0].master));
+        assert_eq!(
+            Keys::load(None, &file).expect("read").master,
+            keys[0].master
+        );
     }
 
     #[test]
