@@ -9,7 +9,8 @@
 //! `error-<case>` declines with that `plugin-error` case (`error-sold-out`,
 //! `error-instance-not-found`, …), `slow-<ms>-…` answers normally after
 //! `<ms>` milliseconds (a call that is still running when duplicates
-//! arrive), `log-flood` logs one record with 300,000 empty fields and
+//! arrive), `busy-<ms>-…` computes for `<ms>` milliseconds and then answers
+//! (a heavy call that succeeds), `log-flood` logs one record with 300,000 empty fields and
 //! `big-reason` declines with a 32 MiB reason (what a hostile plugin makes
 //! the host copy). Any other order id gets a normal answer, so the same
 //! component also proves the runtime still works after each failure. A
