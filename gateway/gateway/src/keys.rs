@@ -59,7 +59,7 @@ impl Keys {
             Err(KeyError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
                 create(file)
             }
-            read => read,
+            found => found,
         }
     }
 

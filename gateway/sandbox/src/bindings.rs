@@ -106,6 +106,24 @@ impl Functions {
         };
         typed.call_async(&mut *store, params).await
     }
+
+    /// Calls one of the functions that answer nothing but success or a
+    /// plugin error (renew, status, release, upgrade, change check).
+    async fn done<T, A>(
+        &self,
+        operation: c::Operation,
+        store: &mut wasmtime::Store<T>,
+        instance: &Instance,
+        request: &A,
+    ) -> wasmtime::Result<Result<c::OperationOutput, wit_types::PluginError>>
+    where
+        T: Send,
+        A: Lower + Sync,
+    {
+        let (answer,): (Result<(), wit_types::PluginError>,) =
+            self.call(operation, store, instance, (request,)).await?;
+        Ok(answer.map(|()| c::OperationOutput::Done))
+    }
 }
 
 /// Calls the function of `request` on an instance of the plugin whose
@@ -130,27 +148,16 @@ pub(crate) async fn dispatch<T: Send>(
                 functions.call(op, store, instance, (&query(r),)).await?;
             reports.map(|reports| Out::Instances(reports.into_iter().map(from_report).collect()))
         }
-        c::OperationRequest::Renew(r) => {
-            let (answer,): Answer<()> = functions.call(op, store, instance, (&renew(r),)).await?;
-            answer.map(done)
-        }
+        c::OperationRequest::Renew(r) => functions.done(op, store, instance, &renew(r)).await?,
         c::OperationRequest::UpdateStatus(r) => {
-            let (answer,): Answer<()> = functions.call(op, store, instance, (&status(r),)).await?;
-            answer.map(done)
+            functions.done(op, store, instance, &status(r)).await?
         }
-        c::OperationRequest::Release(r) => {
-            let (answer,): Answer<()> = functions.call(op, store, instance, (&release(r),)).await?;
-            answer.map(done)
-        }
-        c::OperationRequest::Upgrade(r) => {
-            let (answer,): Answer<()> = functions.call(op, store, instance, (&upgrade(r),)).await?;
-            answer.map(done)
-        }
+        c::OperationRequest::Release(r) => functions.done(op, store, instance, &release(r)).await?,
+        c::OperationRequest::Upgrade(r) => functions.done(op, store, instance, &upgrade(r)).await?,
         c::OperationRequest::ChangeCheck(r) => {
-            let (answer,): Answer<()> = functions
-                .call(op, store, instance, (&change_check(r),))
-                .await?;
-            answer.map(done)
+            functions
+                .done(op, store, instance, &change_check(r))
+                .await?
         }
         c::OperationRequest::IssueLicense(r) => {
             let (license,): Answer<wit::License> =
@@ -159,10 +166,6 @@ pub(crate) async fn dispatch<T: Send>(
         }
     };
     Ok(answered.map_err(from_plugin_error))
-}
-
-fn done(_: ()) -> c::OperationOutput {
-    c::OperationOutput::Done
 }
 
 // ---- gateway → plugin
