@@ -9,9 +9,12 @@
 //!   `gateway serve` and measures memory, store size and the cost of a
 //!   call whose plugin was evicted (`merchants.rs`);
 //! - `loadgen replicas` measures 1, 2, 3… replicas on PostgreSQL next to
-//!   one on SQLite and the baseline (`replicas.rs`).
+//!   one on SQLite and the baseline (`replicas.rs`);
+//! - `loadgen commit` measures one durable commit alone (`commit.rs`), the
+//!   part of a create's CPU budget the native handler does not pay.
 
 mod client;
+mod commit;
 mod load;
 mod merchants;
 mod native;
@@ -97,6 +100,14 @@ enum Cmd {
     Merchants(merchants::Plan),
     /// Measure replicas on one PostgreSQL database next to SQLite.
     Replicas(replicas::Plan),
+    /// Commit one order at a time, durably, at a fixed rate, in a new
+    /// database; print the commits and this process's CPU time.
+    Commit {
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
 }
 
 #[derive(clap::Args)]
@@ -179,6 +190,12 @@ async fn main() -> anyhow::Result<()> {
         }
         Cmd::Merchants(plan) => merchants::run(plan, &recorder).await,
         Cmd::Replicas(plan) => replicas::run(plan, &recorder).await,
+        Cmd::Commit { rate, seconds } => {
+            let dir = tempfile::tempdir()?;
+            let committed = commit::run(dir.path(), rate, Duration::from_secs(seconds))?;
+            println!("{}", committed.line());
+            Ok(())
+        }
     }
 }
 
@@ -309,11 +326,48 @@ async fn compare(
             "{}",
             row(&label, "gateway", &results[1], Some((native, pace)))
         );
+        if let (Mix::Creates, Pace::Open { per_second, .. }) = (mix, pace) {
+            let committed = commit_alone(per_second, seconds)?;
+            println!(
+                "{}",
+                commit_row(per_second, &committed, native, &results[1])
+            );
+        }
     }
     if failed {
         anyhow::bail!("some answers failed their checks (above)");
     }
     Ok(())
+}
+
+/// Runs `loadgen commit` as a process of its own and reads what it measured.
+fn commit_alone(per_second: u64, seconds: u64) -> anyhow::Result<commit::Committed> {
+    let output = Command::new(std::env::current_exe()?)
+        .args(["commit", "--rate", &per_second.to_string()])
+        .args(["--seconds", &seconds.to_string()])
+        .stderr(Stdio::inherit())
+        .output()?;
+    if !output.status.success() {
+        anyhow::bail!("`loadgen commit` failed: {}", output.status);
+    }
+    commit::Committed::parse(&String::from_utf8_lossy(&output.stdout))
+}
+
+/// The durable commit's row, and a create's CPU against its budget: the
+/// native handler's plus the commit's (issue 15 asks for at most 1.5×).
+fn commit_row(
+    per_second: u64,
+    committed: &commit::Committed,
+    native: &Measured,
+    gateway: &Measured,
+) -> String {
+    let budget = native.cpu_per_callback() + committed.cpu_per_commit();
+    format!(
+        "| one durable commit alone | open, {per_second}/s | SQLite, fsync each | {:.0} | | | | {:.0} µs | creates: {:.2}× native + commit |",
+        committed.commits as f64 / committed.wall.as_secs_f64().max(1e-9),
+        committed.cpu_per_commit().as_secs_f64() * 1e6,
+        gateway.cpu_per_callback().as_secs_f64() / budget.as_secs_f64().max(1e-9),
+    )
 }
 
 /// A fresh run id: order ids never repeat across runs or invocations.
