@@ -272,6 +272,8 @@ fn set_synchronous(conn: &Connection, synced: &mut bool, needs_sync: bool) -> Re
     } else {
         "PRAGMA synchronous = NORMAL"
     };
+    // Prepared anew each time, never cached: SQLite applies this pragma
+    // while preparing it, so a cached statement would switch nothing.
     match conn.execute_batch(pragma) {
         Ok(()) => {
             *synced = needs_sync;
