@@ -5,15 +5,14 @@
 //! one durable commit's), because the native handler keeps nothing and a
 //! create must keep its order line durably before it answers. What a merchant's own handler
 //! would pay for that is measured here, in a process of its own (so that the
-//! load generator's work is not charged to it), at the open loop's rate: one
-//! SQLite transaction per order in WAL mode with `synchronous=FULL` (an
-//! fsync per commit, as the gateway's synced commits), inserting an order
-//! line → instance row under a random-looking key.
+//! load generator's work is not charged to it), at the open loop's rate:
+//! [`gateway_store::order_log`]'s one synced SQLite transaction per order
+//! line, under a random-looking key.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, params};
+use gateway_store::order_log::OrderLog;
 
 use crate::load::process_cpu;
 
@@ -64,14 +63,7 @@ impl Committed {
 /// Commits one order at a time at `per_second` for `length`, in a new
 /// database under `dir`.
 pub fn run(dir: &Path, per_second: u64, length: Duration) -> anyhow::Result<Committed> {
-    let conn = Connection::open(dir.join("orders.db"))?;
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-         CREATE TABLE orders (order_line TEXT PRIMARY KEY, instance_id TEXT NOT NULL, \
-                              expires_at INTEGER NOT NULL);",
-    )?;
-    let mut insert = conn
-        .prepare("INSERT INTO orders (order_line, instance_id, expires_at) VALUES (?1, ?2, ?3)")?;
+    let log = OrderLog::create(&dir.join("orders.db"))?;
     let interval = Duration::from_secs_f64(1.0 / per_second.max(1) as f64);
     let cpu_before = process_cpu(std::process::id());
     let started = Instant::now();
@@ -86,7 +78,7 @@ pub fn run(dir: &Path, per_second: u64, length: Duration) -> anyhow::Result<Comm
         }
         // A random-looking key, as an order line's is to a B-tree.
         let key = format!("{:016x}", commits.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        insert.execute(params![key, format!("i-{key}"), 1_900_000_000i64])?;
+        log.commit(&key, &format!("i-{key}"))?;
         commits += 1;
     }
     Ok(Committed {
@@ -101,16 +93,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn commits_at_the_rate_asked_and_keeps_every_row() -> anyhow::Result<()> {
+    fn commits_at_the_rate_asked_and_reports_it_in_one_line() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let committed = run(dir.path(), 200, Duration::from_millis(250))?;
         assert_eq!(committed.commits, 50);
-        let rows: i64 = Connection::open(dir.path().join("orders.db"))?.query_row(
-            "SELECT count(*) FROM orders",
-            [],
-            |row| row.get(0),
-        )?;
-        assert_eq!(rows, 50);
         let read = Committed::parse(&committed.line())?;
         assert_eq!(read.commits, 50);
         assert_eq!(

@@ -30,6 +30,7 @@
 pub mod callback_log;
 mod checkpoint;
 pub mod kv;
+pub mod order_log;
 mod postgres;
 pub mod registry;
 mod rows;
