@@ -70,13 +70,13 @@ pub fn start<T: Send + Sync + 'static>(
 }
 
 /// The files beside a database in WAL mode.
-struct WalFiles {
+pub(crate) struct WalFiles {
     wal: PathBuf,
     index: PathBuf,
 }
 
 impl WalFiles {
-    fn of(database: PathBuf) -> WalFiles {
+    pub(crate) fn of(database: PathBuf) -> WalFiles {
         let with = |suffix: &str| {
             let mut name = database.clone().into_os_string();
             name.push(suffix);
@@ -94,6 +94,26 @@ impl WalFiles {
     fn waiting_bytes(&self) -> u64 {
         waiting_in_index(&self.index)
             .unwrap_or_else(|| std::fs::metadata(&self.wal).map_or(0, |m| m.len()))
+    }
+
+    /// The last committed frame (`mxFrame`), if the WAL-index can be read.
+    pub(crate) fn last_frame(&self) -> Option<u32> {
+        let mut field = [0u8; 4];
+        File::open(&self.index)
+            .ok()?
+            .read_exact_at(&mut field, 16)
+            .ok()?;
+        Some(u32::from_ne_bytes(field))
+    }
+
+    /// Puts the WAL file's written pages on disk (nothing to do if there is
+    /// no WAL file yet).
+    pub(crate) fn sync_wal(&self) -> std::io::Result<()> {
+        match File::open(&self.wal) {
+            Ok(file) => file.sync_data(),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(error),
+        }
     }
 }
 

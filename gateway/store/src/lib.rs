@@ -381,7 +381,10 @@ pub trait Store: Send + Sync + 'static {
     /// Whether writes commit: how many batches in a row failed, and why.
     fn health(&self) -> Health;
 
-    /// One empty write transaction: succeeds only if writes commit now.
+    /// One empty write transaction: succeeds only if writes commit now, and
+    /// makes every write committed before it durable (on SQLite the writer
+    /// syncs the WAL for a synced batch that appended nothing; on PostgreSQL
+    /// the transaction id it takes gives it a commit record to flush).
     async fn probe(&self) -> Result<(), StoreError>;
 
     /// Deletes nonces expired before `now_ms` (cheap: the completer runs it

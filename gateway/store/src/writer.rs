@@ -31,7 +31,10 @@
 //! is never durable while an earlier lazy one is lost. So a caller told
 //! "done" about a synced write holds a durable write; about a lazy one, a
 //! write that survives anything but a crash of the machine before the next
-//! synced commit.
+//! synced commit. SQLite syncs the WAL only when a commit appends to it, so a
+//! synced batch that changed nothing (the store's probe, an update that
+//! matched no row) syncs the WAL file itself: its caller may be relying on
+//! it for the lazy writes before it (a create answered in flight).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,6 +44,7 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::StoreError;
+use crate::checkpoint::WalFiles;
 
 /// The most writes committed together.
 const MAX_BATCH: usize = 64;
@@ -155,6 +159,10 @@ struct State {
     failing: AtomicU64,
     /// Why the last batch failed.
     last_failure: std::sync::Mutex<Option<String>>,
+    /// Synced batches whose commit appended nothing, so that the writer
+    /// synced the WAL itself.
+    #[cfg_attr(not(test), allow(dead_code))]
+    wal_syncs: AtomicU64,
 }
 
 /// Whether the writer commits.
@@ -219,6 +227,10 @@ impl Writer {
 
 fn run(conn: Connection, queue: &mpsc::Receiver<Box<dyn Job>>, state: &State) {
     let mut synced = true;
+    let wal = conn
+        .path()
+        .filter(|path| !path.is_empty())
+        .map(|path| WalFiles::of(path.into()));
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -234,13 +246,25 @@ fn run(conn: Connection, queue: &mpsc::Receiver<Box<dyn Job>>, state: &State) {
         // answered: a caller who heard back sees the state its batch left.
         state.batches.fetch_add(1, Ordering::Relaxed);
         let mut replies = Vec::with_capacity(batch.len());
-        let outcome = match set_synchronous(&conn, &mut synced, needs_sync) {
+        let frames_before = wal
+            .as_ref()
+            .filter(|_| needs_sync)
+            .map(WalFiles::last_frame);
+        let mut outcome = match set_synchronous(&conn, &mut synced, needs_sync) {
             Ok(()) => commit_batch(&conn, batch, &mut replies),
             Err(why) => {
                 fail_all(batch, &why, &mut replies);
                 Err(why)
             }
         };
+        if let (Some(wal), Some(before), Ok(())) = (&wal, frames_before, &outcome)
+            && let Err(why) = synced_even_if_empty(wal, before, state)
+        {
+            for (_, committed) in &mut replies {
+                *committed = Err(why.clone());
+            }
+            outcome = Err(why);
+        }
         match outcome {
             Ok(()) => state.failing.store(0, Ordering::Relaxed),
             Err(why) => {
@@ -255,6 +279,19 @@ fn run(conn: Connection, queue: &mpsc::Receiver<Box<dyn Job>>, state: &State) {
             job.deliver(committed);
         }
     }
+}
+
+/// After a synced batch committed: if its commit appended no frame (SQLite
+/// then syncs nothing), syncs the WAL for the lazy writes committed before
+/// it. `before` is the last frame before the batch, if it could be read
+/// (unknown: synced all the same).
+fn synced_even_if_empty(wal: &WalFiles, before: Option<u32>, state: &State) -> Result<(), String> {
+    if before.is_some() && wal.last_frame() != before {
+        return Ok(());
+    }
+    state.wal_syncs.fetch_add(1, Ordering::Relaxed);
+    wal.sync_wal()
+        .map_err(|error| format!("syncing the WAL: {error}"))
 }
 
 /// Answers held back until the batch's health is recorded.
@@ -418,6 +455,36 @@ mod tests {
             conn.execute("INSERT INTO t (x) VALUES (?1)", [&text])?;
             Ok(())
         })
+    }
+
+    #[tokio::test]
+    async fn a_synced_batch_that_appends_nothing_syncs_the_wal_itself() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let writer = Writer::start(capped_connection(&dir)).expect("writer");
+        let syncs = || writer.state.wal_syncs.load(Ordering::Relaxed);
+        writer
+            .write(Durability::Lazy, insert("lazy".into()))
+            .await
+            .expect("a lazy write");
+        writer
+            .write(Durability::Synced, insert("synced".into()))
+            .await
+            .expect("a synced write");
+        assert_eq!(syncs(), 0, "SQLite synced the commits that appended");
+        writer
+            .write(Durability::Lazy, insert("lazy again".into()))
+            .await
+            .expect("a lazy write");
+        writer
+            .write::<()>(Durability::Synced, Box::new(|_| Ok(())))
+            .await
+            .expect("an empty synced write");
+        assert_eq!(syncs(), 1, "the empty synced batch synced the WAL");
+        writer
+            .write::<()>(Durability::Lazy, Box::new(|_| Ok(())))
+            .await
+            .expect("an empty lazy write");
+        assert_eq!(syncs(), 1, "a lazy batch promises no sync");
     }
 
     /// A write that reports the `synchronous` setting its batch commits at
