@@ -2,12 +2,12 @@
 //! alone.
 //!
 //! Issue 15 holds a first-time create to 1.5× (the native handler's CPU +
-//! one durable commit's), because the native handler keeps nothing and a
-//! create must keep its order line durably before it answers. What a merchant's own handler
-//! would pay for that is measured here, in a process of its own (so that the
-//! load generator's work is not charged to it), at the open loop's rate:
-//! [`gateway_store::order_log`]'s one synced SQLite transaction per order
-//! line, under a random-looking key.
+//! one durable commit's): the native handler keeps nothing, and a create
+//! must keep its order line durably before it answers. What a merchant's
+//! own handler would pay for that is measured here, in a process of its own
+//! (so that the load generator's work is not charged to it), at the open
+//! loop's rate: [`gateway_store::order_log`]'s one synced SQLite
+//! transaction per order line, under a random-looking key.
 
 use std::path::Path;
 use std::time::{Duration, Instant};

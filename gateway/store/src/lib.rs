@@ -37,6 +37,7 @@ mod rows;
 mod sql;
 mod sqlite;
 pub mod test_support;
+mod wal_files;
 mod writer;
 
 use std::path::PathBuf;

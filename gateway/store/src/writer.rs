@@ -44,7 +44,7 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::StoreError;
-use crate::checkpoint::WalFiles;
+use crate::wal_files::WalFiles;
 
 /// The most writes committed together.
 const MAX_BATCH: usize = 64;
