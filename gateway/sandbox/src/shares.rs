@@ -18,7 +18,8 @@
 //! `wasm_cpu::HEAVY_CPU` of CPU, grew past the inline-reset size, or hit a
 //! limit) is **demoted** for [`DEMOTION`]: its calls run on the
 //! low-priority plugin threads (`threads.rs`), where their CPU and page
-//! faults yield to the request path. Everyone else's calls run in place, without that hop's cost.
+//! faults yield to the request path. Everyone else's calls run in place,
+//! without that hop's cost.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

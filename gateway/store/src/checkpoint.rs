@@ -11,10 +11,8 @@
 //! checkpoint only as a fallback, at [`WRITER_FALLBACK_PAGES`], should this
 //! thread fall behind.
 //!
-//! What waits is read from the WAL-index (the `-shm` file every connection
-//! maps; its header is documented in SQLite's `walformat.html`): the last
-//! committed frame (`mxFrame`) less the frames already copied
-//! (`nBackfill`). Not the WAL file's size: SQLite reuses the file from its
+//! What waits is the WAL-index's count of frames not yet copied
+//! (`wal_files`), not the WAL file's size: SQLite reuses the file from its
 //! start after a checkpoint and truncates it only to `journal_size_limit`,
 //! so once grown the file stays large, and a size rule checkpointed at
 //! every look (measured: 40 times a second at 1,000 creates/s, each a

@@ -7,17 +7,33 @@
 //!
 //! Read without SQLite's locks: a header being rewritten may read stale or
 //! mixed, which costs one checkpoint early or late, or one sync more; never
-//! a wrong page (checkpoints and commits take the locks themselves).
+//! a wrong page (checkpoints and commits take the locks themselves). One
+//! gap is known: if another process commits lazily between the writer's two
+//! reads, the writer takes that for its own commit and skips the sync
+//! (replicas that serve together share PostgreSQL, not an SQLite file).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::OnceLock;
 
 /// The files beside a database in WAL mode.
 pub struct WalFiles {
     wal: PathBuf,
     index: PathBuf,
+    /// The WAL-index, opened at its first read and kept: the writer reads
+    /// it around every synced batch. Its owner keeps a connection to the
+    /// database open, so the file stays the one SQLite maps.
+    index_file: OnceLock<File>,
 }
+
+/// The WAL-index header's fields read here (offsets per `walformat.html`):
+/// `szPage` (u16; 1 means 65,536), `mxFrame` (u32), and the checkpoint's
+/// `nBackfill` (u32), in the machine's byte order.
+const PAGE_SIZE_AT: usize = 14;
+const LAST_FRAME_AT: usize = 16;
+const COPIED_AT: usize = 96;
+const HEADER_BYTES: usize = COPIED_AT + 4;
 
 impl WalFiles {
     pub fn of(database: PathBuf) -> WalFiles {
@@ -29,6 +45,7 @@ impl WalFiles {
         WalFiles {
             wal: with("-wal"),
             index: with("-shm"),
+            index_file: OnceLock::new(),
         }
     }
 
@@ -36,18 +53,13 @@ impl WalFiles {
     /// WAL-index cannot be read, the WAL file's size stands in (it is never
     /// less).
     pub fn waiting_bytes(&self) -> u64 {
-        waiting_in_index(&self.index)
+        self.waiting_in_index()
             .unwrap_or_else(|| std::fs::metadata(&self.wal).map_or(0, |m| m.len()))
     }
 
     /// The last committed frame (`mxFrame`), if the WAL-index can be read.
     pub fn last_frame(&self) -> Option<u32> {
-        let mut field = [0u8; 4];
-        File::open(&self.index)
-            .ok()?
-            .read_exact_at(&mut field, 16)
-            .ok()?;
-        Some(u32::from_ne_bytes(field))
+        Some(u32::from_ne_bytes(field(&self.header()?, LAST_FRAME_AT)?))
     }
 
     /// Puts the WAL file's written pages on disk (nothing to do if there is
@@ -59,21 +71,30 @@ impl WalFiles {
             Err(error) => Err(error),
         }
     }
-}
 
-/// Reads the WAL-index header: `szPage` (u16 at 14; 1 means 65,536),
-/// `mxFrame` (u32 at 16), and the checkpoint's `nBackfill` (u32 at 96), in
-/// the machine's byte order.
-fn waiting_in_index(index: &Path) -> Option<u64> {
-    let mut header = [0u8; 100];
-    File::open(index).ok()?.read_exact_at(&mut header, 0).ok()?;
-    let page_size = match u16::from_ne_bytes(field(&header, 14)?) {
-        1 => 65_536,
-        size => u64::from(size),
-    };
-    let last_frame = u32::from_ne_bytes(field(&header, 16)?);
-    let copied = u32::from_ne_bytes(field(&header, 96)?);
-    Some(u64::from(last_frame.saturating_sub(copied)) * page_size)
+    fn waiting_in_index(&self) -> Option<u64> {
+        let header = self.header()?;
+        let page_size = match u16::from_ne_bytes(field(&header, PAGE_SIZE_AT)?) {
+            1 => 65_536,
+            size => u64::from(size),
+        };
+        let last_frame = u32::from_ne_bytes(field(&header, LAST_FRAME_AT)?);
+        let copied = u32::from_ne_bytes(field(&header, COPIED_AT)?);
+        Some(u64::from(last_frame.saturating_sub(copied)) * page_size)
+    }
+
+    fn header(&self) -> Option<[u8; HEADER_BYTES]> {
+        let file = match self.index_file.get() {
+            Some(file) => file,
+            None => {
+                let opened = File::open(&self.index).ok()?;
+                self.index_file.get_or_init(|| opened)
+            }
+        };
+        let mut header = [0u8; HEADER_BYTES];
+        file.read_exact_at(&mut header, 0).ok()?;
+        Some(header)
+    }
 }
 
 /// The `N` bytes of `header` at `at`.
