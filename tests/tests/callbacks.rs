@@ -231,6 +231,54 @@ async fn every_result_code_reaches_the_wire_signed() {
     );
 }
 
+/// A V2 callback to the reference merchant under a nonce of the test's
+/// choosing.
+async fn v2_with_nonce(gw: &TestGateway, body: &serde_json::Value, nonce: &str) -> Reply {
+    let bytes = serde_json::to_vec(body).expect("JSON");
+    let query = marketplace::v2_query(KEY, &bytes, now_ms(), nonce);
+    let uri = format!("/callbacks/reference?{query}");
+    gw.send(Method::POST, &uri, bytes).await
+}
+
+#[tokio::test]
+async fn a_nonce_remembered_by_a_claim_is_refused_everywhere_else_and_claims_nothing() {
+    let gw = TestGateway::new().await;
+    let create = |order_id: &str| {
+        json!({"activity": "newInstance", "orderId": order_id,
+            "orderLineId": format!("{order_id}-000001"), "businessId": marketplace::random_nonce()})
+    };
+    let (first, second) = (order(), order());
+    let created = v2_with_nonce(&gw, &create(&first), "claimed-nonce").await;
+    assert_eq!(created.code(), "000000", "{:?}", created.json);
+
+    // Another order under the same nonce: refused, and nothing of it stored.
+    let refused = v2_with_nonce(&gw, &create(&second), "claimed-nonce").await;
+    assert_eq!(refused.code(), "000001", "{:?}", refused.json);
+    let second_id = ids::instance_id("reference", &second, Some(&format!("{second}-000001")));
+    let store = gw.app.operations().store().clone();
+    let instance = store.instance("reference", &second_id).await;
+    assert_eq!(
+        instance.ok(),
+        Some(None),
+        "the refused create proposed no instance"
+    );
+
+    // A read meets the nonce a claim remembered, and a claim the one a read did.
+    let instance = created.json["instanceId"].as_str().expect("an instance id");
+    let query = json!({"activity": "queryInstance", "instanceId": instance});
+    let read = v2_with_nonce(&gw, &query, "claimed-nonce").await;
+    assert_eq!(read.code(), "000001", "{:?}", read.json);
+    let read = v2_with_nonce(&gw, &query, "read-nonce").await;
+    assert_eq!(read.code(), "000000", "{:?}", read.json);
+    let refused = v2_with_nonce(&gw, &create(&second), "read-nonce").await;
+    assert_eq!(refused.code(), "000001", "{:?}", refused.json);
+
+    // Under a fresh nonce, the second order is created as usual.
+    let created = v2_with_nonce(&gw, &create(&second), "fresh-nonce").await;
+    assert_eq!(created.code(), "000000", "{:?}", created.json);
+    assert_eq!(created.json["instanceId"], second_id.as_str());
+}
+
 #[tokio::test]
 async fn the_negative_set_answers_000001_and_never_reaches_the_plugin() {
     let gw = TestGateway::new().await;

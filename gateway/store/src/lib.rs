@@ -178,6 +178,21 @@ pub struct NewOperation {
     pub assignment: Option<InstanceAssignment>,
     pub fingerprint: String,
     pub request_json: String,
+    /// The request's replay guard, remembered in the claim's own
+    /// transaction (one commit where there were two); the claim is what
+    /// lets a request cause an effect, so the guard is remembered before
+    /// any. `None` for a re-drive, which has no request of its own.
+    pub replay_guard: Option<ReplayGuard>,
+}
+
+/// A request's replay guard as the store remembers it: a V2 nonce, or a V1
+/// token with the digest of the parameters it was bound to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplayGuard {
+    pub key: String,
+    pub binding: Option<String>,
+    /// How long it is remembered from now.
+    pub memory_ms: i64,
 }
 
 /// An operation record as stored.
@@ -206,6 +221,9 @@ pub enum Claim {
     Won { instance_id: Option<String> },
     /// The record already existed.
     Exists(Box<OperationRecord>),
+    /// The request's replay guard was remembered already and does not admit
+    /// it ([`Remembered::admits`]): nothing was written.
+    Replayed(Remembered),
 }
 
 /// How an attempt ended, written only if the attempt still holds the fence.
@@ -259,6 +277,18 @@ pub enum Remembered {
     Again { same_binding: bool },
 }
 
+impl Remembered {
+    /// Whether the request may go on: its guard is new, or it is a V1
+    /// request resent as it was (`bound`: the guard has a binding; the same
+    /// token with the same parameters is the marketplace resending).
+    pub fn admits(self, bound: bool) -> bool {
+        match self {
+            Remembered::New => true,
+            Remembered::Again { same_binding } => bound && same_binding,
+        }
+    }
+}
+
 /// A record the completer should look at, or why it cannot be read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StuckRow {
@@ -284,7 +314,9 @@ pub trait Store: Send + Sync + 'static {
     /// Claims `op` atomically: exactly one caller across every process wins.
     /// The winner's record is `in_flight`, attempt 1, leased until
     /// `now_ms + lease_ms`; a create's instance is assigned in the same
-    /// transaction.
+    /// transaction. `op.replay_guard` is remembered first, in the same
+    /// transaction; if it does not admit the request, nothing else is
+    /// written ([`Claim::Replayed`]).
     async fn claim(
         &self,
         op: &NewOperation,

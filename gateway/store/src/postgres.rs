@@ -439,6 +439,18 @@ impl Store for PostgresStore {
         self.observed(async {
             let mut client = self.connection(Commit::Lazy).await?;
             let tx = client.transaction().await?;
+            if let Some(guard) = &op.replay_guard {
+                let row = (
+                    op.id.merchant_id.as_str(),
+                    guard.key.as_str(),
+                    guard.binding.as_deref(),
+                );
+                let remembered = remember_nonce(&tx, row, now_ms, guard.memory_ms).await?;
+                if !remembered.admits(guard.binding.is_some()) {
+                    tx.commit().await?;
+                    return Ok(Claim::Replayed(remembered));
+                }
+            }
             let claim = claim(&tx, op, now_ms, lease_ms).await?;
             tx.commit().await?;
             Ok(claim)
@@ -601,21 +613,7 @@ impl Store for PostgresStore {
         // nonce) is one round trip, and each statement decides alone.
         self.observed(async {
             let client = self.connection(Commit::Lazy).await?;
-            let expires_at = now_ms.saturating_add(memory_ms);
-            let args: [Arg<'_>; 4] = [&merchant_id, &nonce, &expires_at, &binding];
-            if execute(&client, sql::REMEMBER_NONCE, &args).await? == 1 {
-                return Ok(Remembered::New);
-            }
-            let args: [Arg<'_>; 5] = [&merchant_id, &nonce, &expires_at, &now_ms, &binding];
-            if execute(&client, sql::REFRESH_EXPIRED_NONCE, &args).await? == 1 {
-                return Ok(Remembered::New);
-            }
-            let args: [Arg<'_>; 2] = [&merchant_id, &nonce];
-            let row = query_row(&client, sql::NONCE_BINDING, &args).await?;
-            let stored: Option<String> = row.map(|row| row.try_get(0)).transpose()?.flatten();
-            Ok(Remembered::Again {
-                same_binding: stored.as_deref() == binding,
-            })
+            remember_nonce(&client, (merchant_id, nonce, binding), now_ms, memory_ms).await
         })
         .await
     }
@@ -671,6 +669,32 @@ impl Store for PostgresStore {
 }
 
 /// The claim's statements (see SQLite's `claim`).
+/// Remembers a replay guard (merchant, nonce or token, binding) for
+/// `memory_ms`, or says it was seen before. Each statement decides alone,
+/// in a transaction or out of one.
+async fn remember_nonce(
+    client: &impl GenericClient,
+    (merchant_id, nonce, binding): (&str, &str, Option<&str>),
+    now_ms: i64,
+    memory_ms: i64,
+) -> Result<Remembered, StoreError> {
+    let expires_at = now_ms.saturating_add(memory_ms);
+    let args: [Arg<'_>; 4] = [&merchant_id, &nonce, &expires_at, &binding];
+    if execute(client, sql::REMEMBER_NONCE, &args).await? == 1 {
+        return Ok(Remembered::New);
+    }
+    let args: [Arg<'_>; 5] = [&merchant_id, &nonce, &expires_at, &now_ms, &binding];
+    if execute(client, sql::REFRESH_EXPIRED_NONCE, &args).await? == 1 {
+        return Ok(Remembered::New);
+    }
+    let args: [Arg<'_>; 2] = [&merchant_id, &nonce];
+    let row = query_row(client, sql::NONCE_BINDING, &args).await?;
+    let stored: Option<String> = row.map(|row| row.try_get(0)).transpose()?.flatten();
+    Ok(Remembered::Again {
+        same_binding: stored.as_deref() == binding,
+    })
+}
+
 async fn claim(
     tx: &impl GenericClient,
     op: &NewOperation,

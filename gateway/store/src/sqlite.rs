@@ -337,7 +337,17 @@ impl Store for SqliteStore {
         self.writer
             .write(
                 Durability::Lazy,
-                Box::new(move |conn| claim(conn, &op, now_ms, lease_ms)),
+                Box::new(move |conn| {
+                    if let Some(guard) = &op.replay_guard {
+                        let merchant = op.id.merchant_id.as_str();
+                        let row = (merchant, guard.key.as_str(), guard.binding.as_deref());
+                        let remembered = remember_nonce(conn, row, now_ms, guard.memory_ms)?;
+                        if !remembered.admits(guard.binding.is_some()) {
+                            return Ok(Claim::Replayed(remembered));
+                        }
+                    }
+                    claim(conn, &op, now_ms, lease_ms)
+                }),
             )
             .await
     }
@@ -520,23 +530,8 @@ impl Store for SqliteStore {
                 Durability::Lazy,
                 Box::new(move |conn| {
                     let (merchant_id, nonce, binding) = &work;
-                    let expires_at = now_ms.saturating_add(memory_ms);
-                    let args: [&dyn ToSql; 4] = [merchant_id, nonce, &expires_at, binding];
-                    if execute(conn, sql::REMEMBER_NONCE, &args)? == 1 {
-                        return Ok(Remembered::New);
-                    }
-                    let args: [&dyn ToSql; 5] = [merchant_id, nonce, &expires_at, &now_ms, binding];
-                    if execute(conn, sql::REFRESH_EXPIRED_NONCE, &args)? == 1 {
-                        return Ok(Remembered::New);
-                    }
-                    let args: [&dyn ToSql; 2] = [merchant_id, nonce];
-                    let stored = query_row(conn, sql::NONCE_BINDING, &args, |row| {
-                        Ok(row.get::<_, Option<String>>(0)?)
-                    })?
-                    .flatten();
-                    Ok(Remembered::Again {
-                        same_binding: stored == *binding,
-                    })
+                    let guard = (merchant_id.as_str(), nonce.as_str(), binding.as_deref());
+                    remember_nonce(conn, guard, now_ms, memory_ms)
                 }),
             )
             .await
@@ -577,6 +572,33 @@ impl Store for SqliteStore {
             )
             .await
     }
+}
+
+/// Remembers a replay guard (merchant, nonce or token, binding) for
+/// `memory_ms`, or says it was seen before.
+fn remember_nonce(
+    conn: &Connection,
+    (merchant_id, nonce, binding): (&str, &str, Option<&str>),
+    now_ms: i64,
+    memory_ms: i64,
+) -> Result<Remembered, StoreError> {
+    let expires_at = now_ms.saturating_add(memory_ms);
+    let args: [&dyn ToSql; 4] = [&merchant_id, &nonce, &expires_at, &binding];
+    if execute(conn, sql::REMEMBER_NONCE, &args)? == 1 {
+        return Ok(Remembered::New);
+    }
+    let args: [&dyn ToSql; 5] = [&merchant_id, &nonce, &expires_at, &now_ms, &binding];
+    if execute(conn, sql::REFRESH_EXPIRED_NONCE, &args)? == 1 {
+        return Ok(Remembered::New);
+    }
+    let args: [&dyn ToSql; 2] = [&merchant_id, &nonce];
+    let stored = query_row(conn, sql::NONCE_BINDING, &args, |row| {
+        Ok(row.get::<_, Option<String>>(0)?)
+    })?
+    .flatten();
+    Ok(Remembered::Again {
+        same_binding: stored.as_deref() == binding,
+    })
 }
 
 /// The claim's statements: propose the instance, insert the record, or read

@@ -1,7 +1,7 @@
 //! The store on both engines (a real SQLite file, a real PostgreSQL
 //! schema): the atomic claim under 200 concurrent claimers, instance
 //! assignment surviving the operation record, fenced takeover and
-//! completion, nonces across a reopen, the reaper, the migration guard,
+//! completion, nonces across a reopen and in the claim, the reaper, the migration guard,
 //! corrupt rows; and on SQLite, a store that cannot grow and background
 //! checkpoints.
 
@@ -10,7 +10,8 @@ use engines::Engine;
 
 use gateway_store::{
     Claim, Completion, InstanceAssignment, InstanceChange, NewOperation, OperationId,
-    OperationStatus, Remembered, SqliteSettings, SqliteStore, Store, StoreError, StuckRow,
+    OperationStatus, Remembered, ReplayGuard, SqliteSettings, SqliteStore, Store, StoreError,
+    StuckRow,
 };
 
 const LEASE: i64 = 30_000;
@@ -32,6 +33,7 @@ fn op(key: &str, order: &str) -> NewOperation {
         }),
         fingerprint: "f1".into(),
         request_json: "{}".into(),
+        replay_guard: None,
     }
 }
 
@@ -72,6 +74,7 @@ async fn two_hundred_concurrent_claims_have_exactly_one_winner(engine: Engine) {
                 assert_eq!(record.attempt, 1);
                 instance_ids.extend(record.instance_id);
             }
+            Claim::Replayed(remembered) => panic!("no replay guard was given: {remembered:?}"),
         }
     }
     assert_eq!(winners, 1);
@@ -316,6 +319,67 @@ async fn a_token_is_bound_to_what_it_signed(engine: Engine) {
             same_binding: false
         },
         "the same token over other parameters"
+    );
+}
+
+async fn a_claim_remembers_its_replay_guard_first(engine: Engine) {
+    let store = engine.open().await;
+    let guarded = |key: &str, order: &str, nonce: &str, binding: Option<&str>| NewOperation {
+        replay_guard: Some(ReplayGuard {
+            key: nonce.into(),
+            binding: binding.map(str::to_string),
+            memory_ms: 300_000,
+        }),
+        ..op(key, order)
+    };
+    let claim = |op: NewOperation| {
+        let store = store.clone();
+        async move {
+            store
+                .claim(&op, 1_000, LEASE)
+                .await
+                .expect("the store answers")
+        }
+    };
+    assert!(matches!(
+        claim(guarded("k1", "CS1", "n1", None)).await,
+        Claim::Won { .. }
+    ));
+    // Another operation under the same nonce writes nothing at all.
+    let replayed = claim(guarded("k2", "CS2", "n1", None)).await;
+    assert!(
+        matches!(replayed, Claim::Replayed(Remembered::Again { .. })),
+        "{replayed:?}"
+    );
+    assert_eq!(
+        store
+            .load(&op("k2", "CS2").id)
+            .await
+            .expect("the store answers"),
+        None
+    );
+    let instance = store
+        .instance("acme", "inst-CS2")
+        .await
+        .expect("the store answers");
+    assert_eq!(instance, None, "no instance was proposed");
+    // The nonce the claim kept is the one a read's guard meets.
+    let read = store
+        .remember_nonce("acme", "n1", None, 2_000, 300_000)
+        .await;
+    assert_eq!(read.ok(), Some(Remembered::Again { same_binding: true }));
+    // A V1 token resent over the same parameters goes on; over others it does not.
+    let first = claim(guarded("k3", "CS3", "v1:t", Some("digest-a"))).await;
+    assert!(matches!(first, Claim::Won { .. }), "{first:?}");
+    let resent = claim(guarded("k3", "CS3", "v1:t", Some("digest-a"))).await;
+    assert!(matches!(resent, Claim::Exists(_)), "{resent:?}");
+    let reused = claim(guarded("k4", "CS4", "v1:t", Some("digest-b"))).await;
+    let refused = Remembered::Again {
+        same_binding: false,
+    };
+    assert!(
+        matches!(reused, Claim::Replayed(r) if r == refused),
+        "{reused:?}"
     );
 }
 
@@ -611,6 +675,7 @@ async fn the_wal_is_checkpointed_into_the_database_in_the_background() {
 
 on_both_engines!(
     two_hundred_concurrent_claims_have_exactly_one_winner,
+    a_claim_remembers_its_replay_guard_first,
     the_instance_mapping_outlives_the_reaped_operation,
     a_takeover_fences_out_the_stale_worker,
     a_transient_failure_is_retaken_and_exhausted_ones_are_parked,

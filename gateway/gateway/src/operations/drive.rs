@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use gateway_store::{Claim, OperationRecord, OperationStatus, StoreError};
+use gateway_store::{Claim, OperationRecord, OperationStatus, Remembered, StoreError};
 use koogallery_protocol::Answer;
 
 use super::Inner;
@@ -40,6 +40,8 @@ pub(super) enum Unsettled {
     /// No answer from the handler: the task failed, or the merchant is no
     /// longer served (a completer re-driving an old record).
     Failed(String),
+    /// The request's replay guard was seen before: nothing was claimed.
+    Replayed(Remembered),
 }
 
 /// Claims `op` and drives it from there. Its failures are logged here,
@@ -87,6 +89,7 @@ async fn claim_and_drive(
                 .insert(op.id.clone(), record.instance_id.clone());
             drive_record(inner, op.clone(), *record, wait_until).await
         }
+        Claim::Replayed(remembered) => Err(Unsettled::Replayed(remembered)),
     }
 }
 

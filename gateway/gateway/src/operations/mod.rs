@@ -38,7 +38,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use gateway_store::{OperationId, OperationRecord, Store, StoreError};
+use gateway_store::{OperationId, OperationRecord, Remembered, Store, StoreError};
 
 use crate::sealing::Sealer;
 use koogallery_contract::OperationRequest;
@@ -279,20 +279,28 @@ impl Operations {
     }
 
     /// Runs `op` once across every duplicate and answers it, waiting at most
-    /// until `deadline`.
+    /// until `deadline`. `Err` when the store had seen `op.replay_guard`
+    /// before (nothing ran for this request; the caller refuses it).
+    ///
+    /// The guard is remembered by the claim, in its transaction: the claim
+    /// is what lets a request run the plugin, so the guard is remembered
+    /// before any effect. What is answered without a claim of its own — a
+    /// final result this process holds, a concurrent duplicate's result, a
+    /// precheck's refusal — ran nothing for this request, and writes
+    /// nothing for it (as [`Operations::cached`]).
     pub async fn run(
         &self,
         op: RecordedOperation,
         deadline: tokio::time::Instant,
-    ) -> (Decision, AnswerPath) {
+    ) -> Result<(Decision, AnswerPath), Remembered> {
         let inner = &self.inner;
         if let Some(settled) = inner.settled.get(&op.id).await {
-            return replay(&op, &settled, AnswerPath::ReplayedFromCache);
+            return Ok(replay(&op, &settled, AnswerPath::ReplayedFromCache));
         }
         match tokio::time::timeout_at(deadline, self.precheck(&op)).await {
-            Ok(Some(refusal)) => return refusal,
+            Ok(Some(refusal)) => return Ok(refusal),
             Ok(None) => {}
-            Err(_elapsed) => return store_too_slow(),
+            Err(_elapsed) => return Ok(store_too_slow()),
         }
         let initiated = Arc::new(AtomicBool::new(false));
         let init = {
@@ -316,19 +324,23 @@ impl Operations {
             // Toggles are never replayed from memory (see Kind::toggles).
             inner.settled.invalidate(&op.id).await;
         }
-        match waited {
+        let initiated = initiated.load(Ordering::Relaxed);
+        Ok(match waited {
             Ok(Ok(settled)) => {
-                let path = match (initiated.load(Ordering::Relaxed), settled.executed) {
+                let path = match (initiated, settled.executed) {
                     (false, _) => AnswerPath::Coalesced,
                     (true, true) => AnswerPath::Executed,
                     (true, false) => AnswerPath::ReplayedFromStore,
                 };
                 replay(&op, &settled, path)
             }
-            Ok(Err(unsettled)) => unsettled_decision(&op, &unsettled),
+            Ok(Err(unsettled)) => match &*unsettled {
+                Unsettled::Replayed(remembered) if initiated => return Err(*remembered),
+                unsettled => unsettled_decision(&op, unsettled),
+            },
             // Still running: name the instance only if its claim committed.
             Err(_elapsed) => in_progress(&op, inner.claimed.get(&op.id).flatten()),
-        }
+        })
     }
 
     /// What the instance row says before anything runs: an operation on an
@@ -397,7 +409,8 @@ impl Operations {
             Err(Unsettled::Retryable(_)) => Redriven::Retryable,
             Err(Unsettled::Mismatch { .. }) => Redriven::FingerprintMismatch,
             Err(Unsettled::Store(_)) => Redriven::StoreFailed,
-            Err(Unsettled::Failed(_)) => Redriven::NoAnswer,
+            // A re-drive has no replay guard of its own.
+            Err(Unsettled::Failed(_) | Unsettled::Replayed(_)) => Redriven::NoAnswer,
         })
     }
 }
@@ -469,5 +482,8 @@ fn unsettled_decision(op: &RecordedOperation, unsettled: &Unsettled) -> (Decisio
             AnswerPath::StoreFailed,
         ),
         Unsettled::Failed(_) => (answer(ResultCode::Internal, ""), AnswerPath::Retryable),
+        // Another request's guard, replayed while this one waited on its
+        // drive: this one is not refused for it, and its retry runs.
+        Unsettled::Replayed(_) => in_progress(op, None),
     }
 }

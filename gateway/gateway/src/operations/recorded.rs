@@ -4,7 +4,7 @@
 
 use gateway_store::{
     Completion, InstanceAssignment, InstanceChange, NewOperation, OperationId, OperationRecord,
-    OperationStatus,
+    OperationStatus, ReplayGuard,
 };
 use koogallery_contract::OperationRequest;
 use koogallery_protocol::{AccessKey, Callback, Disposition, ResultCode, ids};
@@ -39,6 +39,9 @@ pub struct RecordedOperation {
     pub signed_at_ms: Option<i64>,
     /// What the caller pinned for the execution (see [`Pinned`]).
     pub pinned: Option<Pinned>,
+    /// The request's replay guard, remembered with the claim (the caller
+    /// sets it; see `Operations::run`).
+    pub replay_guard: Option<ReplayGuard>,
 }
 
 impl RecordedOperation {
@@ -70,6 +73,7 @@ impl RecordedOperation {
             sealing_key,
             signed_at_ms: kind.toggles().map(|_| signed_at_ms),
             pinned: None,
+            replay_guard: None,
         })
     }
 
@@ -105,6 +109,8 @@ impl RecordedOperation {
             signed_at_ms: None,
             // It runs on the merchant as served now.
             pinned: None,
+            // No request of its own: its guard was remembered with its claim.
+            replay_guard: None,
         })
     }
 
@@ -119,6 +125,7 @@ impl RecordedOperation {
             assignment: self.assignment.clone(),
             fingerprint: self.fingerprint.clone(),
             request_json: envelope::write_request(&self.request, sealer),
+            replay_guard: self.replay_guard.clone(),
         }
     }
 

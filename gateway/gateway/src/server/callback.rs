@@ -4,7 +4,9 @@
 //! 2. find the merchant (or its decoy) and verify the signature over the raw
 //!    bytes — failure → 000001, and nothing else happens;
 //! 3. validate the activity's fields → 000002 naming the field;
-//! 4. refuse a replayed V2 nonce (remembered in the store) → 000001;
+//! 4. refuse a replayed V2 nonce or V1 token (remembered in the store: by
+//!    a recorded operation's claim, in its transaction; before a read's
+//!    plugin call) → 000001;
 //! 5. a recorded operation goes through the idempotency layer
 //!    ([`crate::operations`]: replay, single-flight, claim, plugin, fenced
 //!    completion); a read (queryInstance, changeInstanceCheck) runs the
@@ -367,9 +369,9 @@ async fn handle(app: &Arc<App>, incoming: Incoming<'_>, body: Body) -> Handled {
     }
 }
 
-/// A recorded operation through the idempotency layer, a read directly;
-/// either after its replay guard is remembered, unless a final answer can be
-/// replayed without writing anything.
+/// A recorded operation through the idempotency layer, its replay guard
+/// remembered by its claim (unless a final answer can be replayed without
+/// writing anything); a read directly, after its guard is remembered.
 async fn answer_callback(
     app: &Arc<App>,
     merchant: &Arc<Merchant>,
@@ -398,33 +400,14 @@ async fn answer_callback(
     {
         return Ok(decided(app, merchant, op, decision, path));
     }
-    let answer = |answer: Answer, path: &'static str| Answered {
-        answer,
-        path,
-        idempotency_key: None,
-    };
-    match remember(app, &merchant.id, &verified.replay, deadline).await {
-        Remembered::New => {}
-        Remembered::Replay(error) => return Err(error.into()),
-        Remembered::StoreFailed => {
-            // The store cannot write; if it holds the final answer, it can
-            // still be replayed (read-only).
-            if let Some(op) = &op
-                && let Ok(Some((decision, path))) =
-                    tokio::time::timeout_at(deadline, app.operations.stored(op)).await
-            {
-                return Ok(decided(app, merchant, op, decision, path));
-            }
-            let message = "the request could not be recorded; please retry";
-            return Ok(answer(
-                Answer::new(ResultCode::Internal, message),
-                "store_failed",
-            ));
-        }
-    }
     let Some(op) = op else {
-        let read = run_read(app, merchant, callback, key, deadline).await;
-        return Ok(answer(read, "read"));
+        return answer_read(app, merchant, verified, callback, key, deadline).await;
+    };
+    // A recorded operation's guard is remembered by its claim (one
+    // transaction; see `Operations::run`).
+    let op = RecordedOperation {
+        replay_guard: Some(stored_guard(app, &verified.replay)),
+        ..op
     };
     // A merchant whose creates in flight are answered as successes keeps
     // some of the budget for making the claim durable first.
@@ -432,9 +415,48 @@ async fn answer_callback(
         CreateInFlight::Success => deadline.checked_sub(NAMING_MARGIN).unwrap_or(deadline),
         CreateInFlight::Processing => deadline,
     };
-    let (decision, path) = app.operations.run(op.clone(), run_until).await;
+    let (decision, path) = match app.operations.run(op.clone(), run_until).await {
+        Ok(ran) => ran,
+        Err(remembered) => return Err(refusal(remembered, &verified.replay).into()),
+    };
+    // The store cannot write; if it holds the final answer, it can still be
+    // replayed (read-only).
+    if path == AnswerPath::StoreFailed
+        && let Ok(Some((decision, path))) =
+            tokio::time::timeout_at(deadline, app.operations.stored(&op)).await
+    {
+        return Ok(decided(app, merchant, &op, decision, path));
+    }
     let decision = durable_before_named(app, merchant, decision, deadline).await;
     Ok(decided(app, merchant, &op, decision, path))
+}
+
+/// A read runs the plugin with no claim: its replay guard is remembered
+/// first.
+async fn answer_read(
+    app: &Arc<App>,
+    merchant: &Arc<Merchant>,
+    verified: &Verified,
+    callback: &Callback,
+    key: &AccessKey,
+    deadline: tokio::time::Instant,
+) -> Result<Answered, Rejection> {
+    let (answer, path) = match remember(app, &merchant.id, &verified.replay, deadline).await {
+        Remembered::New => (
+            run_read(app, merchant, callback, key, deadline).await,
+            "read",
+        ),
+        Remembered::Replay(error) => return Err(error.into()),
+        Remembered::StoreFailed => {
+            let message = "the request could not be recorded; please retry";
+            (Answer::new(ResultCode::Internal, message), "store_failed")
+        }
+    };
+    Ok(Answered {
+        answer,
+        path,
+        idempotency_key: None,
+    })
 }
 
 /// What [`durable_before_named`] may take of the answer budget.
@@ -481,33 +503,14 @@ async fn remember(
     guard: &ReplayGuard,
     deadline: tokio::time::Instant,
 ) -> Remembered {
-    let (key, binding, memory_ms) = match guard {
-        ReplayGuard::Nonce(nonce) => (nonce.clone(), None, app.nonce_memory_ms),
-        ReplayGuard::Token {
-            token,
-            params_digest,
-        } => (
-            format!("v1:{token}"),
-            Some(params_digest.as_str()),
-            app.v1_token_memory_ms,
-        ),
-    };
+    let stored = stored_guard(app, guard);
+    let (key, binding) = (&stored.key, stored.binding.as_deref());
     let remembered =
         app.store
-            .remember_nonce(merchant_id, &key, binding, time::now_ms(), memory_ms);
+            .remember_nonce(merchant_id, key, binding, time::now_ms(), stored.memory_ms);
     match tokio::time::timeout_at(deadline, remembered).await {
-        Ok(Ok(store::Remembered::New)) => Remembered::New,
-        // A V1 request resent as it was (its token, its parameters).
-        Ok(Ok(store::Remembered::Again { same_binding: true })) if binding.is_some() => {
-            Remembered::New
-        }
-        Ok(Ok(store::Remembered::Again { same_binding })) => {
-            Remembered::Replay(if binding.is_none() || same_binding {
-                AuthError::ReplayedNonce
-            } else {
-                AuthError::ReusedToken
-            })
-        }
+        Ok(Ok(remembered)) if remembered.admits(binding.is_some()) => Remembered::New,
+        Ok(Ok(remembered)) => Remembered::Replay(refusal(remembered, guard)),
         Ok(Err(error)) => {
             tracing::error!(%error, "the replay guard could not be recorded; answered 000005");
             Remembered::StoreFailed
@@ -516,6 +519,39 @@ async fn remember(
             tracing::error!("the store did not record the replay guard within the budget");
             Remembered::StoreFailed
         }
+    }
+}
+
+/// A verified request's replay guard as the store keeps it: a V1 token is
+/// bound to the digest of the parameters it signed, and remembered for as
+/// long as a V1 timestamp is accepted.
+fn stored_guard(app: &App, guard: &ReplayGuard) -> store::ReplayGuard {
+    match guard {
+        ReplayGuard::Nonce(nonce) => store::ReplayGuard {
+            key: nonce.clone(),
+            binding: None,
+            memory_ms: app.nonce_memory_ms,
+        },
+        ReplayGuard::Token {
+            token,
+            params_digest,
+        } => store::ReplayGuard {
+            key: format!("v1:{token}"),
+            binding: Some(params_digest.clone()),
+            memory_ms: app.v1_token_memory_ms,
+        },
+    }
+}
+
+/// Why a request whose guard was seen before is refused: a V1 token over
+/// other parameters is a reused token; anything else a replayed nonce.
+fn refusal(remembered: store::Remembered, guard: &ReplayGuard) -> AuthError {
+    let bound = matches!(guard, ReplayGuard::Token { .. });
+    match remembered {
+        store::Remembered::Again {
+            same_binding: false,
+        } if bound => AuthError::ReusedToken,
+        _ => AuthError::ReplayedNonce,
     }
 }
 
