@@ -195,6 +195,18 @@ pub struct ReplayGuard {
     pub memory_ms: i64,
 }
 
+impl ReplayGuard {
+    /// Whether a request with this guard may go on, given what remembering
+    /// it found: it is new, or it is a V1 request resent as it was (the same
+    /// token over the same parameters is the marketplace resending).
+    pub fn admits(&self, remembered: Remembered) -> bool {
+        match remembered {
+            Remembered::New => true,
+            Remembered::Again { same_binding } => self.binding.is_some() && same_binding,
+        }
+    }
+}
+
 /// An operation record as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OperationRecord {
@@ -222,7 +234,7 @@ pub enum Claim {
     /// The record already existed.
     Exists(Box<OperationRecord>),
     /// The request's replay guard was remembered already and does not admit
-    /// it ([`Remembered::admits`]): nothing was written.
+    /// it ([`ReplayGuard::admits`]): nothing was written.
     Replayed(Remembered),
 }
 
@@ -275,18 +287,6 @@ pub enum Remembered {
     /// Seen before, within its memory. `same_binding`: whether it was bound
     /// to the same value then.
     Again { same_binding: bool },
-}
-
-impl Remembered {
-    /// Whether the request may go on: its guard is new, or it is a V1
-    /// request resent as it was (`bound`: the guard has a binding; the same
-    /// token with the same parameters is the marketplace resending).
-    pub fn admits(self, bound: bool) -> bool {
-        match self {
-            Remembered::New => true,
-            Remembered::Again { same_binding } => bound && same_binding,
-        }
-    }
 }
 
 /// A record the completer should look at, or why it cannot be read.
@@ -393,17 +393,14 @@ pub trait Store: Send + Sync + 'static {
         instance_id: &str,
     ) -> Result<Option<InstanceRecord>, StoreError>;
 
-    /// Remembers a nonce until `now_ms + memory_ms`, bound to `binding` (a
-    /// V1 token's parameter digest; `None` for a V2 nonce). Not necessarily
+    /// Remembers `guard` until `now_ms + guard.memory_ms`. Not necessarily
     /// durable on return: a crash may forget it unless a durable write (the
     /// request's claim, its completion) followed.
     async fn remember_nonce(
         &self,
         merchant_id: &str,
-        nonce: &str,
-        binding: Option<&str>,
+        guard: &ReplayGuard,
         now_ms: i64,
-        memory_ms: i64,
     ) -> Result<Remembered, StoreError>;
 
     /// Deletes settled operation records last updated before

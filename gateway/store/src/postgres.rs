@@ -53,7 +53,7 @@ use super::rows::{self, fence};
 use super::sql;
 use super::{
     Claim, Completion, Health, InstanceRecord, NewOperation, OperationId, OperationRecord, Reaped,
-    Remembered, Store, StoreError, StuckRow,
+    Remembered, ReplayGuard, Store, StoreError, StuckRow,
 };
 
 /// How to reach the PostgreSQL store (built from the gateway's
@@ -440,13 +440,8 @@ impl Store for PostgresStore {
             let mut client = self.connection(Commit::Lazy).await?;
             let tx = client.transaction().await?;
             if let Some(guard) = &op.replay_guard {
-                let row = (
-                    op.id.merchant_id.as_str(),
-                    guard.key.as_str(),
-                    guard.binding.as_deref(),
-                );
-                let remembered = remember_nonce(&tx, row, now_ms, guard.memory_ms).await?;
-                if !remembered.admits(guard.binding.is_some()) {
+                let remembered = remember_nonce(&tx, &op.id.merchant_id, guard, now_ms).await?;
+                if !guard.admits(remembered) {
                     tx.commit().await?;
                     return Ok(Claim::Replayed(remembered));
                 }
@@ -603,17 +598,15 @@ impl Store for PostgresStore {
     async fn remember_nonce(
         &self,
         merchant_id: &str,
-        nonce: &str,
-        binding: Option<&str>,
+        guard: &ReplayGuard,
         now_ms: i64,
-        memory_ms: i64,
     ) -> Result<Remembered, StoreError> {
         // Lazy for the reason SQLite's is (see `SqliteStore::remember_nonce`);
         // autocommit statements, no transaction: the common case (a new
         // nonce) is one round trip, and each statement decides alone.
         self.observed(async {
             let client = self.connection(Commit::Lazy).await?;
-            remember_nonce(&client, (merchant_id, nonce, binding), now_ms, memory_ms).await
+            remember_nonce(&client, merchant_id, guard, now_ms).await
         })
         .await
     }
@@ -668,17 +661,16 @@ impl Store for PostgresStore {
     }
 }
 
-/// The claim's statements (see SQLite's `claim`).
-/// Remembers a replay guard (merchant, nonce or token, binding) for
-/// `memory_ms`, or says it was seen before. Each statement decides alone,
-/// in a transaction or out of one.
+/// Remembers a merchant's replay guard for its memory, or says it was seen
+/// before. Each statement decides alone, in a transaction or out of one.
 async fn remember_nonce(
     client: &impl GenericClient,
-    (merchant_id, nonce, binding): (&str, &str, Option<&str>),
+    merchant_id: &str,
+    guard: &ReplayGuard,
     now_ms: i64,
-    memory_ms: i64,
 ) -> Result<Remembered, StoreError> {
-    let expires_at = now_ms.saturating_add(memory_ms);
+    let (nonce, binding) = (&guard.key, guard.binding.as_deref());
+    let expires_at = now_ms.saturating_add(guard.memory_ms);
     let args: [Arg<'_>; 4] = [&merchant_id, &nonce, &expires_at, &binding];
     if execute(client, sql::REMEMBER_NONCE, &args).await? == 1 {
         return Ok(Remembered::New);
@@ -695,6 +687,7 @@ async fn remember_nonce(
     })
 }
 
+/// The claim's statements (see SQLite's `claim`).
 async fn claim(
     tx: &impl GenericClient,
     op: &NewOperation,

@@ -33,7 +33,7 @@ use super::sql;
 use super::writer::{Durability, Writer};
 use super::{
     Claim, Completion, Health, InstanceRecord, NewOperation, OperationId, OperationRecord, Reaped,
-    Remembered, Store, StoreError, StuckRow,
+    Remembered, ReplayGuard, Store, StoreError, StuckRow,
 };
 
 /// How to open the SQLite store (built from the gateway's configuration).
@@ -339,10 +339,8 @@ impl Store for SqliteStore {
                 Durability::Lazy,
                 Box::new(move |conn| {
                     if let Some(guard) = &op.replay_guard {
-                        let merchant = op.id.merchant_id.as_str();
-                        let row = (merchant, guard.key.as_str(), guard.binding.as_deref());
-                        let remembered = remember_nonce(conn, row, now_ms, guard.memory_ms)?;
-                        if !remembered.admits(guard.binding.is_some()) {
+                        let remembered = remember_nonce(conn, &op.id.merchant_id, guard, now_ms)?;
+                        if !guard.admits(remembered) {
                             return Ok(Claim::Replayed(remembered));
                         }
                     }
@@ -511,16 +509,10 @@ impl Store for SqliteStore {
     async fn remember_nonce(
         &self,
         merchant_id: &str,
-        nonce: &str,
-        binding: Option<&str>,
+        guard: &ReplayGuard,
         now_ms: i64,
-        memory_ms: i64,
     ) -> Result<Remembered, StoreError> {
-        let work = (
-            merchant_id.to_string(),
-            nonce.to_string(),
-            binding.map(str::to_string),
-        );
+        let (merchant_id, guard) = (merchant_id.to_string(), guard.clone());
         // A nonce lost in a crash lets that one request be replayed once
         // more; every effect of a request is a synced write after its
         // nonce's (which makes the nonce durable too), and replays of those
@@ -528,11 +520,7 @@ impl Store for SqliteStore {
         self.writer
             .write(
                 Durability::Lazy,
-                Box::new(move |conn| {
-                    let (merchant_id, nonce, binding) = &work;
-                    let guard = (merchant_id.as_str(), nonce.as_str(), binding.as_deref());
-                    remember_nonce(conn, guard, now_ms, memory_ms)
-                }),
+                Box::new(move |conn| remember_nonce(conn, &merchant_id, &guard, now_ms)),
             )
             .await
     }
@@ -574,15 +562,16 @@ impl Store for SqliteStore {
     }
 }
 
-/// Remembers a replay guard (merchant, nonce or token, binding) for
-/// `memory_ms`, or says it was seen before.
+/// Remembers a merchant's replay guard for its memory, or says it was seen
+/// before.
 fn remember_nonce(
     conn: &Connection,
-    (merchant_id, nonce, binding): (&str, &str, Option<&str>),
+    merchant_id: &str,
+    guard: &ReplayGuard,
     now_ms: i64,
-    memory_ms: i64,
 ) -> Result<Remembered, StoreError> {
-    let expires_at = now_ms.saturating_add(memory_ms);
+    let (nonce, binding) = (&guard.key, guard.binding.as_deref());
+    let expires_at = now_ms.saturating_add(guard.memory_ms);
     let args: [&dyn ToSql; 4] = [&merchant_id, &nonce, &expires_at, &binding];
     if execute(conn, sql::REMEMBER_NONCE, &args)? == 1 {
         return Ok(Remembered::New);

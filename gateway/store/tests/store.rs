@@ -46,6 +46,15 @@ fn done(status: OperationStatus, result: &str) -> Completion {
     }
 }
 
+/// A replay guard remembered for five minutes.
+fn guard(key: &str, binding: Option<&str>) -> ReplayGuard {
+    ReplayGuard {
+        key: key.into(),
+        binding: binding.map(str::to_string),
+        memory_ms: 300_000,
+    }
+}
+
 /// Test settings: a short busy timeout, no size cap.
 fn settings(path: &std::path::Path) -> SqliteSettings {
     SqliteSettings {
@@ -272,7 +281,7 @@ async fn nonces_are_remembered_across_a_reopen_until_they_expire(engine: Engine)
         let store = store.clone();
         async move {
             store
-                .remember_nonce(merchant, "n1", None, at, 300_000)
+                .remember_nonce(merchant, &guard("n1", None), at)
                 .await
                 .expect("the store answers")
         }
@@ -302,7 +311,7 @@ async fn a_token_is_bound_to_what_it_signed(engine: Engine) {
         let store = store.clone();
         async move {
             store
-                .remember_nonce("acme", "v1:token", Some(binding), 1_000, 300_000)
+                .remember_nonce("acme", &guard("v1:token", Some(binding)), 1_000)
                 .await
                 .expect("the store answers")
         }
@@ -325,11 +334,7 @@ async fn a_token_is_bound_to_what_it_signed(engine: Engine) {
 async fn a_claim_remembers_its_replay_guard_first(engine: Engine) {
     let store = engine.open().await;
     let guarded = |key: &str, order: &str, nonce: &str, binding: Option<&str>| NewOperation {
-        replay_guard: Some(ReplayGuard {
-            key: nonce.into(),
-            binding: binding.map(str::to_string),
-            memory_ms: 300_000,
-        }),
+        replay_guard: Some(guard(nonce, binding)),
         ..op(key, order)
     };
     let claim = |op: NewOperation| {
@@ -365,7 +370,7 @@ async fn a_claim_remembers_its_replay_guard_first(engine: Engine) {
     assert_eq!(instance, None, "no instance was proposed");
     // The nonce the claim kept is the one a read's guard meets.
     let read = store
-        .remember_nonce("acme", "n1", None, 2_000, 300_000)
+        .remember_nonce("acme", &guard("n1", None), 2_000)
         .await;
     assert_eq!(read.ok(), Some(Remembered::Again { same_binding: true }));
     // A V1 token resent over the same parameters goes on; over others it does not.
@@ -658,7 +663,7 @@ async fn the_wal_is_checkpointed_into_the_database_in_the_background() {
     for i in 0..2_000 {
         let nonce = format!("{i:08}-{}", "n".repeat(200));
         store
-            .remember_nonce("m", &nonce, None, 1_000, 60_000)
+            .remember_nonce("m", &guard(&nonce, None), 1_000)
             .await
             .expect("remembered");
     }

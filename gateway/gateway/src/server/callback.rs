@@ -504,12 +504,11 @@ async fn remember(
     deadline: tokio::time::Instant,
 ) -> Remembered {
     let stored = stored_guard(app, guard);
-    let (key, binding) = (&stored.key, stored.binding.as_deref());
-    let remembered =
-        app.store
-            .remember_nonce(merchant_id, key, binding, time::now_ms(), stored.memory_ms);
+    let remembered = app
+        .store
+        .remember_nonce(merchant_id, &stored, time::now_ms());
     match tokio::time::timeout_at(deadline, remembered).await {
-        Ok(Ok(remembered)) if remembered.admits(binding.is_some()) => Remembered::New,
+        Ok(Ok(remembered)) if stored.admits(remembered) => Remembered::New,
         Ok(Ok(remembered)) => Remembered::Replay(refusal(remembered, guard)),
         Ok(Err(error)) => {
             tracing::error!(%error, "the replay guard could not be recorded; answered 000005");
