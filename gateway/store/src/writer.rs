@@ -15,7 +15,9 @@
 //! batching N writes pays one fsync and never waits on a lock of its own.
 //!
 //! Each write runs inside a savepoint, so one write failing (a constraint)
-//! rolls back only itself. Some failures (a full disk, an I/O error) make
+//! rolls back only itself; a write alone in its batch (most of them, below
+//! saturation) runs without one, its failure rolling back the whole
+//! transaction, which held nothing else. Some failures (a full disk, an I/O error) make
 //! SQLite roll back the whole transaction instead: then the batch starts
 //! again without the failing write, re-running its neighbours (writes are
 //! re-runnable closures for this), so that one oversized write never fails
@@ -322,7 +324,8 @@ fn set_synchronous(conn: &Connection, synced: &mut bool, needs_sync: bool) -> Re
     }
 }
 
-/// Commits `batch`: every write in its own savepoint, one `COMMIT`. An
+/// Commits `batch`: every write in its own savepoint (unless alone), one
+/// `COMMIT`. An
 /// error says the store itself failed (the batch could not begin or commit),
 /// as opposed to one write failing on its own.
 fn commit_batch(
@@ -359,6 +362,12 @@ fn commit_batch(
                 if batch.is_empty() {
                     return lost.map_or(Ok(()), Err);
                 }
+            }
+            Round::LoneWriteFailed { trouble } => {
+                // Its transaction held nothing else: rolled back whole.
+                let _ = control(conn, "ROLLBACK");
+                replies.extend(batch.drain(..).map(|job| (job, Ok(()))));
+                return trouble.map_or(Ok(()), Err);
             }
             Round::Unknown(why) => {
                 let _ = control(conn, "ROLLBACK");
@@ -397,11 +406,25 @@ enum Round {
     /// The write at `culprit` failed and SQLite rolled the whole transaction
     /// back with it.
     TransactionLost { culprit: usize },
+    /// The batch's only write failed (on its own account, or with
+    /// `trouble` if because of the store); it ran without a savepoint, so
+    /// the transaction is to be rolled back.
+    LoneWriteFailed { trouble: Option<String> },
     /// The transaction is in a state the writer cannot tell.
     Unknown(String),
 }
 
 fn run_all(conn: &Connection, batch: &mut [Box<dyn Job>]) -> Round {
+    // A write alone in its batch needs no savepoint: if it fails, rolling
+    // back the whole transaction undoes exactly it. (A savepoint makes
+    // SQLite copy every page the write touches into its sub-journal first.)
+    if let [job] = batch {
+        return match job.run(conn) {
+            Ran::Succeeded => Round::Ran { trouble: None },
+            Ran::Refused => Round::LoneWriteFailed { trouble: None },
+            Ran::StoreInTrouble(why) => Round::LoneWriteFailed { trouble: Some(why) },
+        };
+    }
     let mut trouble = None;
     for (index, job) in batch.iter_mut().enumerate() {
         if let Err(error) = control(conn, "SAVEPOINT write") {
@@ -614,6 +637,7 @@ mod tests {
             .write::<()>(
                 Durability::Synced,
                 Box::new(|conn| {
+                    conn.execute("INSERT INTO t (x) VALUES ('half')", [])?;
                     conn.execute("INSERT INTO t (x) VALUES (NULL)", [])?;
                     Ok(())
                 }),
@@ -625,6 +649,12 @@ mod tests {
             .write(Durability::Synced, insert("small".into()))
             .await
             .expect("the next write commits");
+        let check = Connection::open(dir.path().join("w.db")).expect("a second connection");
+        let rows: Vec<String> = check
+            .prepare("SELECT x FROM t")
+            .and_then(|mut rows| rows.query_map([], |row| row.get(0))?.collect())
+            .expect("read back");
+        assert_eq!(rows, ["small"], "nothing of the refused write's first half");
         assert_eq!(
             writer.health().failing_batches,
             0,
