@@ -106,6 +106,7 @@ async fn serve(config: Config, file: PathBuf, args: &DevArgs) -> anyhow::Result<
         admin: None,
         max_connections: config.max_connections,
         header_read_timeout: Duration::from_secs(config.header_read_timeout_secs),
+        connection_threads: config.connection_threads(),
     };
     let stop = async {
         let _ = tokio::signal::ctrl_c().await;

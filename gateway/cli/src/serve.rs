@@ -54,6 +54,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         admin,
         max_connections: config.max_connections,
         header_read_timeout: Duration::from_secs(config.header_read_timeout_secs),
+        connection_threads: config.connection_threads(),
     };
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     server::serve(listeners, app, shutdown_signal(), grace).await?;

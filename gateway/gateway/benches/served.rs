@@ -154,6 +154,7 @@ fn main() {
         admin: None,
         max_connections: 1024,
         header_read_timeout: Duration::from_secs(5),
+        connection_threads: 0,
     };
     server_runtime.spawn(server::serve(
         listeners,

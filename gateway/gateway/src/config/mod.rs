@@ -62,6 +62,11 @@ pub struct Config {
     /// How long a client may take to send its request head, in seconds.
     #[serde(default = "defaults::header_read_timeout_secs")]
     pub header_read_timeout_secs: u64,
+    /// Threads serving the callback port's connections, each with a
+    /// single-threaded runtime (`server::connection_threads`); absent: one
+    /// per core; 0: on the main, work-stealing runtime.
+    #[serde(default)]
+    pub connection_threads: Option<usize>,
     /// The embedded store and precompiled plugin artifacts live here
     /// (created owner-only).
     #[serde(default = "defaults::data_dir")]
@@ -664,6 +669,14 @@ pub mod defaults {
 }
 
 impl Config {
+    /// Threads serving the callback port's connections: as configured, else
+    /// one per core.
+    pub fn connection_threads(&self) -> usize {
+        self.connection_threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
+    }
+
     /// Reads, overrides from the process environment, resolves and validates.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -800,6 +813,12 @@ impl Config {
         }
         if self.max_connections == 0 || self.max_connections > 1 << 20 {
             return Err(invalid("max_connections", "must be between 1 and 1048576"));
+        }
+        if self
+            .connection_threads
+            .is_some_and(|threads| threads > 1024)
+        {
+            return Err(invalid("connection_threads", "must be at most 1024"));
         }
         if self.header_read_timeout_secs == 0 || self.header_read_timeout_secs > 60 {
             return Err(invalid(
@@ -1398,6 +1417,10 @@ mod tests {
             (
                 format!("header_read_timeout_secs = 0\n{MINIMAL}"),
                 "header_read_timeout_secs",
+            ),
+            (
+                format!("connection_threads = 4096\n{MINIMAL}"),
+                "connection_threads",
             ),
         ];
         for (text, expected) in cases {

@@ -8,7 +8,10 @@
 //!   descriptors and memory stay bounded;
 //! - request heads of at most [`MAX_HEAD_BYTES`], read within
 //!   `header_read_timeout` (a slow or bloated head is cut, and holds little);
-//! - a graceful shutdown: stop accepting, let in-flight callbacks finish.
+//! - a graceful shutdown: stop accepting, let in-flight callbacks finish;
+//! - the callback port's connections on the connection threads
+//!   (`connection_threads`: one single-threaded runtime per core), the
+//!   admin port's on the main runtime.
 //!
 //! Per-client fairness is the load balancer's job (behind one, every
 //! connection comes from its addresses); docs/decisions.md says so.
@@ -17,13 +20,16 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Handle;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt as _;
 
+use super::connection_threads::ConnectionThreads;
 use super::{App, admin, app};
 
 /// The largest request head (line and headers) read. Marketplace requests
@@ -37,6 +43,9 @@ pub struct Listeners {
     pub admin: Option<TcpListener>,
     pub max_connections: usize,
     pub header_read_timeout: Duration,
+    /// Threads serving the callback port's connections, one runtime each;
+    /// 0: on the caller's runtime (see `connection_threads`).
+    pub connection_threads: usize,
 }
 
 /// Serves `app_state` until `shutdown` resolves, then drains for at most
@@ -55,36 +64,39 @@ pub async fn serve(
         .admin
         .map(|listener| (listener, admin::router(app_state.clone())));
     let timeout = listeners.header_read_timeout;
+    let threads = match listeners.connection_threads {
+        0 => None,
+        count => Some(ConnectionThreads::start(count)?),
+    };
+    tracing::info!(
+        threads = threads.as_ref().map_or(0, ConnectionThreads::count),
+        "serving callbacks' connections (0 threads: on the main runtime)"
+    );
     loop {
         let accepted = tokio::select! {
-            accepted = accept(&listeners.callbacks, &limit) => accepted.map(|(c, p)| (c, p, &callbacks)),
+            accepted = accept(&listeners.callbacks, &limit) => {
+                accepted.map(|(c, p)| (c, p, &callbacks, threads.as_ref().map(ConnectionThreads::next)))
+            }
             accepted = accept_admin(admin.as_ref().map(|(l, _)| l), &limit) => {
-                accepted.map(|(c, p)| (c, p, admin.as_ref().map(|(_, r)| r).unwrap_or(&callbacks)))
+                accepted.map(|(c, p)| (c, p, admin.as_ref().map(|(_, r)| r).unwrap_or(&callbacks), None))
             }
             () = &mut shutdown => break,
         };
-        let Some((stream, permit, router)) = accepted else {
+        let Some((stream, permit, router, home)) = accepted else {
             continue;
         };
-        let service =
-            router
-                .clone()
-                .map_request(|request: axum::http::Request<hyper::body::Incoming>| {
-                    request.map(axum::body::Body::new)
-                });
-        let connection = hyper::server::conn::http1::Builder::new()
-            .title_case_headers(true)
-            .timer(TokioTimer::new())
-            .header_read_timeout(timeout)
-            .max_buf_size(MAX_HEAD_BYTES)
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-        let connection = connections.watch(connection);
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "connection ended with an error");
+        let connection = Connection {
+            router: router.clone(),
+            header_read_timeout: timeout,
+            watcher: connections.watcher(),
+            permit,
+        };
+        match home {
+            None => {
+                tokio::spawn(connection.serve(stream));
             }
-            drop(permit);
-        });
+            Some(home) => connection.serve_on(home, stream),
+        }
     }
     tracing::info!("shutting down: draining in-flight callbacks");
     app_state.ready.store(false, Ordering::SeqCst);
@@ -97,7 +109,60 @@ pub async fn serve(
     if !app_state.drain(grace).await {
         tracing::warn!("plugin calls still running after the grace period");
     }
+    if let Some(threads) = threads {
+        threads.stop().await;
+    }
     Ok(())
+}
+
+/// One accepted connection, ready to serve.
+struct Connection {
+    router: Router,
+    header_read_timeout: Duration,
+    watcher: Watcher,
+    /// Its slot among `max_connections`, given back when it ends.
+    permit: OwnedSemaphorePermit,
+}
+
+impl Connection {
+    /// Serves it on `home`, a connection thread's runtime: the socket is
+    /// taken off this runtime's I/O driver and registered with that one's.
+    fn serve_on(self, home: &Handle, stream: TcpStream) {
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::warn!(%error, "could not hand a connection to its thread");
+                return;
+            }
+        };
+        home.spawn(async move {
+            match TcpStream::from_std(stream) {
+                Ok(stream) => self.serve(stream).await,
+                Err(error) => {
+                    tracing::warn!(%error, "a connection thread could not take its socket")
+                }
+            }
+        });
+    }
+
+    /// Serves it on the runtime that polls this future, until it ends.
+    async fn serve(self, stream: TcpStream) {
+        let service =
+            self.router
+                .map_request(|request: axum::http::Request<hyper::body::Incoming>| {
+                    request.map(axum::body::Body::new)
+                });
+        let connection = hyper::server::conn::http1::Builder::new()
+            .title_case_headers(true)
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_read_timeout)
+            .max_buf_size(MAX_HEAD_BYTES)
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        if let Err(error) = self.watcher.watch(connection).await {
+            tracing::debug!(%error, "connection ended with an error");
+        }
+        drop(self.permit);
+    }
 }
 
 /// The next connection, once a connection slot is free. `None` when accept
@@ -106,7 +171,7 @@ pub async fn serve(
 async fn accept(
     listener: &TcpListener,
     limit: &Arc<Semaphore>,
-) -> Option<(tokio::net::TcpStream, tokio::sync::OwnedSemaphorePermit)> {
+) -> Option<(TcpStream, OwnedSemaphorePermit)> {
     let permit = limit.clone().acquire_owned().await.ok()?;
     match listener.accept().await {
         Ok((stream, _peer)) => Some((stream, permit)),
@@ -121,7 +186,7 @@ async fn accept(
 async fn accept_admin(
     listener: Option<&TcpListener>,
     limit: &Arc<Semaphore>,
-) -> Option<(tokio::net::TcpStream, tokio::sync::OwnedSemaphorePermit)> {
+) -> Option<(TcpStream, OwnedSemaphorePermit)> {
     match listener {
         Some(listener) => accept(listener, limit).await,
         None => std::future::pending().await,

@@ -10,13 +10,15 @@
 //!   title-case header names (the marketplace's debugger looks for
 //!   `Body-Sign` exactly), a bounded number of connections, small request
 //!   heads read within a timeout, and a graceful shutdown: stop accepting,
-//!   finish in-flight callbacks and plugin calls.
+//!   finish in-flight callbacks and plugin calls. The callback port's
+//!   connections are served thread per core (`connection_threads`).
 //!
 //! The data flow of one callback is in [`callback`].
 
 pub mod admin;
 pub mod admin_api;
 mod callback;
+mod connection_threads;
 pub mod console;
 mod listen;
 mod throttle;
