@@ -1,7 +1,8 @@
 //! `loadgen`: the served benchmark (`scripts/bench-served` runs it).
 //!
 //! - `loadgen native` serves the native baseline (`native.rs`);
-//! - `loadgen run` measures one mix against one running server;
+//! - `loadgen run` measures one mix against one running server (with
+//!   `--threads`, also where its CPU went, thread by thread: `threads.rs`);
 //! - `loadgen compare` starts `gateway serve` and the baseline as processes
 //!   of their own, measures every mix against both in the same run, and
 //!   prints the table for docs/benchmarks.md with the ratios;
@@ -20,6 +21,7 @@ mod merchants;
 mod native;
 mod replicas;
 mod results;
+mod threads;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -71,6 +73,10 @@ enum Cmd {
         pace: PaceArgs,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Also print the server's CPU and context switches per callback,
+        /// by kind of thread.
+        #[arg(long)]
+        threads: bool,
     },
     /// Start `gateway serve` and the baseline, and measure both.
     Compare {
@@ -151,6 +157,7 @@ async fn main() -> anyhow::Result<()> {
             mix,
             pace,
             seconds,
+            threads: by_thread,
         } => {
             let merchant = url.rsplit('/').next().unwrap_or("").to_string();
             let (urls, pids) = ([url.clone()], [pid]);
@@ -163,8 +170,13 @@ async fn main() -> anyhow::Result<()> {
             let run_id = run_id(0);
             load::warm_up(&target, mix, &run_id).await?;
             let length = Duration::from_secs(seconds);
+            let before = threads::snapshot(pid);
             let measured = load::run(&target, mix, pace.pace(), length, &run_id).await?;
+            let after = threads::snapshot(pid);
             println!("{}", row(&format!("{mix:?}"), "server", &measured, None));
+            if by_thread {
+                print!("\n{}", threads::table(&before, &after, measured.answered));
+            }
             verdict(&measured)
         }
         Cmd::Compare {
