@@ -4,12 +4,14 @@
 //! share one), so the table says which kind of thread pays, per callback.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+
+/// A clock tick (USER_HZ is 100 on Linux) in microseconds.
+const MICROS_PER_TICK: u64 = 10_000;
 
 /// One thread's counters so far.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Counters {
-    /// User + system CPU time, in clock ticks (USER_HZ, 100 on Linux).
+    /// User + system CPU time, in clock ticks.
     ticks: u64,
     /// Times it gave up its core (waiting: a lock, I/O, a wake-up).
     voluntary: u64,
@@ -89,10 +91,9 @@ pub fn table(before: &Snapshot, after: &Snapshot, callbacks: usize) -> String {
          |---|---|---|---|---|\n",
     );
     for (name, (count, c)) in rows {
-        let cpu = Duration::from_millis(c.ticks * 10).as_secs_f64() * 1e6;
         out.push_str(&format!(
             "| {name} | {count} | {:.0} µs | {:.2} | {:.2} |\n",
-            cpu / callbacks.max(1) as f64,
+            per(c.ticks * MICROS_PER_TICK),
             per(c.voluntary),
             per(c.involuntary)
         ));

@@ -68,10 +68,13 @@ pub async fn serve(
         0 => None,
         count => Some(ConnectionThreads::start(count)?),
     };
-    tracing::info!(
-        threads = threads.as_ref().map_or(0, ConnectionThreads::count),
-        "serving callbacks' connections (0 threads: on the main runtime)"
-    );
+    match &threads {
+        Some(threads) => tracing::info!(
+            threads = threads.count(),
+            "callback connections served on connection threads"
+        ),
+        None => tracing::info!("callback connections served on the main runtime"),
+    }
     loop {
         let accepted = tokio::select! {
             accepted = accept(&listeners.callbacks, &limit) => {
