@@ -1,6 +1,7 @@
 //! `gateway serve` and `gateway simulate` as real processes on a real
-//! socket: the "done when" path, configuration errors at start, and
-//! a graceful shutdown that still answers the callback in flight.
+//! socket: the "done when" path, configuration errors at start, a
+//! graceful shutdown that still answers the callback in flight, and the
+//! threads callbacks are served on.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -114,6 +115,61 @@ fn the_served_gateway_answers_v2_and_v1_and_refuses_a_wrong_key() {
     ]);
     assert!(stdout(&stale).contains("\"resultCode\":\"000001\""));
     assert_eq!(stale.status.code(), Some(3), "signed, but not 000000");
+}
+
+/// Voluntary context switches of the process's threads named `prefix…`,
+/// by name (Linux's `/proc`).
+fn switches_of_threads(pid: u32, prefix: &str) -> std::collections::BTreeMap<String, u64> {
+    let mut threads = std::collections::BTreeMap::new();
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the process's threads");
+    for task in tasks.flatten() {
+        let read = |file: &str| std::fs::read_to_string(task.path().join(file)).unwrap_or_default();
+        let name = read("comm").trim().to_string();
+        if !name.starts_with(prefix) {
+            continue;
+        }
+        let switches = read("status")
+            .lines()
+            .find_map(|line| line.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|count| count.trim().parse().ok())
+            .unwrap_or(0);
+        threads.insert(name, switches);
+    }
+    threads
+}
+
+/// The callback port's connections are served on the connection threads,
+/// one per core unless configured (docs/decisions.md): each callback wakes
+/// the thread its connection was handed to.
+#[test]
+fn callbacks_are_served_on_a_connection_thread_per_core() {
+    let served = serve();
+    let pid = served.process.child.id();
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let names: Vec<String> = (0..cores).map(|i| format!("connections-{i}")).collect();
+    // They start just after the line that says where the gateway listens.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let before = loop {
+        let threads = switches_of_threads(pid, "connections-");
+        if threads.len() >= cores || Instant::now() > deadline {
+            break threads;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(before.keys().cloned().collect::<Vec<_>>(), names);
+
+    let url = format!("{}/callbacks/demo", served.url);
+    for _ in 0..2 * cores {
+        let created = simulate(&["newInstance", "--url", &url, "--access-key", KEY]);
+        assert_eq!(created.status.code(), Some(0), "{}", stdout(&created));
+    }
+    let after = switches_of_threads(pid, "connections-");
+    for name in &names {
+        assert!(
+            after[name] > before[name],
+            "{name} served none of the callbacks: {before:?} → {after:?}"
+        );
+    }
 }
 
 /// Each callback gets an `info` line, except a replay (answered from an
