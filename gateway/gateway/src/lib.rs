@@ -17,7 +17,8 @@
 //! - [`capabilities`] — what plugins may use besides computing: outbound
 //!   HTTP grants, the key-value store, secrets (sealed at rest).
 //! - [`executor`] — runs a merchant's plugin and turns the outcome into an
-//!   unsigned answer (the one outcome → result code mapping).
+//!   unsigned answer (the one outcome → result code mapping);
+//!   [`plugin_tasks`] — where those calls run (the main runtime).
 //! - [`operations`] — idempotency: the recorded operation, the hot cache,
 //!   single-flight, claim → plugin → fenced completion, and upkeep.
 //! - [`server`] — the HTTP side: the router, one callback's flow, serving
@@ -41,6 +42,7 @@ pub mod keys;
 pub mod merchants;
 pub mod metrics;
 pub mod operations;
+pub mod plugin_tasks;
 pub mod plugins;
 pub mod registry;
 pub mod request_json;

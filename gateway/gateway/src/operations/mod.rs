@@ -40,10 +40,10 @@ use std::time::Duration;
 
 use gateway_store::{OperationId, OperationRecord, Remembered, Store, StoreError};
 
+use crate::plugin_tasks::PluginTasks;
 use crate::sealing::Sealer;
 use koogallery_contract::OperationRequest;
 use koogallery_protocol::{AccessKey, Answer, Disposition, ResultCode};
-use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 pub use cache::MIN_ENTRY_WEIGHT;
@@ -200,7 +200,7 @@ struct Inner {
     /// Seals the buyer in stored requests.
     sealer: Sealer,
     settings: Settings,
-    tasks: TaskTracker,
+    tasks: PluginTasks,
 }
 
 impl Inner {
@@ -210,14 +210,14 @@ impl Inner {
 }
 
 impl Operations {
-    /// `tasks` tracks the drives, so that shutdown waits for them; `sealer`
+    /// `tasks` runs the drives (and shutdown waits for them); `sealer`
     /// seals customer data in what is stored.
     pub fn new(
         store: Arc<dyn Store>,
         executor: Arc<dyn Executor>,
         sealer: Sealer,
         settings: Settings,
-        tasks: TaskTracker,
+        tasks: PluginTasks,
     ) -> Operations {
         let settled = moka::future::Cache::builder()
             .max_capacity(settings.hot_cache_bytes)

@@ -34,7 +34,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{any, get};
-use tokio_util::task::TaskTracker;
 
 use gateway_sandbox::{Runtime, RuntimeError};
 
@@ -51,6 +50,7 @@ use crate::merchants::Merchants;
 use crate::metrics::Metrics;
 use crate::operations::Operations;
 use crate::operations::upkeep::UpkeepSettings;
+use crate::plugin_tasks::PluginTasks;
 use crate::registry::{Registry, RegistryError};
 use crate::sealing::Sealer;
 
@@ -75,7 +75,7 @@ pub struct App {
     follow_changes: Duration,
     max_body_bytes: usize,
     /// Plugin calls, which may outlive their request (budget, disconnect).
-    tasks: TaskTracker,
+    tasks: PluginTasks,
     ready: AtomicBool,
     /// Log lines of refused, unauthenticated requests.
     refusals: throttle::Throttle,
@@ -164,7 +164,7 @@ impl App {
         let merchants = registry.merchants().clone();
         let runtime = registry.runtime().clone();
         let store: Arc<dyn Store> = registry.store().clone();
-        let tasks = TaskTracker::new();
+        let tasks = PluginTasks::on_current_runtime();
         let stop_upkeep = CancellationToken::new();
         let callback_log = CallbackLogger::start(
             &config.callback_log,
