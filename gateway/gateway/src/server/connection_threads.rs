@@ -1,22 +1,19 @@
 //! Connection threads: the callback port's connections served thread per
 //! core. Each thread runs a single-threaded tokio runtime; the acceptor
 //! hands every new connection to the next thread in turn, and the
-//! connection — its requests, the plugin calls they spawn, their answers —
-//! stays there.
+//! connection's requests are read, verified, replayed and answered there.
 //!
 //! Why not tokio's work-stealing runtime for them: measured on the
 //! project's 2-core machine (docs/benchmarks.md), a callback arriving at a
 //! modest rate woke *both* of its workers (one to run it, one to look for
 //! work to steal), so that every callback cost two threads' wake-ups and
 //! the CPU they take; the native baseline, single-threaded, paid one.
-//! What is given up is stealing: a connection's callbacks wait for the
-//! plugin calls already running on its thread. Calls are short (a call
-//! that runs 5 ms of CPU makes its merchant heavy, and its calls then run
-//! on the sandbox's low-priority threads), and a plugin call yields to
-//! the thread's other work at every epoch tick.
 //!
-//! The admin port and the background tasks (the callback log's writer, the
-//! completer, the reaper) stay on the main runtime.
+//! Plugin calls are not theirs: they run on the main, work-stealing
+//! runtime (`crate::plugin_tasks`), so that one merchant's slow calls never
+//! hold up the callbacks sharing its connection's thread. The admin port
+//! and the background tasks (the callback log's writer, the completer, the
+//! reaper) stay on the main runtime too.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
