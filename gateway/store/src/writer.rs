@@ -17,12 +17,12 @@
 //! Each write runs inside a savepoint, so one write failing (a constraint)
 //! rolls back only itself; a write alone in its batch (most of them, below
 //! saturation) runs without one, its failure rolling back the whole
-//! transaction, which held nothing else. Some failures (a full disk, an I/O error) make
-//! SQLite roll back the whole transaction instead: then the batch starts
-//! again without the failing write, re-running its neighbours (writes are
-//! re-runnable closures for this), so that one oversized write never fails
-//! the callbacks that happened to share its batch. Every caller hears its
-//! result only after the `COMMIT` of the batch its write is in.
+//! transaction, which held nothing else. Some failures (a full disk, an I/O
+//! error) make SQLite roll back the whole transaction instead: then the
+//! batch starts again without the failing write, re-running its neighbours
+//! (writes are re-runnable closures for this), so that one oversized write
+//! never fails the callbacks that happened to share its batch. Every caller
+//! hears its result only after the `COMMIT` of the batch its write is in.
 //!
 //! Not every write needs its own fsync ([`Durability`]): a write whose loss
 //! in a crash harms nothing (a nonce, a claim, a transient failure, a
@@ -325,9 +325,8 @@ fn set_synchronous(conn: &Connection, synced: &mut bool, needs_sync: bool) -> Re
 }
 
 /// Commits `batch`: every write in its own savepoint (unless alone), one
-/// `COMMIT`. An
-/// error says the store itself failed (the batch could not begin or commit),
-/// as opposed to one write failing on its own.
+/// `COMMIT`. An error says the store itself failed (the batch could not
+/// begin or commit), as opposed to one write failing on its own.
 fn commit_batch(
     conn: &Connection,
     mut batch: Vec<Box<dyn Job>>,
