@@ -200,11 +200,5 @@ pub async fn run(
 /// User + system CPU time of process `pid` so far (all its threads).
 pub fn process_cpu(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // After the parenthesised command: state is field 3, utime 14, stime 15.
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok());
-    let total = ticks(11).unwrap_or(0) + ticks(12).unwrap_or(0);
-    // USER_HZ is 100 on Linux.
-    Duration::from_millis(total * 10)
+    Duration::from_micros(crate::threads::cpu_ticks(&stat) * crate::threads::MICROS_PER_TICK)
 }

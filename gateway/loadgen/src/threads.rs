@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
-/// A clock tick (USER_HZ is 100 on Linux) in microseconds.
-const MICROS_PER_TICK: u64 = 10_000;
+/// A clock tick (USER_HZ, 100 on Linux) in microseconds.
+pub const MICROS_PER_TICK: u64 = 10_000;
 
 /// One thread's counters so far.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -43,7 +43,9 @@ pub fn snapshot(pid: u32) -> Snapshot {
     Snapshot(threads)
 }
 
-fn counters(stat: &str, status: &str) -> Counters {
+/// User + system CPU time in a `/proc/…/stat` line, in clock ticks (0 if
+/// it cannot be read).
+pub fn cpu_ticks(stat: &str) -> u64 {
     // After the parenthesised command: utime is field 14, stime 15.
     let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let fields: Vec<&str> = after.split_whitespace().collect();
@@ -53,6 +55,10 @@ fn counters(stat: &str, status: &str) -> Counters {
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0)
     };
+    field(11) + field(12)
+}
+
+fn counters(stat: &str, status: &str) -> Counters {
     let line = |name: &str| {
         status
             .lines()
@@ -61,7 +67,7 @@ fn counters(stat: &str, status: &str) -> Counters {
             .unwrap_or(0)
     };
     Counters {
-        ticks: field(11) + field(12),
+        ticks: cpu_ticks(stat),
         voluntary: line("voluntary_ctxt_switches:"),
         involuntary: line("nonvoluntary_ctxt_switches:"),
     }
